@@ -1,0 +1,10 @@
+class LabError(Exception):
+    """A problem the user can act on: printed as one line, exit code ``exit_code``."""
+
+    exit_code = 1
+
+
+class ConfigError(LabError):
+    """lab.yml is wrong: nothing was started."""
+
+    exit_code = 2

@@ -1,0 +1,114 @@
+"""Images: a Debian base (pulled, or made locally when no registry answers) and one
+image per folder under images/, tagged by a hash of that folder so an unchanged
+folder is never rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import docker
+import docker.errors
+
+from lab import REPO_DIR
+from lab.errors import LabError
+
+IMAGES_DIR = REPO_DIR / "images"
+UPSTREAM_BASE = "debian:bookworm-slim"
+# Every image builds FROM this tag (build arg BASE); it is the upstream image when one
+# can be pulled, else a Debian rootfs made by mmdebstrap and imported.
+BASE = "xmpp-lab/base:bookworm"
+MIRROR = os.environ.get("LAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+# Build containers get the host's proxy settings, if any (Docker's predefined build args).
+PROXY_ARGS = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+
+Say = Callable[[str], None]
+
+
+def _exists(client: docker.DockerClient, tag: str) -> bool:
+    try:
+        client.images.get(tag)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def ensure_base(client: docker.DockerClient, say: Say) -> None:
+    if _exists(client, BASE):
+        return
+    try:
+        say(f"pulling {UPSTREAM_BASE}")
+        client.images.pull(UPSTREAM_BASE).tag(BASE)
+        return
+    except docker.errors.APIError:
+        say(f"{UPSTREAM_BASE} cannot be pulled: making {BASE} with mmdebstrap")
+    with tempfile.TemporaryDirectory(prefix="xmpp-lab-base-") as tmp:
+        tarball = Path(tmp) / "rootfs.tar"
+        command = [_mmdebstrap(say), "--variant=minbase", "--include=ca-certificates",
+                   "bookworm", str(tarball), MIRROR]
+        result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        if result.returncode != 0:
+            last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise LabError(f"making the base image failed: mmdebstrap: {last}")
+        say(f"importing the base rootfs as {BASE}")
+        repository, tag = BASE.split(":")
+        client.api.import_image_from_file(str(tarball), repository=repository, tag=tag)
+
+
+def _mmdebstrap(say: Say) -> str:
+    found = shutil.which("mmdebstrap")
+    if found:
+        return found
+    # Only where installing it is ordinary: as root on a Debian-like host (as in CI).
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        say("installing mmdebstrap (apt-get)")
+        for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "mmdebstrap"]):
+            result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                    env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+            if result.returncode != 0:
+                raise LabError(f"no base image can be pulled and installing mmdebstrap failed: "
+                               f"{(result.stderr.strip().splitlines() or ['?'])[-1]}")
+        return shutil.which("mmdebstrap") or "mmdebstrap"
+    raise LabError(f"no base image: {UPSTREAM_BASE} cannot be pulled and mmdebstrap is not installed "
+                   f"(install it, e.g. 'sudo apt-get install mmdebstrap')")
+
+
+def tag_for(name: str) -> str:
+    """The tag of images/<name> as it is now: changes whenever a file in it changes."""
+    folder = IMAGES_DIR / name
+    digest = hashlib.sha256(BASE.encode())
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return f"xmpp-lab/{name}:{digest.hexdigest()[:12]}"
+
+
+def ensure_image(client: docker.DockerClient, name: str, say: Say) -> str:
+    """The tag of images/<name>, built first if missing."""
+    tag = tag_for(name)
+    if _exists(client, tag):
+        return tag
+    ensure_base(client, say)
+    say(f"building image {name}")
+    buildargs = {"BASE": BASE, **{k: os.environ[k] for k in PROXY_ARGS if k in os.environ}}
+    log: list[str] = []
+    try:
+        for chunk in client.api.build(path=str(IMAGES_DIR / name), tag=tag, buildargs=buildargs,
+                                      rm=True, forcerm=True, decode=True):
+            if "error" in chunk:
+                tail = " | ".join(line for line in log[-3:] if line)
+                raise LabError(f"building image {name} failed: {chunk['error'].strip()}"
+                               + (f" (last output: {tail})" if tail else ""))
+            for line in chunk.get("stream", "").splitlines():
+                if line.strip():
+                    log.append(line.strip())
+                    if line.startswith("Step "):
+                        say(f"building image {name}: {line.strip()}")
+    except docker.errors.APIError as error:
+        raise LabError(f"building image {name} failed: {error.explanation or error}") from None
+    return tag

@@ -1,0 +1,96 @@
+"""The lab's DNS server: serves a zone file (JSON, see zone.py) with dnslib.
+
+Runs inside the lab's DNS container, so it needs only the standard library and dnslib.
+The zone file is re-read when it changes, so the lab can switch DNS variants without
+restarting anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+
+from dnslib import AAAA, QTYPE, RCODE, RR, SOA, SRV, A, DNSLabel
+from dnslib.server import BaseResolver, DNSServer
+
+RDATA = {
+    "A": lambda r: A(r["address"]),
+    "AAAA": lambda r: AAAA(r["address"]),
+    "SRV": lambda r: SRV(priority=r["priority"], weight=r["weight"], port=r["port"], target=r["target"]),
+}
+
+
+class ZoneResolver(BaseResolver):
+    """Authoritative answers for one origin; REFUSED for names outside it."""
+
+    def __init__(self, zone: dict):
+        self.origin = DNSLabel(zone["origin"])
+        self.ttl = zone["ttl"]
+        self.records = [(DNSLabel(r["name"]), r["type"], RDATA[r["type"]](r)) for r in zone["records"]]
+        self.soa = RR(self.origin, QTYPE.SOA, ttl=self.ttl, rdata=SOA(
+            f"ns.{zone['origin']}", f"hostmaster.{zone['origin']}", (1, 60, 60, 60, self.ttl)))
+
+    def resolve(self, request, handler):
+        reply = request.reply()
+        qname, qtype = request.q.qname, QTYPE[request.q.qtype]
+        if not qname.matchSuffix(self.origin):
+            reply.header.rcode = RCODE.REFUSED
+            return reply
+        reply.header.aa = 1
+        names = [(name, rtype, rdata) for name, rtype, rdata in self.records if name == qname]
+        for name, rtype, rdata in names:
+            if qtype in (rtype, "ANY"):
+                reply.add_answer(RR(name, getattr(QTYPE, rtype), ttl=self.ttl, rdata=rdata))
+        if not reply.rr:
+            # NODATA when the name exists with other types, NXDOMAIN otherwise; the SOA
+            # lets resolvers cache the negative answer only briefly.
+            if not names and qname != self.origin:
+                reply.header.rcode = RCODE.NXDOMAIN
+            reply.add_auth(self.soa)
+        return reply
+
+
+class ReloadingResolver(BaseResolver):
+    """A ZoneResolver over a file, rebuilt whenever the file's mtime changes."""
+
+    def __init__(self, path: str):
+        self.path, self.mtime, self.zone = path, None, None
+        self.lock = threading.Lock()
+        self._reload()
+
+    def _reload(self):
+        status = os.stat(self.path)
+        mtime = (status.st_mtime_ns, status.st_size)
+        if mtime != self.mtime:
+            with open(self.path) as file:
+                self.zone = ZoneResolver(json.load(file))
+            self.mtime = mtime
+
+    def resolve(self, request, handler):
+        with self.lock:
+            try:
+                self._reload()
+            except (OSError, ValueError) as error:
+                print(f"zone not reloaded: {error}", flush=True)
+            return self.zone.resolve(request, handler)
+
+
+def serve(resolver: BaseResolver, address: str = "0.0.0.0", port: int = 53) -> list[DNSServer]:
+    servers = [DNSServer(resolver, address=address, port=port, tcp=tcp) for tcp in (False, True)]
+    for server in servers:
+        server.start_thread()
+    return servers
+
+
+def main(path: str) -> None:
+    serve(ReloadingResolver(path))
+    print(f"lab DNS serving {path}", flush=True)
+    while True:
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

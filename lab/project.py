@@ -1,0 +1,215 @@
+"""A lab on the engine: lab.yml model -> files in the state directory -> services -> containers.
+
+``up`` converges the engine to the model; any failure while bringing it up removes what
+it started, so no half-started lab is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+
+from lab import REPO_DIR, ca, images
+from lab.errors import LabError
+from lab.model import Lab, Server
+from lab.render import TLS_PATHS, render_server
+from lab.runtime import File, Runtime, Service, parallel
+from lab.zone import build_zone
+
+DNS_SERVICE = "dns"
+CLIENT_SERVICE = "client-slixmpp"
+RUNNER = "/opt/xmpp-lab/slixmpp_runner.py"
+CLIENT_CA = "/etc/xmpp-lab/ca.pem"
+ZONE_PATH = "/etc/xmpp-lab/zone.json"
+READY_TIMEOUT = 90.0
+LOG_TAIL = 5
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class Phases:
+    """How long each phase of a command took, in order."""
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def __call__(self, name: str):
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = time.monotonic() - started
+
+
+@dataclass(frozen=True)
+class Federation:
+    sender: Server
+    recipient: Server
+    delivered: bool
+    auth: str | None  # how the sender's server authenticated to the recipient's, as observed
+    error: str | None = None
+
+
+class Project:
+    def __init__(self, lab: Lab, runtime: Runtime, say: Say = lambda _: None):
+        self.lab, self.runtime, self.say = lab, runtime, say
+        self.phases = Phases()
+
+    # --- files in the state directory ------------------------------------------------------
+
+    def server_certificate(self, authority: ca.Issued, server: Server) -> ca.Issued:
+        """The server's certificate from the state directory, issued anew when missing or stale."""
+        directory = self.lab.state_dir / "servers" / server.name
+        names = [server.domain]
+        key_path, cert_path = directory / "key.pem", directory / "cert.pem"
+        if key_path.exists() and cert_path.exists():
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            if cert.issuer == authority.cert.subject and san.get_values_for_type(x509.DNSName) == names:
+                try:
+                    cert.verify_directly_issued_by(authority.cert)
+                    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+                    return ca.Issued(key, cert)
+                except (ValueError, TypeError, InvalidSignature):
+                    pass
+        issued = ca.issue(authority, names)
+        ca.write_private(key_path, issued.key_pem)
+        cert_path.write_bytes(issued.cert_pem)
+        return issued
+
+    def services(self) -> list[Service]:
+        """Everything the lab runs, with its files; written to the state directory too."""
+        lab, state = self.lab, self.lab.state_dir
+        authority = ca.load_or_create_ca(state / "ca", lab.name, lab.domains if lab.name_constraints else None)
+        zone = json.dumps(build_zone(lab), indent=2).encode()
+        (state / "dns").mkdir(parents=True, exist_ok=True)
+        (state / "dns" / "zone.json").write_bytes(zone)
+
+        services = [Service(
+            name=DNS_SERVICE, role="dns", image=images.tag_for("dns"), address=lab.dns_address,
+            files={"/opt/xmpp-lab/labdns.py": File((REPO_DIR / "lab" / "labdns.py").read_bytes()),
+                   ZONE_PATH: File(zone)},
+        )]
+        for server in lab.servers:
+            issued = self.server_certificate(authority, server)
+            chain = issued.cert_pem + authority.cert_pem
+            files = {
+                TLS_PATHS["ca"]: File(authority.cert_pem),
+                TLS_PATHS["cert"]: File(chain),
+                TLS_PATHS["key"]: File(issued.key_pem, 0o600),
+                TLS_PATHS["bundle"]: File(chain + issued.key_pem, 0o600),
+            }
+            config_dir = state / "servers" / server.name / "config"
+            config_dir.mkdir(parents=True, exist_ok=True)
+            for target, text in render_server(lab, server).items():
+                (config_dir / Path(target).name).write_text(text)
+                files[target] = File(text.encode())
+            services.append(Service(name=server.name, role="server", image=images.tag_for(server.kind.image),
+                                    address=server.address, files=files))
+        services.append(Service(
+            name=CLIENT_SERVICE, role="client", image=images.tag_for("client-slixmpp"),
+            address=lab.client_address,
+            files={RUNNER: File((REPO_DIR / "lab" / "runners" / "slixmpp_runner.py").read_bytes()),
+                   CLIENT_CA: File(authority.cert_pem)},
+        ))
+        return services
+
+    # --- bringing it up ------------------------------------------------------------------------
+
+    def up(self) -> list[Service]:
+        """Converge the engine to the lab; on failure remove everything of the lab."""
+        client = self.runtime.client
+        with self.phases("images"):
+            needed = ["dns", "client-slixmpp", *sorted({s.kind.image for s in self.lab.servers})]
+            for name in needed:
+                images.ensure_image(client, name, self.say)
+        try:
+            with self.phases("certificates, zone, configs"):
+                services = self.services()
+            dns, *others = services
+            with self.phases("network, dns"):
+                self.say("starting the lab DNS")
+                self.runtime.ensure_network(str(self.lab.subnet))
+                self.runtime.converge(dns, dns=None)
+            with self.phases("start containers"):
+                self.say("starting servers and clients")
+                wanted = {s.name for s in services}
+                for container in self.runtime.containers():
+                    if container.labels.get("org.xmpp-lab.service") not in wanted:
+                        container.remove(force=True, v=True)
+                changed = parallel(lambda s: self.runtime.converge(s, dns=self.lab.dns_address), others)
+            changed_servers = [s for s, c in zip(others, changed) if c and s.role == "server"]
+            with self.phases("servers ready"):
+                self.say("waiting for servers to speak XMPP")
+                self.wait_ready()
+            with self.phases("accounts"):
+                servers = [self.lab.server(s.name) for s in changed_servers]
+                parallel(self.create_accounts, servers)
+        except BaseException:  # includes Ctrl-C: leave nothing half-started
+            self.runtime.down()
+            raise
+        return changed_servers
+
+    def run_runner(self, command: str, spec: dict) -> dict:
+        code, output = self.runtime.exec(CLIENT_SERVICE, ["python3", RUNNER, command, json.dumps(spec)])
+        try:
+            return json.loads(output.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise LabError(f"the slixmpp runner failed ({command}, exit {code}): "
+                           f"{' | '.join(output.strip().splitlines()[-3:])}") from None
+
+    def wait_ready(self) -> None:
+        """Until every server opens an XMPP stream offering STARTTLS, or one dies or times out."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        waiting = list(self.lab.servers)
+        while waiting:
+            result = self.run_runner("ready", {"domains": [s.domain for s in waiting], "timeout": 2})
+            for server in list(waiting):
+                container = self.runtime.container(server.name)
+                if result[server.domain]["ready"]:
+                    waiting.remove(server)
+                elif container is None or container.status != "running":
+                    self._not_ready(server, f"its container stopped ({container.status if container else 'gone'})")
+                elif time.monotonic() > deadline:
+                    self._not_ready(server, f"not ready after {READY_TIMEOUT:.0f}s: {result[server.domain]['error']}")
+
+    def _not_ready(self, server: Server, why: str):
+        tail = " | ".join(line.strip() for line in self.runtime.logs(server.name, tail=LOG_TAIL).strip().splitlines())
+        raise LabError(f"server {server.name} ({server.domain}) never became ready: {why}; "
+                       f"last log lines: {tail or '(none)'}")
+
+    def create_accounts(self, server: Server) -> None:
+        for user, password in server.accounts.items():
+            code, output = self.runtime.exec(server.name, server.kind.register_command(user, server.domain, password))
+            if code != 0:
+                raise LabError(f"creating account {user}@{server.domain} on {server.name} failed (exit {code}): "
+                               f"{output.strip().splitlines()[-1:] or ''}")
+
+    # --- checking federation ------------------------------------------------------------------
+
+    def check_federation(self, timeout: float = 30.0) -> list[Federation]:
+        """One user on each server messages a user on every other server; both ends checked."""
+        servers = self.lab.servers
+        user = {s.name: (sorted(s.accounts)[0], s.accounts[sorted(s.accounts)[0]]) for s in servers}
+        jid = {s.name: f"{user[s.name][0]}@{s.domain}" for s in servers}
+        pairs = [(a, b) for a in servers for b in servers if a is not b]
+        spec = {"ca": CLIENT_CA, "timeout": timeout,
+                "accounts": {jid[s.name]: user[s.name][1] for s in servers},
+                "pairs": [[jid[a.name], jid[b.name]] for a, b in pairs]}
+        with self.phases("federation"):
+            result = self.run_runner("federate", spec)
+        logs = {s.name: self.runtime.logs(s.name) for s in servers}
+        outcomes = []
+        for a, b in pairs:
+            entry = result[f"{jid[a.name]} -> {jid[b.name]}"]
+            outcomes.append(Federation(sender=a, recipient=b, delivered=entry["delivered"],
+                                       auth=b.kind.inbound_auth(logs[b.name], a.domain), error=entry.get("error")))
+        return outcomes

@@ -1,0 +1,211 @@
+"""Containers and networks on the Docker engine, through the Docker SDK.
+
+Everything the lab creates carries the label ``org.xmpp-lab.lab=<lab name>``; that label,
+not any local file, is how ``down`` finds what to remove. Files go into containers through
+the API (put_archive), never as bind mounts, so a remote engine (DOCKER_HOST) works too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, TypeVar
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from lab.errors import LabError
+
+LABEL_LAB = "org.xmpp-lab.lab"
+LABEL_ROLE = "org.xmpp-lab.role"
+LABEL_SERVICE = "org.xmpp-lab.service"
+LABEL_CONFIG_HASH = "org.xmpp-lab.config-hash"
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def connect() -> docker.DockerClient:
+    try:
+        client = docker.from_env(timeout=300)
+        client.ping()
+        return client
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+        reason = str(error).split(": ", 1)[-1] if str(error) else type(error).__name__
+        raise LabError(f"cannot reach the Docker engine (is it running? DOCKER_HOST?): {reason}") from None
+
+
+def parallel(function: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """``function`` over ``items`` at once; the first error is raised after all have finished."""
+    items = list(items)
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        futures = [pool.submit(function, item) for item in items]
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:
+        raise errors[0]
+    return [f.result() for f in futures]
+
+
+@dataclass(frozen=True)
+class File:
+    data: bytes
+    mode: int = 0o644
+
+
+@dataclass
+class Service:
+    """One container of the lab: what it runs, where, with which files."""
+    name: str
+    role: str  # dns, server, client
+    image: str
+    address: str
+    files: dict[str, File] = field(default_factory=dict)
+    command: list[str] | None = None
+
+    def config_hash(self) -> str:
+        """Changes when anything that defines the container changes."""
+        digest = hashlib.sha256(f"{self.image}\0{self.address}\0{self.command}".encode())
+        for path in sorted(self.files):
+            digest.update(f"\0{path}\0{self.files[path].mode}\0".encode() + self.files[path].data)
+        return digest.hexdigest()
+
+
+def tar_of(files: dict[str, File]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path, file in sorted(files.items()):
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode, info.mtime = len(file.data), file.mode, int(time.time())
+            tar.addfile(info, io.BytesIO(file.data))
+    return buffer.getvalue()
+
+
+class Runtime:
+    def __init__(self, client: docker.DockerClient, lab_name: str):
+        self.client = client
+        self.lab_name = lab_name
+
+    @property
+    def network_name(self) -> str:
+        return f"xmpp-lab-{self.lab_name}"
+
+    def container_name(self, service: str) -> str:
+        return f"xmpp-lab-{self.lab_name}-{service}"
+
+    def labels(self, **extra: str) -> dict[str, str]:
+        return {LABEL_LAB: self.lab_name, **extra}
+
+    # --- what exists -------------------------------------------------------------------
+
+    def containers(self, role: str | None = None) -> list:
+        filters = [f"{LABEL_LAB}={self.lab_name}"] + ([f"{LABEL_ROLE}={role}"] if role else [])
+        return self.client.containers.list(all=True, filters={"label": filters})
+
+    def container(self, service: str):
+        try:
+            return self.client.containers.get(self.container_name(service))
+        except docker.errors.NotFound:
+            return None
+
+    def networks(self) -> list:
+        return self.client.networks.list(filters={"label": f"{LABEL_LAB}={self.lab_name}"})
+
+    def volumes(self) -> list:
+        return self.client.volumes.list(filters={"label": f"{LABEL_LAB}={self.lab_name}"})
+
+    def exists(self) -> bool:
+        return bool(self.containers() or self.networks() or self.volumes())
+
+    # --- creating ------------------------------------------------------------------------
+
+    def ensure_network(self, subnet: str) -> None:
+        if self.networks():
+            return
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
+        try:
+            # internal: nothing in the lab can reach outside it.
+            self.client.networks.create(self.network_name, driver="bridge", internal=True, ipam=ipam,
+                                        labels=self.labels(), check_duplicate=True)
+        except docker.errors.APIError as error:
+            raise LabError(f"cannot create network {self.network_name} ({subnet}): {error.explanation}") from None
+
+    def converge(self, service: Service, dns: str | None) -> bool:
+        """Make the service's container match ``service``; True when it was (re)created."""
+        wanted = service.config_hash()
+        existing = self.container(service.name)
+        if existing is not None:
+            if existing.labels.get(LABEL_CONFIG_HASH) == wanted and existing.status == "running":
+                return False
+            existing.remove(force=True, v=True)
+        self._create(service, wanted, dns)
+        return True
+
+    def _create(self, service: Service, config_hash: str, dns: str | None) -> None:
+        api = self.client.api
+        name = self.container_name(service.name)
+        try:
+            created = api.create_container(
+                service.image, name=name, command=service.command, detach=True,
+                labels=self.labels(**{LABEL_ROLE: service.role, LABEL_SERVICE: service.name,
+                                      LABEL_CONFIG_HASH: config_hash}),
+                host_config=api.create_host_config(dns=[dns] if dns else None, init=True),
+                networking_config=api.create_networking_config(
+                    {self.network_name: api.create_endpoint_config(ipv4_address=service.address)}),
+            )
+            if service.files:
+                api.put_archive(created["Id"], "/", tar_of(service.files))
+            api.start(created["Id"])
+        except docker.errors.APIError as error:
+            raise LabError(f"cannot start {service.name} ({name}): {error.explanation or error}") from None
+
+    # --- using ---------------------------------------------------------------------------
+
+    def exec(self, service: str, command: list[str], user: str = "") -> tuple[int, str]:
+        container = self.container(service)
+        if container is None or container.status != "running":
+            raise LabError(f"{service} is not running")
+        result = container.exec_run(command, user=user, demux=False)
+        return result.exit_code, result.output.decode(errors="replace")
+
+    def logs(self, service: str, tail: int | str = "all") -> str:
+        container = self.container(service)
+        return container.logs(tail=tail).decode(errors="replace") if container else ""
+
+    def update_file(self, service: str, path: str, file: File) -> None:
+        container = self.container(service)
+        container.put_archive("/", tar_of({path: file}))
+
+    # --- removing ------------------------------------------------------------------------
+
+    def remove(self, service: str) -> None:
+        container = self.container(service)
+        if container is not None:
+            container.remove(force=True, v=True)
+
+    def down(self) -> int:
+        """Remove every container, network and volume of this lab; how many things went."""
+        removed = 0
+
+        def remove_container(container):
+            try:
+                container.remove(force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+
+        containers = self.containers()
+        parallel(remove_container, containers)
+        removed += len(containers)
+        for network in self.networks():
+            network.remove()
+            removed += 1
+        for volume in self.volumes():
+            volume.remove(force=True)
+            removed += 1
+        return removed

@@ -1,0 +1,58 @@
+"""Server kinds.
+
+A kind is one module in this package that defines ``KIND = ServerKind(...)``, plus a
+template folder ``templates/<name>/`` and an image folder ``images/<name>/``. Kinds are
+found by listing this package, so adding one touches nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+# What "how did the sending server authenticate" can be, as observed in a receiver's log.
+CERTIFICATE = "certificate"
+DIALBACK = "dialback"
+
+
+@dataclass(frozen=True)
+class ServerKind:
+    name: str
+    # Rendered config files: template name (in templates/<name>/) -> path in the container.
+    config_files: dict[str, str]
+    # Command run in the running container to create an account.
+    register_command: Callable[[str, str, str], list[str]]
+    # Log lines of the *receiving* server that show how a peer authenticated:
+    # regexes with a named group "peer" (the remote domain), one list per method.
+    inbound_auth_patterns: dict[str, list[str]]
+    # How peers may authenticate to this kind over s2s, best first.
+    s2s_auth: tuple[str, ...] = (CERTIFICATE, DIALBACK)
+    # Feature names this kind supports, for reporting "not supported" from data.
+    features: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def image(self) -> str:
+        """The image folder under images/."""
+        return self.name
+
+    def inbound_auth(self, log: str, peer: str) -> str | None:
+        """The last method by which ``peer`` authenticated to this server, per its log."""
+        found: tuple[int, str] | None = None
+        for method, patterns in self.inbound_auth_patterns.items():
+            for pattern in patterns:
+                for match in re.finditer(pattern, log, re.MULTILINE):
+                    if match.group("peer") == peer and (found is None or match.start() > found[0]):
+                        found = (match.start(), method)
+        return found[1] if found else None
+
+
+def kinds() -> dict[str, ServerKind]:
+    """Every server kind in this package, by name."""
+    found = {}
+    for module in pkgutil.iter_modules(__path__):
+        kind = importlib.import_module(f"{__name__}.{module.name}").KIND
+        found[kind.name] = kind
+    return found

@@ -1,0 +1,16 @@
+"""ejabberd 23.01 (Debian bookworm)."""
+
+from lab.servers import CERTIFICATE, DIALBACK, ServerKind
+
+KIND = ServerKind(
+    name="ejabberd",
+    config_files={"ejabberd.yml.j2": "/etc/ejabberd/ejabberd.yml"},
+    register_command=lambda user, domain, password: ["ejabberdctl", "register", user, domain, password],
+    # ejabberd_s2s_in: "Accepted inbound s2s <Mech> authentication <remote> -> <local>"
+    inbound_auth_patterns={
+        CERTIFICATE: [r"Accepted inbound s2s EXTERNAL authentication (?P<peer>\S+) -> "],
+        DIALBACK: [r"Accepted inbound s2s dialback authentication (?P<peer>\S+) -> "],
+    },
+    s2s_auth=(CERTIFICATE, DIALBACK),
+    features=frozenset({"muc", "mam", "carbons", "stream-management", "register", "ping", "disco"}),
+)

@@ -1,0 +1,45 @@
+import stat
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from lab import ca
+
+
+def test_server_certificate_verifies_against_the_ca_with_expected_names():
+    authority = ca.create_ca("t")
+    issued = ca.issue(authority, ["prosody.test", "conference.prosody.test"])
+    issued.cert.verify_directly_issued_by(authority.cert)
+    san = issued.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["prosody.test", "conference.prosody.test"]
+
+
+def test_server_certificate_is_good_for_tls_server_and_client():
+    issued = ca.issue(ca.create_ca("t"), ["ejabberd.test"])
+    usages = issued.cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert ExtendedKeyUsageOID.SERVER_AUTH in usages and ExtendedKeyUsageOID.CLIENT_AUTH in usages
+    assert issued.cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+
+
+def test_certificate_from_another_ca_does_not_verify():
+    issued = ca.issue(ca.create_ca("a"), ["prosody.test"])
+    other = ca.create_ca("b")
+    try:
+        issued.cert.verify_directly_issued_by(other.cert)
+    except Exception:
+        return
+    raise AssertionError("a certificate verified against a CA that did not issue it")
+
+
+def test_name_constraints_limit_the_ca_to_lab_domains():
+    authority = ca.create_ca("t", ["prosody.test", "ejabberd.test"])
+    constraints = authority.cert.extensions.get_extension_for_class(x509.NameConstraints)
+    assert constraints.critical
+    assert [n.value for n in constraints.value.permitted_subtrees] == ["prosody.test", "ejabberd.test"]
+
+
+def test_ca_is_kept_with_a_private_key_only_its_owner_can_read(tmp_path):
+    first = ca.load_or_create_ca(tmp_path / "ca", "t", None)
+    assert stat.S_IMODE((tmp_path / "ca" / "ca.key").stat().st_mode) == 0o600
+    again = ca.load_or_create_ca(tmp_path / "ca", "t", None)
+    assert again.cert == first.cert

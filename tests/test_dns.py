@@ -1,0 +1,75 @@
+"""The lab DNS server, queried over real UDP/TCP on loopback with dnspython."""
+
+import json
+import socket
+
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from lab import labdns
+from lab.zone import build_zone
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(default_lab, tmp_path):
+    zone_file = tmp_path / "zone.json"
+    zone_file.write_text(json.dumps(build_zone(default_lab)))
+    port = free_port()
+    servers = labdns.serve(labdns.ReloadingResolver(str(zone_file)), address="127.0.0.1", port=port)
+    yield port, zone_file
+    for s in servers:
+        s.stop()
+
+
+def ask(port, name, rdtype, tcp=False):
+    query = dns.message.make_query(name, rdtype)
+    send = dns.query.tcp if tcp else dns.query.udp
+    return send(query, "127.0.0.1", port=port, timeout=3)
+
+
+def test_srv_records_point_at_the_server(server, default_lab):
+    port, _ = server
+    prosody = default_lab.server("prosody")
+    answer = ask(port, "_xmpp-server._tcp.prosody.test", "SRV")
+    (record,) = [r for rrset in answer.answer for r in rrset]
+    assert (record.port, str(record.target)) == (5269, "prosody.test.")
+    answer = ask(port, "_xmpp-client._tcp.prosody.test", "SRV", tcp=True)
+    assert [r.port for rrset in answer.answer for r in rrset] == [5222]
+    answer = ask(port, "prosody.test", "A")
+    assert [r.address for rrset in answer.answer for r in rrset] == [prosody.address]
+
+
+def test_unknown_names_are_nxdomain_with_soa(server):
+    port, _ = server
+    answer = ask(port, "nobody.test", "A")
+    assert answer.rcode() == dns.rcode.NXDOMAIN
+    assert answer.authority and answer.authority[0].rdtype == dns.rdatatype.SOA
+
+
+def test_existing_name_without_that_type_is_nodata(server):
+    port, _ = server
+    answer = ask(port, "prosody.test", "AAAA")
+    assert answer.rcode() == dns.rcode.NOERROR and not answer.answer
+
+
+def test_names_outside_the_lab_are_refused(server):
+    port, _ = server
+    assert ask(port, "example.com", "A").rcode() == dns.rcode.REFUSED
+
+
+def test_zone_changes_are_served_without_restart(server):
+    port, zone_file = server
+    zone = json.loads(zone_file.read_text())
+    zone["records"].append({"name": "extra.test", "type": "A", "address": "10.0.0.9"})
+    zone_file.write_text(json.dumps(zone))
+    answer = ask(port, "extra.test", "A")
+    assert [r.address for rrset in answer.answer for r in rrset] == ["10.0.0.9"]

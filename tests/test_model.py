@@ -1,0 +1,48 @@
+"""lab.yml -> model, and every malformed lab.yml in tests/cases/ with its expected error."""
+
+from pathlib import Path
+
+import pytest
+
+from lab import model
+from lab.errors import ConfigError
+
+CASES = Path(__file__).parent / "cases"
+
+
+def test_default_lab_has_prosody_and_ejabberd_with_accounts(default_lab):
+    assert [(s.name, s.kind.name, s.domain) for s in default_lab.servers] == [
+        ("prosody", "prosody", "prosody.test"), ("ejabberd", "ejabberd", "ejabberd.test")]
+    assert default_lab.servers[0].accounts == {"alice": "alice-password", "bob": "bob-password"}
+    addresses = {default_lab.dns_address, default_lab.client_address, *(s.address for s in default_lab.servers)}
+    assert len(addresses) == 4 and all(model.ipaddress.ip_address(a) in default_lab.subnet for a in addresses)
+
+
+def test_labs_with_different_names_get_different_subnets():
+    assert model.default_subnet("default") != model.default_subnet("other")
+
+
+def test_server_settings_override_lab_defaults(tmp_path):
+    path = tmp_path / "lab.yml"
+    path.write_text("name: x\naccounts: {carol: c}\nservers:\n  p: {kind: prosody, domain: p.test, "
+                    "log_level: debug, accounts: {alice: other}}\n")
+    (server,) = model.load(path).servers
+    assert server.log_level == "debug"
+    assert server.accounts == {"alice": "other", "bob": "bob-password", "carol": "c"}
+
+
+def case_files():
+    return sorted(CASES.glob("*.yml"))
+
+
+@pytest.mark.parametrize("case", case_files(), ids=lambda p: p.stem)
+def test_malformed_lab_file_gives_located_error(case):
+    """Each case file's first line is '# error: <expected message after file:line: >'."""
+    text = case.read_text()
+    first = text.splitlines()[0] if text else ""
+    expected = (case.with_suffix(".error").read_text().strip() if case.with_suffix(".error").exists()
+                else first.removeprefix("# error: ").strip())
+    with pytest.raises(ConfigError) as raised:
+        model.load(case)
+    assert str(raised.value) == f"{case}:{expected}"
+    assert raised.value.exit_code == 2
