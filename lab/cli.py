@@ -61,7 +61,12 @@ def up(file: Optional[Path] = FileOption):
     """Bring the lab up (building missing images), then check federation between every server pair."""
     lab, runtime = open_lab(file)
     with console.status("starting") as status:
-        project = Project(lab, runtime, say=lambda text: status.update(text[:100]))
+        def say(text: str, transient: bool = False):
+            if not transient:
+                console.print(f"[dim]{text}[/]", highlight=False)
+            status.update(text[:100])
+
+        project = Project(lab, runtime, say=say)
         project.up()
         status.update("checking federation")
         outcomes = project.check_federation()

@@ -28,7 +28,8 @@ MIRROR = os.environ.get("LAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # Build containers get the host's proxy settings, if any (Docker's predefined build args).
 PROXY_ARGS = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
 
-Say = Callable[[str], None]
+# say(text) reports a step a person should see; transient=True only updates a status line.
+Say = Callable[..., None]
 
 
 def _exists(client: docker.DockerClient, tag: str) -> bool:
@@ -43,7 +44,7 @@ def ensure_base(client: docker.DockerClient, say: Say) -> None:
     if _exists(client, BASE):
         return
     try:
-        say(f"pulling {UPSTREAM_BASE}")
+        say(f"pulling {UPSTREAM_BASE}", transient=True)
         client.images.pull(UPSTREAM_BASE).tag(BASE)
         return
     except docker.errors.APIError:
@@ -108,7 +109,7 @@ def ensure_image(client: docker.DockerClient, name: str, say: Say) -> str:
                 if line.strip():
                     log.append(line.strip())
                     if line.startswith("Step "):
-                        say(f"building image {name}: {line.strip()}")
+                        say(f"building image {name}: {line.strip()}", transient=True)
     except docker.errors.APIError as error:
         raise LabError(f"building image {name} failed: {error.explanation or error}") from None
     return tag

@@ -32,7 +32,7 @@ ZONE_PATH = "/etc/xmpp-lab/zone.json"
 READY_TIMEOUT = 90.0
 LOG_TAIL = 5
 
-Say = Callable[[str], None]
+Say = Callable[..., None]  # see images.Say
 
 
 @dataclass
@@ -59,7 +59,7 @@ class Federation:
 
 
 class Project:
-    def __init__(self, lab: Lab, runtime: Runtime, say: Say = lambda _: None):
+    def __init__(self, lab: Lab, runtime: Runtime, say: Say = lambda text, transient=False: None):
         self.lab, self.runtime, self.say = lab, runtime, say
         self.phases = Phases()
 
@@ -136,11 +136,11 @@ class Project:
                 services = self.services()
             dns, *others = services
             with self.phases("network, dns"):
-                self.say("starting the lab DNS")
+                self.say("starting the lab DNS", transient=True)
                 self.runtime.ensure_network(str(self.lab.subnet))
                 self.runtime.converge(dns, dns=None)
             with self.phases("start containers"):
-                self.say("starting servers and clients")
+                self.say("starting servers and clients", transient=True)
                 wanted = {s.name for s in services}
                 for container in self.runtime.containers():
                     if container.labels.get("org.xmpp-lab.service") not in wanted:
@@ -148,7 +148,7 @@ class Project:
                 changed = parallel(lambda s: self.runtime.converge(s, dns=self.lab.dns_address), others)
             changed_servers = [s for s, c in zip(others, changed) if c and s.role == "server"]
             with self.phases("servers ready"):
-                self.say("waiting for servers to speak XMPP")
+                self.say("waiting for servers to speak XMPP", transient=True)
                 self.wait_ready()
             with self.phases("accounts"):
                 servers = [self.lab.server(s.name) for s in changed_servers]
