@@ -92,6 +92,15 @@ def issue(ca: Issued, names: list[str]) -> Issued:
     return Issued(key, cert)
 
 
+def permitted(authority: Issued) -> list[str] | None:
+    """The domains a name-constrained CA may vouch for; None when unconstrained."""
+    try:
+        constraints = authority.cert.extensions.get_extension_for_class(x509.NameConstraints).value
+    except x509.ExtensionNotFound:
+        return None
+    return sorted(name.value for name in constraints.permitted_subtrees or [])
+
+
 def write_private(path: Path, data: bytes) -> None:
     """Write a file only its owner can read, from the moment it exists."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,7 +115,10 @@ def load_or_create_ca(directory: Path, lab_name: str, permitted_domains: list[st
     key_path, cert_path = directory / "ca.key", directory / "ca.pem"
     if key_path.exists() and cert_path.exists():
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        return Issued(key, x509.load_pem_x509_certificate(cert_path.read_bytes()))
+        existing = Issued(key, x509.load_pem_x509_certificate(cert_path.read_bytes()))
+        if permitted(existing) == (sorted(permitted_domains) if permitted_domains else None):
+            return existing
+        # The lab's domains changed under name constraints: a new CA (and certificates).
     ca = create_ca(lab_name, permitted_domains)
     write_private(key_path, ca.key_pem)
     cert_path.write_bytes(ca.cert_pem)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from lab import REPO_DIR, model
 from lab.errors import LabError
@@ -55,10 +57,19 @@ def open_lab(path: Optional[Path]) -> tuple[model.Lab, Runtime]:
     return lab, Runtime(connect(), lab.name)
 
 
-@app.command()
-@reports_errors
-def up(file: Optional[Path] = FileOption):
-    """Bring the lab up (building missing images), then check federation between every server pair."""
+def print_federation(project: Project) -> bool:
+    outcomes = project.check_federation()
+    console.print("federation (one message each way, sender's server -> recipient's server):")
+    for outcome in outcomes:
+        verdict = "[green]pass[/]" if outcome.delivered else "[red]FAIL[/]"
+        detail = f"  ({outcome.error})" if outcome.error else ""
+        console.print(f"  {verdict}  {outcome.sender.domain} -> {outcome.recipient.domain}  "
+                      f"{AUTH_NAMES.get(outcome.auth, outcome.auth)}{detail}", highlight=False)
+    return all(o.delivered for o in outcomes)
+
+
+def bring_up(file: Optional[Path], fresh: bool = False) -> None:
+    """up and reset: converge, report what changed, prove federation, show phase times."""
     lab, runtime = open_lab(file)
     with console.status("starting") as status:
         def say(text: str, transient: bool = False):
@@ -67,31 +78,157 @@ def up(file: Optional[Path] = FileOption):
             status.update(text[:100])
 
         project = Project(lab, runtime, say=say)
-        project.up()
+        changed = project.up(fresh=fresh)
         status.update("checking federation")
-        outcomes = project.check_federation()
-    servers = ", ".join(f"{s.name} ({s.domain})" for s in lab.servers)
-    console.print(f"lab [bold]{lab.name}[/] is up: {servers}; files in {lab.state_dir}", highlight=False)
-    console.print("federation (one message each way, sender's server -> recipient's server):")
-    for outcome in outcomes:
-        verdict = "[green]pass[/]" if outcome.delivered else "[red]FAIL[/]"
-        detail = f"  ({outcome.error})" if outcome.error else ""
-        console.print(f"  {verdict}  {outcome.sender.domain} -> {outcome.recipient.domain}  "
-                      f"{AUTH_NAMES.get(outcome.auth, outcome.auth)}{detail}", highlight=False)
+        servers = ", ".join(f"{s.name} ({s.domain})" for s in lab.servers)
+        if changed:
+            console.print(f"lab [bold]{lab.name}[/] is up: {servers}; (re)started: {', '.join(changed)}; "
+                          f"files in {lab.state_dir}", highlight=False)
+        else:
+            console.print(f"lab [bold]{lab.name}[/] is up to date (nothing restarted): {servers}", highlight=False)
+        federated = print_federation(project)
     console.print("phases: " + " · ".join(f"{name} {seconds:.1f}s" for name, seconds in project.phases.seconds.items()),
                   highlight=False)
-    if not all(o.delivered for o in outcomes):
+    if not federated:
         raise typer.Exit(1)
 
 
 @app.command()
 @reports_errors
+def up(file: Optional[Path] = FileOption):
+    """Bring the lab up or up to date (building missing images), then check federation."""
+    bring_up(file)
+
+
+@app.command()
+@reports_errors
+def reset(file: Optional[Path] = FileOption,
+          hard: bool = typer.Option(False, "--hard", help="Also make a new CA and new certificates.")):
+    """Put every server back to a fresh state: data wiped, accounts created again (images and CA kept)."""
+    if hard:
+        lab = model.load(lab_file(file))
+        shutil.rmtree(lab.state_dir / "ca", ignore_errors=True)
+        shutil.rmtree(lab.state_dir / "servers", ignore_errors=True)
+    bring_up(file, fresh=True)
+
+
+@app.command()
+@reports_errors
 def down(file: Optional[Path] = FileOption):
-    """Remove every container, network and volume of the lab (images stay)."""
+    """Remove every container, network and volume of the lab (images and the CA stay)."""
     lab, runtime = open_lab(file)
     removed = runtime.down()
     console.print(f"lab [bold]{lab.name}[/] is down ({removed} removed)" if removed
                   else f"lab [bold]{lab.name}[/] was not up", highlight=False)
+
+
+@app.command()
+@reports_errors
+def status(file: Optional[Path] = FileOption,
+           as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+    """Every container of the lab: server, kind, domain, address, state, ready."""
+    lab, runtime = open_lab(file)
+    rows = Project(lab, runtime).status()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("server", "kind", "domain", "address", "state", "ready", box=None)
+    for row in rows:
+        ready = {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[row["ready"]]
+        table.add_row(row["server"], row["kind"], row["domain"] or "-", row["address"], row["state"], ready)
+    console.print(table)
+
+
+def container_of(file: Optional[Path], name: str):
+    lab, runtime = open_lab(file)
+    container = runtime.container(name)
+    if container is None:
+        known = ", ".join(["dns", *(s.name for s in lab.servers), "client-slixmpp"])
+        raise LabError(f"lab {lab.name} has no container {name!r} (is it up? names: {known})")
+    return container
+
+
+@app.command()
+@reports_errors
+def logs(name: str = typer.Argument(..., help="A server name, dns or client-slixmpp."),
+         follow: bool = typer.Option(False, "--follow", "-F", help="Keep printing new lines."),
+         file: Optional[Path] = FileOption):
+    """Print a container's log."""
+    container = container_of(file, name)
+    if not follow:
+        sys.stdout.write(container.logs().decode(errors="replace"))
+        return
+    for chunk in container.logs(stream=True, follow=True):
+        sys.stdout.write(chunk.decode(errors="replace"))
+        sys.stdout.flush()
+
+
+@app.command(name="exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@reports_errors
+def exec_(ctx: typer.Context, name: str = typer.Argument(..., help="A server name, dns or client-slixmpp."),
+          file: Optional[Path] = FileOption):
+    """Run a command in a container: lab exec NAME -- CMD [ARGS...]."""
+    if not ctx.args:
+        raise LabError("no command given: lab exec NAME -- CMD [ARGS...]")
+    container = container_of(file, name)
+    result = container.exec_run(ctx.args)
+    sys.stdout.write(result.output.decode(errors="replace"))
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+@reports_errors
+def accounts(file: Optional[Path] = FileOption):
+    """The test accounts of every server: JID and password."""
+    lab = model.load(lab_file(file))
+    table = Table("jid", "password", "server", box=None)
+    for server in lab.servers:
+        for user, password in server.accounts.items():
+            table.add_row(f"{user}@{server.domain}", password, server.name)
+    console.print(table)
+
+
+ca_app = typer.Typer(help="The lab's certificate authority.", no_args_is_help=True)
+app.add_typer(ca_app, name="ca")
+
+
+@ca_app.command("export")
+@reports_errors
+def ca_export(path: Path = typer.Argument(..., help="Where to write the CA certificate (PEM)."),
+              file: Optional[Path] = FileOption):
+    """Write the lab CA certificate, e.g. to trust the lab in a desktop client."""
+    lab = model.load(lab_file(file))
+    source = lab.state_dir / "ca" / "ca.pem"
+    if not source.exists():
+        raise LabError(f"lab {lab.name} has no CA yet: run 'lab up' first")
+    try:
+        shutil.copyfile(source, path)
+    except OSError as error:
+        raise LabError(f"{path}: cannot write: {error.strerror}") from None
+    console.print(f"lab CA certificate written to {path}", highlight=False)
+
+
+dns_app = typer.Typer(help="The lab's DNS.", no_args_is_help=True)
+app.add_typer(dns_app, name="dns")
+
+
+@dns_app.command("query")
+@reports_errors
+def dns_query(name: str, rtype: str = typer.Argument("A", metavar="TYPE"), file: Optional[Path] = FileOption):
+    """Ask the lab DNS, as the lab's containers do."""
+    container = container_of(file, "dns")
+    result = container.exec_run(["python3", "-c", DNS_QUERY, name, rtype.upper()])
+    sys.stdout.write(result.output.decode(errors="replace"))
+    raise typer.Exit(result.exit_code)
+
+
+# Run inside the DNS container, which has dnslib.
+DNS_QUERY = """\
+import sys
+from dnslib import DNSRecord
+reply = DNSRecord.parse(DNSRecord.question(sys.argv[1], sys.argv[2]).send("127.0.0.1", 53, timeout=3))
+print(reply)
+"""
 
 
 @app.command()

@@ -8,13 +8,12 @@ restarting anything.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
 
 from dnslib import AAAA, QTYPE, RCODE, RR, SOA, SRV, A, DNSLabel
-from dnslib.server import BaseResolver, DNSServer
+from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 RDATA = {
     "A": lambda r: A(r["address"]),
@@ -54,32 +53,36 @@ class ZoneResolver(BaseResolver):
 
 
 class ReloadingResolver(BaseResolver):
-    """A ZoneResolver over a file, rebuilt whenever the file's mtime changes."""
+    """A ZoneResolver over a file, rebuilt whenever the file's content changes.
+
+    The file is small and read per query: content, unlike mtime (whole seconds when
+    copied in through the Docker API), always shows a change.
+    """
 
     def __init__(self, path: str):
-        self.path, self.mtime, self.zone = path, None, None
+        self.path, self.text, self.zone = path, None, None
         self.lock = threading.Lock()
         self._reload()
 
     def _reload(self):
-        status = os.stat(self.path)
-        mtime = (status.st_mtime_ns, status.st_size)
-        if mtime != self.mtime:
-            with open(self.path) as file:
-                self.zone = ZoneResolver(json.load(file))
-            self.mtime = mtime
+        with open(self.path, "rb") as file:
+            text = file.read()
+        if text != self.text:
+            self.zone = ZoneResolver(json.loads(text))
+            self.text = text
 
     def resolve(self, request, handler):
         with self.lock:
             try:
                 self._reload()
-            except (OSError, ValueError) as error:
-                print(f"zone not reloaded: {error}", flush=True)
+            except (OSError, ValueError, KeyError) as error:
+                print(f"zone not reloaded, serving the previous one: {error}", flush=True)
             return self.zone.resolve(request, handler)
 
 
 def serve(resolver: BaseResolver, address: str = "0.0.0.0", port: int = 53) -> list[DNSServer]:
-    servers = [DNSServer(resolver, address=address, port=port, tcp=tcp) for tcp in (False, True)]
+    logger = DNSLogger("-request,-send,-recv,-data")  # one line per reply, and errors
+    servers = [DNSServer(resolver, address=address, port=port, tcp=tcp, logger=logger) for tcp in (False, True)]
     for server in servers:
         server.start_thread()
     return servers

@@ -23,10 +23,11 @@ from lab.servers import ServerKind, kinds
 PACKAGE_DIR = Path(__file__).parent
 DEFAULTS = yaml.safe_load((PACKAGE_DIR / "defaults.yml").read_text())
 
-# Fixed host numbers inside the lab subnet.
-DNS_HOST = 53
+# Host numbers inside the lab subnet: the DNS and the client at fixed ones, servers in
+# between at a number picked from their name, so adding or removing one server moves no other.
+DNS_HOST = 2
 CLIENT_HOST = 200
-FIRST_SERVER_HOST = 10
+SERVER_HOSTS = range(10, 200)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Server:
     address: str
     accounts: dict[str, str]
     log_level: str
+    ready_timeout: float
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,16 @@ def default_subnet(name: str) -> ipaddress.IPv4Network:
     return ipaddress.ip_network(f"10.{200 + index // 256}.{index % 256}.0/24")
 
 
+def server_addresses(names: list[str], subnet: ipaddress.IPv4Network) -> dict[str, str]:
+    taken: dict[int, str] = {}
+    for name in sorted(names):
+        slot = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % len(SERVER_HOSTS)
+        while slot in taken:
+            slot = (slot + 1) % len(SERVER_HOSTS)
+        taken[slot] = name
+    return {name: str(subnet[SERVER_HOSTS[slot]]) for slot, name in taken.items()}
+
+
 def _build(data: dict, root: yaml.Node, path: Path) -> Lab:
     merged = _merge(DEFAULTS, data)
     name = merged["name"]
@@ -222,22 +234,22 @@ def _build(data: dict, root: yaml.Node, path: Path) -> Lab:
 
     known = kinds()
     servers, seen_domains = [], {}
-    for index, (server_name, spec) in enumerate(merged["servers"].items()):
+    addresses = server_addresses(list(merged["servers"]), subnet)
+    for server_name, spec in merged["servers"].items():
         settings = _merge(merged["server"], spec)
         domain = settings["domain"]
         if domain in seen_domains:
             raise _located(path, root, ["servers", server_name, "domain"],
                            f"domain {domain!r} is already served by {seen_domains[domain]!r}")
         seen_domains[domain] = server_name
-        if FIRST_SERVER_HOST + index >= CLIENT_HOST:
-            raise _located(path, root, ["servers", server_name], "too many servers for one lab")
         servers.append(Server(
             name=server_name,
             kind=known[settings["kind"]],
             domain=domain,
-            address=str(subnet[FIRST_SERVER_HOST + index]),
+            address=addresses[server_name],
             accounts={**merged["accounts"], **settings["accounts"]},
             log_level=settings["log_level"],
+            ready_timeout=settings["ready_timeout"],
         ))
     return Lab(name=name, file=path.resolve(), subnet=subnet,
                name_constraints=merged["ca"]["name_constraints"], servers=tuple(servers))

@@ -21,7 +21,7 @@ from lab import REPO_DIR, ca, images
 from lab.errors import LabError
 from lab.model import Lab, Server
 from lab.render import TLS_PATHS, render_server
-from lab.runtime import File, Runtime, Service, parallel
+from lab.runtime import LABEL_ROLE, LABEL_SERVICE, File, Runtime, Service, parallel
 from lab.zone import build_zone
 
 DNS_SERVICE = "dns"
@@ -29,7 +29,6 @@ CLIENT_SERVICE = "client-slixmpp"
 RUNNER = "/opt/xmpp-lab/slixmpp_runner.py"
 CLIENT_CA = "/etc/xmpp-lab/ca.pem"
 ZONE_PATH = "/etc/xmpp-lab/zone.json"
-READY_TIMEOUT = 90.0
 LOG_TAIL = 5
 
 Say = Callable[..., None]  # see images.Say
@@ -89,14 +88,12 @@ class Project:
         """Everything the lab runs, with its files; written to the state directory too."""
         lab, state = self.lab, self.lab.state_dir
         authority = ca.load_or_create_ca(state / "ca", lab.name, lab.domains if lab.name_constraints else None)
-        zone = json.dumps(build_zone(lab), indent=2).encode()
         (state / "dns").mkdir(parents=True, exist_ok=True)
-        (state / "dns" / "zone.json").write_bytes(zone)
 
         services = [Service(
             name=DNS_SERVICE, role="dns", image=images.tag_for("dns"), address=lab.dns_address,
             files={"/opt/xmpp-lab/labdns.py": File((REPO_DIR / "lab" / "labdns.py").read_bytes()),
-                   ZONE_PATH: File(zone)},
+                   ZONE_PATH: File(b'{"origin": "test", "ttl": 5, "records": []}')},
         )]
         for server in lab.servers:
             issued = self.server_certificate(authority, server)
@@ -124,8 +121,12 @@ class Project:
 
     # --- bringing it up ------------------------------------------------------------------------
 
-    def up(self) -> list[Service]:
-        """Converge the engine to the lab; on failure remove everything of the lab."""
+    def up(self, fresh: bool = False) -> list[str]:
+        """Converge the engine to the lab; the names of the containers (re)created.
+
+        ``fresh`` recreates every server container (their data lives only in the
+        container). On any failure, Ctrl-C included, everything of the lab is removed.
+        """
         client = self.runtime.client
         with self.phases("images"):
             needed = ["dns", "client-slixmpp", *sorted({s.kind.image for s in self.lab.servers})]
@@ -133,30 +134,33 @@ class Project:
                 images.ensure_image(client, name, self.say)
         try:
             with self.phases("certificates, zone, configs"):
-                services = self.services()
-            dns, *others = services
+                dns, *others = self.services()
+                zone = json.dumps(build_zone(self.lab), indent=2).encode()
+                (self.lab.state_dir / "dns" / "zone.json").write_bytes(zone)
             with self.phases("network, dns"):
                 self.say("starting the lab DNS", transient=True)
                 self.runtime.ensure_network(str(self.lab.subnet))
-                self.runtime.converge(dns, dns=None)
+                changed = [dns.name] if self.runtime.converge(dns, dns=None) else []
+                # The zone is read live by the DNS server: updating it restarts nothing.
+                self.runtime.update_file(dns.name, ZONE_PATH, File(zone))
             with self.phases("start containers"):
                 self.say("starting servers and clients", transient=True)
-                wanted = {s.name for s in services}
+                wanted = {dns.name, *(s.name for s in others)}
                 for container in self.runtime.containers():
-                    if container.labels.get("org.xmpp-lab.service") not in wanted:
+                    if container.labels.get(LABEL_SERVICE) not in wanted or (
+                            fresh and container.labels.get(LABEL_ROLE) == "server"):
                         container.remove(force=True, v=True)
-                changed = parallel(lambda s: self.runtime.converge(s, dns=self.lab.dns_address), others)
-            changed_servers = [s for s, c in zip(others, changed) if c and s.role == "server"]
+                created = parallel(lambda s: self.runtime.converge(s, dns=self.lab.dns_address), others)
+                changed += [s.name for s, c in zip(others, created) if c]
             with self.phases("servers ready"):
                 self.say("waiting for servers to speak XMPP", transient=True)
                 self.wait_ready()
             with self.phases("accounts"):
-                servers = [self.lab.server(s.name) for s in changed_servers]
-                parallel(self.create_accounts, servers)
-        except BaseException:  # includes Ctrl-C: leave nothing half-started
+                parallel(self.create_accounts, [s for s in self.lab.servers if s.name in changed])
+        except BaseException:  # Ctrl-C too: leave nothing half-started
             self.runtime.down()
             raise
-        return changed_servers
+        return changed
 
     def run_runner(self, command: str, spec: dict) -> dict:
         code, output = self.runtime.exec(CLIENT_SERVICE, ["python3", RUNNER, command, json.dumps(spec)])
@@ -168,7 +172,7 @@ class Project:
 
     def wait_ready(self) -> None:
         """Until every server opens an XMPP stream offering STARTTLS, or one dies or times out."""
-        deadline = time.monotonic() + READY_TIMEOUT
+        started = time.monotonic()
         waiting = list(self.lab.servers)
         while waiting:
             result = self.run_runner("ready", {"domains": [s.domain for s in waiting], "timeout": 2})
@@ -178,8 +182,9 @@ class Project:
                     waiting.remove(server)
                 elif container is None or container.status != "running":
                     self._not_ready(server, f"its container stopped ({container.status if container else 'gone'})")
-                elif time.monotonic() > deadline:
-                    self._not_ready(server, f"not ready after {READY_TIMEOUT:.0f}s: {result[server.domain]['error']}")
+                elif time.monotonic() - started > server.ready_timeout:
+                    self._not_ready(server, f"not ready after {server.ready_timeout:g}s: "
+                                            f"{result[server.domain]['error']}")
 
     def _not_ready(self, server: Server, why: str):
         tail = " | ".join(line.strip() for line in self.runtime.logs(server.name, tail=LOG_TAIL).strip().splitlines())
@@ -192,6 +197,26 @@ class Project:
             if code != 0:
                 raise LabError(f"creating account {user}@{server.domain} on {server.name} failed (exit {code}): "
                                f"{output.strip().splitlines()[-1:] or ''}")
+
+    # --- looking at it ---------------------------------------------------------------------
+
+    def status(self) -> list[dict]:
+        """One row per container the lab should have; ready only for servers, probed now."""
+        rows = [{"server": DNS_SERVICE, "kind": "dns", "domain": None, "address": self.lab.dns_address}]
+        rows += [{"server": s.name, "kind": s.kind.name, "domain": s.domain, "address": s.address}
+                 for s in self.lab.servers]
+        rows.append({"server": CLIENT_SERVICE, "kind": "client", "domain": None, "address": self.lab.client_address})
+        for row in rows:
+            container = self.runtime.container(row["server"])
+            row["state"] = container.status if container else "absent"
+            row["ready"] = None
+        client = self.runtime.container(CLIENT_SERVICE)
+        if client is not None and client.status == "running":
+            probed = self.run_runner("ready", {"domains": self.lab.domains, "timeout": 0})
+            for row in rows:
+                if row["domain"]:
+                    row["ready"] = probed[row["domain"]]["ready"]
+        return rows
 
     # --- checking federation ------------------------------------------------------------------
 

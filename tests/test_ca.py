@@ -1,5 +1,7 @@
 import stat
 
+import pytest
+
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -43,3 +45,25 @@ def test_ca_is_kept_with_a_private_key_only_its_owner_can_read(tmp_path):
     assert stat.S_IMODE((tmp_path / "ca" / "ca.key").stat().st_mode) == 0o600
     again = ca.load_or_create_ca(tmp_path / "ca", "t", None)
     assert again.cert == first.cert
+
+
+def _verify(authority, issued, name):
+    """Path validation as a TLS client does it (cryptography's verifier enforces name constraints)."""
+    from cryptography.x509.verification import PolicyBuilder, Store
+    verifier = PolicyBuilder().store(Store([authority.cert])).build_server_verifier(x509.DNSName(name))
+    return verifier.verify(issued.cert, [])
+
+
+def test_constrained_ca_vouches_for_lab_domains_and_nothing_else():
+    from cryptography.x509.verification import VerificationError
+    authority = ca.create_ca("t", ["prosody.test"])
+    _verify(authority, ca.issue(authority, ["prosody.test", "conference.prosody.test"]), "conference.prosody.test")
+    with pytest.raises(VerificationError):
+        _verify(authority, ca.issue(authority, ["www.example.com"]), "www.example.com")
+
+
+def test_ca_is_replaced_when_the_constrained_domains_change(tmp_path):
+    first = ca.load_or_create_ca(tmp_path, "t", ["a.test"])
+    assert ca.load_or_create_ca(tmp_path, "t", ["a.test"]).cert == first.cert
+    second = ca.load_or_create_ca(tmp_path, "t", ["a.test", "b.test"])
+    assert second.cert != first.cert and ca.permitted(second) == ["a.test", "b.test"]

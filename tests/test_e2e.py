@@ -4,9 +4,12 @@ Each test lab has its own name, so it never touches a user's lab, and is removed
 label afterwards whatever happened.
 """
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 
 import docker
@@ -74,14 +77,116 @@ def test_lab_network_is_internal_and_everything_is_labelled(lab_up, client):
     assert roles == ["client", "dns", "server", "server"]
 
 
+def container_ids(client, name):
+    return {c.labels["org.xmpp-lab.service"]: c.id
+            for c in client.containers.list(all=True, filters={"label": f"{LABEL_LAB}={name}"})}
+
+
 def test_second_up_rebuilds_and_restarts_nothing(lab_up, client):
     name, path, _ = lab_up
-    before = {c.name: c.id for c in client.containers.list(filters={"label": f"{LABEL_LAB}={name}"})}
+    before = container_ids(client, name)
     result = lab_command("up", "-f", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "building image" not in result.stdout + result.stderr
-    after = {c.name: c.id for c in client.containers.list(filters={"label": f"{LABEL_LAB}={name}"})}
-    assert after == before
+    assert "up to date (nothing restarted)" in result.stdout
+    assert container_ids(client, name) == before
+
+
+def test_status_reports_every_server_ready(lab_up):
+    _, path, _ = lab_up
+    result = lab_command("status", "--json", "-f", str(path))
+    rows = {row["server"]: row for row in json.loads(result.stdout)}
+    assert {k: (v["state"], v["ready"]) for k, v in rows.items()} == {
+        "dns": ("running", None), "prosody": ("running", True), "ejabberd": ("running", True),
+        "client-slixmpp": ("running", None)}
+
+
+def test_dns_query_answers_from_the_lab_zone(lab_up):
+    _, path, _ = lab_up
+    result = lab_command("dns", "query", "_xmpp-client._tcp.ejabberd.test", "SRV", "-f", str(path))
+    assert result.returncode == 0 and "5222 ejabberd.test." in result.stdout
+
+
+def test_up_converges_to_a_changed_lab(client, tmp_path):
+    """Unchanged servers keep running; a changed one is recreated; a removed one goes."""
+    name = f"e2e-{uuid.uuid4().hex[:6]}"
+    path = tmp_path / "lab.yml"
+    path.write_text(LAB_YML.format(name=name))
+    try:
+        assert lab_command("up", "-f", str(path)).returncode == 0
+        first = container_ids(client, name)
+        path.write_text(LAB_YML.format(name=name) + "    log_level: debug\n")  # ejabberd changes
+        result = lab_command("up", "-f", str(path))
+        assert result.returncode == 0, result.stdout + result.stderr
+        second = container_ids(client, name)
+        assert {k for k in first if first[k] != second[k]} == {"ejabberd"}
+        path.write_text(LAB_YML.format(name=name).split("  ejabberd:")[0])  # ejabberd removed
+        result = lab_command("up", "-f", str(path))
+        assert result.returncode == 0, result.stdout + result.stderr
+        third = container_ids(client, name)
+        assert set(third) == {"dns", "prosody", "client-slixmpp"}
+        assert all(third[k] == second[k] for k in third)
+        assert lab_command("dns", "query", "ejabberd.test", "-f", str(path)).stdout.count("NXDOMAIN") == 1
+    finally:
+        lab_command("down", "-f", str(path))
+    assert not labelled(client, name)
+
+
+def test_reset_wipes_server_data_and_recreates_accounts(client, tmp_path):
+    name = f"e2e-{uuid.uuid4().hex[:6]}"
+    path = tmp_path / "lab.yml"
+    path.write_text(f"name: {name}\nservers:\n  prosody: {{kind: prosody, domain: prosody.test}}\n")
+    accounts = "/var/lib/prosody/prosody%2etest/accounts"
+    try:
+        assert lab_command("up", "-f", str(path)).returncode == 0
+        assert lab_command("exec", "prosody", "-f", str(path), "--",
+                           "prosodyctl", "register", "carol", "prosody.test", "pw").returncode == 0
+        ca_before = (tmp_path / ".lab" / name / "ca" / "ca.pem").read_bytes()
+        result = lab_command("reset", "-f", str(path))
+        assert result.returncode == 0, result.stdout + result.stderr
+        listing = lab_command("exec", "prosody", "-f", str(path), "--", "ls", accounts).stdout.split()
+        assert sorted(listing) == ["alice.dat", "bob.dat"]
+        assert (tmp_path / ".lab" / name / "ca" / "ca.pem").read_bytes() == ca_before
+        assert lab_command("reset", "--hard", "-f", str(path)).returncode == 0
+        assert (tmp_path / ".lab" / name / "ca" / "ca.pem").read_bytes() != ca_before
+    finally:
+        lab_command("down", "-f", str(path))
+    assert not labelled(client, name)
+
+
+def test_two_labs_run_side_by_side(lab_up, client, tmp_path):
+    """A second lab with the same domains but another name neither clashes nor disturbs the first."""
+    first_name, first_path, _ = lab_up
+    before = container_ids(client, first_name)
+    name = f"e2e-{uuid.uuid4().hex[:6]}"
+    path = tmp_path / "lab.yml"
+    path.write_text(LAB_YML.format(name=name))
+    try:
+        result = lab_command("up", "-f", str(path))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.count("pass") == 2
+    finally:
+        lab_command("down", "-f", str(path))
+    assert not labelled(client, name)
+    assert container_ids(client, first_name) == before
+    assert lab_command("up", "-f", str(first_path)).stdout.count("pass") == 2
+
+
+def test_ctrl_c_during_up_leaves_nothing(client, tmp_path):
+    name = f"e2e-{uuid.uuid4().hex[:6]}"
+    path = tmp_path / "lab.yml"
+    path.write_text(LAB_YML.format(name=name))
+    process = subprocess.Popen([sys.executable, "-m", "lab", "up", "-f", str(path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not labelled(client, name) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert stderr.strip().splitlines()[-1].startswith("interrupted:")
+    assert not labelled(client, name)
 
 
 def test_ca_key_stays_on_the_host_with_mode_0600(lab_up, client):
