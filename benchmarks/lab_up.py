@@ -1,0 +1,98 @@
+"""Speed of bringing a lab up and down, as ratios measured in one run.
+
+    ./run python benchmarks/lab_up.py [--lab lab.yml] [--cold]
+
+Prints: warm `lab up` to all-ready; each server's own start-to-ready (a lab holding only
+that server, in the same run); the ratio of the two (target <= 1.3); `lab down` time
+(target <= 3 s); with --cold, the time to build every image from nothing (base included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from lab import images, model
+from lab.project import Project
+from lab.runtime import Runtime, connect
+
+REPO = Path(__file__).resolve().parent.parent
+UP_TARGET, DOWN_TARGET = 1.3, 3.0
+
+
+def timed(function) -> float:
+    started = time.monotonic()
+    function()
+    return time.monotonic() - started
+
+
+def cold_build(client, lab: model.Lab) -> float:
+    """Remove the lab's images (base too) and build them all again."""
+    for image in client.images.list():
+        if any(tag.startswith("xmpp-lab/") for tag in image.tags):
+            client.images.remove(image.id, force=True)
+    names = ["dns", "client-slixmpp", *sorted({s.kind.image for s in lab.servers})]
+    return timed(lambda: [images.ensure_image(client, name, lambda *a, **k: None) for name in names])
+
+
+def up_to_ready(client, lab: model.Lab) -> float:
+    """Seconds from nothing running to every server ready (images present)."""
+    runtime = Runtime(client, lab.name)
+    runtime.down()
+    project = Project(lab, runtime)
+    project.up()
+    phases = project.phases.seconds
+    return sum(seconds for name, seconds in phases.items() if name != "images")
+
+
+def variant(source: Path, directory: Path, name: str, only: str | None = None) -> model.Lab:
+    """The lab in ``source`` under another name (so its own subnet), optionally with one server."""
+    data = yaml.safe_load(source.read_text())
+    data["name"] = name
+    if only:
+        data["servers"] = {only: data["servers"][only]}
+    path = directory / f"{name}.yml"
+    path.write_text(yaml.safe_dump(data))
+    return model.load(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lab", type=Path, default=REPO / "lab.yml")
+    parser.add_argument("--cold", action="store_true", help="also time building every image from nothing")
+    args = parser.parse_args()
+    client = connect()
+    directory = Path(tempfile.mkdtemp(prefix="xmpp-lab-bench-"))
+    lab = variant(args.lab, directory, "bench")
+
+    if args.cold:
+        print(f"cold build of all images: {cold_build(client, lab):.1f}s")
+    for name in ["dns", "client-slixmpp", *sorted({s.kind.image for s in lab.servers})]:
+        images.ensure_image(client, name, lambda *a, **k: None)
+
+    alone = {}
+    for server in lab.servers:
+        single = variant(args.lab, directory, f"bench-{server.name}", only=server.name)
+        alone[server.name] = up_to_ready(client, single)
+        Runtime(client, single.name).down()
+    warm = up_to_ready(client, lab)
+    down = timed(Runtime(client, lab.name).down)
+
+    shutil.rmtree(directory)
+
+    slowest = max(alone, key=alone.get)
+    for name, seconds in alone.items():
+        print(f"{name} alone, start to ready: {seconds:.2f}s")
+    ratio = warm / alone[slowest]
+    print(f"warm lab up to all ready: {warm:.2f}s = {ratio:.2f} x the slowest server alone ({slowest}); "
+          f"target <= {UP_TARGET} {'ok' if ratio <= UP_TARGET else 'MISSED'}")
+    print(f"lab down: {down:.2f}s; target <= {DOWN_TARGET}s {'ok' if down <= DOWN_TARGET else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
