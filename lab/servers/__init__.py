@@ -39,14 +39,19 @@ class ServerKind:
         return self.name
 
     def inbound_auth(self, log: str, peer: str) -> str | None:
-        """The last method by which ``peer`` authenticated to this server, per its log."""
-        found: tuple[int, str] | None = None
+        """The last method by which ``peer`` authenticated to this server, per its log.
+
+        The match ending last wins; of two ending at the same place, the longer (more
+        specific) one.
+        """
+        found: tuple[int, int, str] | None = None
         for method, patterns in self.inbound_auth_patterns.items():
             for pattern in patterns:
                 for match in re.finditer(pattern, log, re.MULTILINE):
-                    if match.group("peer") == peer and (found is None or match.start() > found[0]):
-                        found = (match.start(), method)
-        return found[1] if found else None
+                    rank = (match.end(), match.end() - match.start(), method)
+                    if match.group("peer") == peer and (found is None or rank[:2] > found[:2]):
+                        found = rank
+        return found[2] if found else None
 
 
 def kinds() -> dict[str, ServerKind]:
