@@ -40,6 +40,16 @@ class Server:
     log_level: str
     ready_timeout: float
 
+    @property
+    def muc_domain(self) -> str | None:
+        """The MUC service's domain, for kinds that have one."""
+        return f"conference.{self.domain}" if "muc" in self.kind.features else None
+
+    @property
+    def names(self) -> list[str]:
+        """Every domain this server answers for: in its certificate and in the lab DNS."""
+        return [self.domain] + ([self.muc_domain] if self.muc_domain else [])
+
 
 @dataclass(frozen=True)
 class Lab:

@@ -67,7 +67,7 @@ class Project:
     def server_certificate(self, authority: ca.Issued, server: Server) -> ca.Issued:
         """The server's certificate from the state directory, issued anew when missing or stale."""
         directory = self.lab.state_dir / "servers" / server.name
-        names = [server.domain]
+        names = server.names
         key_path, cert_path = directory / "key.pem", directory / "cert.pem"
         if key_path.exists() and cert_path.exists():
             cert = x509.load_pem_x509_certificate(cert_path.read_bytes())

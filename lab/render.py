@@ -11,6 +11,7 @@ import jinja2
 from lab import REPO_DIR
 from lab.errors import LabError
 from lab.model import Lab, Server
+from lab.zone import C2S_DIRECT_TLS_PORT
 
 # Where the lab puts TLS material in every server container.
 TLS_PATHS = {
@@ -35,6 +36,8 @@ def template_context(lab: Lab, server: Server) -> dict:
         "domain": server.domain,
         "paths": TLS_PATHS,
         "log_level": server.log_level,
+        "muc_domain": server.muc_domain,
+        "direct_tls_port": C2S_DIRECT_TLS_PORT if "direct-tls" in server.kind.features else None,
         # Peers that can only do dialback; everyone else must present a verified certificate.
         "dialback_peers": [p.domain for p in peers if "certificate" not in p.kind.s2s_auth],
     }

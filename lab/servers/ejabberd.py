@@ -12,5 +12,6 @@ KIND = ServerKind(
         DIALBACK: [r"Accepted inbound s2s dialback authentication (?P<peer>\S+) -> "],
     },
     s2s_auth=(CERTIFICATE, DIALBACK),
-    features=frozenset({"muc", "mam", "carbons", "stream-management", "register", "ping", "disco"}),
+    features=frozenset({"muc", "mam", "carbons", "stream-management", "register", "ping", "disco",
+                        "direct-tls"}),
 )

@@ -15,5 +15,6 @@ KIND = ServerKind(
         DIALBACK: [r"Incoming s2s connection (?P<peer>\S+)->\S+ complete"],
     },
     s2s_auth=(CERTIFICATE, DIALBACK),
-    features=frozenset({"muc", "mam", "carbons", "stream-management", "register", "ping", "disco"}),
+    features=frozenset({"muc", "mam", "carbons", "stream-management", "register", "ping", "disco",
+                        "direct-tls"}),
 )

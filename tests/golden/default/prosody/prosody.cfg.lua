@@ -36,10 +36,16 @@ s2s_require_encryption = true
 s2s_secure_auth = true
 s2s_insecure_domains = { }
 
--- Trust the lab CA in every TLS context (merged with the system capath).
+-- One certificate for the host and its components (its SAN names them all); trust
+-- the lab CA in every TLS context (merged with the system capath).
 ssl = {
+	certificate = "/etc/xmpp-lab/cert.pem";
+	key = "/etc/xmpp-lab/key.pem";
 	cafile = "/etc/xmpp-lab/ca.pem";
 }
+
+-- XEP-0368: TLS from the first byte for clients (SRV _xmpps-client).
+c2s_direct_tls_ports = { 5223 }
 
 -- DNS: libunbound (lua-unbound) reads /etc/resolv.conf; Prosody disables its
 -- hosts-file lookup, so every peer domain needs a DNS record.
@@ -52,7 +58,7 @@ unbound = {
 }
 
 VirtualHost "prosody.test"
-	ssl = {
-		certificate = "/etc/xmpp-lab/cert.pem";
-		key = "/etc/xmpp-lab/key.pem";
-	}
+
+Component "conference.prosody.test" "muc"
+	modules_enabled = { "muc_mam" }
+

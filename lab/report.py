@@ -1,0 +1,137 @@
+"""Interop results -> matrices on the terminal, JSON, JUnit XML and one self-contained HTML page."""
+
+from __future__ import annotations
+
+import html
+import json
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+
+PASS, FAIL, NOT_SUPPORTED, ERROR = "pass", "fail", "not supported", "error"
+FAILED = (FAIL, ERROR)
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    case: str            # catalogue ID, e.g. C1 or S8
+    title: str
+    stack: str           # client stack that ran it
+    server: str          # the server (c2s) or the source server (s2s)
+    target: str | None   # the target server of an s2s case
+    status: str          # PASS, FAIL, NOT_SUPPORTED or ERROR
+    detail: str = ""     # why it failed or is not supported; for S8 the auth method
+    trace: str = ""      # the XML exchange of a failing case
+    seconds: float = 0.0
+
+    @property
+    def id(self) -> str:
+        """Stable across runs: case/stack/server[->target]."""
+        where = f"{self.server}->{self.target}" if self.target else self.server
+        return f"{self.case}/{self.stack}/{where}"
+
+    @property
+    def suite(self) -> str:
+        return f"s2s {self.server} -> {self.target}" if self.target else f"c2s {self.stack} @ {self.server}"
+
+
+def counts(results) -> dict[str, int]:
+    tally = defaultdict(int)
+    for result in results:
+        tally[result.status] += 1
+    return tally
+
+
+def cell(results) -> str:
+    tally = counts(results)
+    parts = [f"{tally[PASS]} pass"] if tally[PASS] else []
+    parts += [f"{tally[s]} {s}" for s in (FAIL, ERROR, NOT_SUPPORTED) if tally[s]]
+    return ", ".join(parts) or "-"
+
+
+def s2s_matrix(results: list[CaseResult], servers: list[str]) -> list[list[str]]:
+    """Rows: source server; columns: target; cell: counts and the observed auth method (S8)."""
+    rows = [["from \\ to", *servers]]
+    for source in servers:
+        row = [source]
+        for target in servers:
+            here = [r for r in results if r.target and r.server == source and r.target == target]
+            auth = next((r.detail for r in here if r.case == "S8" and r.status == PASS), "")
+            row.append("" if source == target else (cell(here) + (f" [{auth}]" if auth else "")))
+        rows.append(row)
+    return rows
+
+
+def c2s_matrix(results: list[CaseResult], servers: list[str]) -> list[list[str]]:
+    """Rows: client stack; columns: server."""
+    stacks = sorted({r.stack for r in results if not r.target})
+    rows = [["stack \\ server", *servers]]
+    for stack in stacks:
+        rows.append([stack, *(cell([r for r in results if not r.target and r.stack == stack and r.server == s])
+                              for s in servers)])
+    return rows
+
+
+def to_json(results: list[CaseResult], lab: str) -> str:
+    return json.dumps({"lab": lab, "summary": dict(sorted(counts(results).items())),
+                       "results": [{"id": r.id, **asdict(r)} for r in results]}, indent=2) + "\n"
+
+
+def to_junit(results: list[CaseResult], lab: str) -> str:
+    """One testsuite per server pair (s2s) and per stack x server (c2s)."""
+    root = ET.Element("testsuites", name=f"xmpp interop lab {lab}")
+    suites = defaultdict(list)
+    for result in results:
+        suites[result.suite].append(result)
+    for name, members in suites.items():
+        tally = counts(members)
+        suite = ET.SubElement(root, "testsuite", name=name, tests=str(len(members)), failures=str(tally[FAIL]),
+                              errors=str(tally[ERROR]), skipped=str(tally[NOT_SUPPORTED]),
+                              time=f"{sum(r.seconds for r in members):.3f}")
+        for result in members:
+            case = ET.SubElement(suite, "testcase", classname=name, name=f"{result.case} {result.title}",
+                                 time=f"{result.seconds:.3f}")
+            if result.status in (FAIL, ERROR):
+                tag = "failure" if result.status == FAIL else "error"
+                ET.SubElement(case, tag, message=result.detail).text = result.trace or result.detail
+            elif result.status == NOT_SUPPORTED:
+                ET.SubElement(case, "skipped", message=result.detail)
+            elif result.detail:
+                ET.SubElement(case, "system-out").text = result.detail
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+STYLE = """
+body { font-family: sans-serif; margin: 2em; }
+table { border-collapse: collapse; margin-bottom: 2em; }
+th, td { border: 1px solid #999; padding: .3em .6em; text-align: left; vertical-align: top; }
+td.ok { background: #d4f4d4; } td.bad { background: #f8d0d0; } td.na { background: #eee; }
+pre { background: #f6f6f6; padding: .5em; overflow-x: auto; max-height: 30em; }
+"""
+
+
+def _html_table(rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+    body = ""
+    for row in rows[1:]:
+        cells = f"<th>{html.escape(row[0])}</th>"
+        for value in row[1:]:
+            css = "bad" if (" fail" in value or " error" in value) else "ok" if " pass" in value else "na"
+            cells += f'<td class="{css}">{html.escape(value)}</td>'
+        body += f"<tr>{cells}</tr>"
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def to_html(results: list[CaseResult], lab: str, servers: list[str]) -> str:
+    failures = [r for r in results if r.status in FAILED]
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>xmpp interop lab {html.escape(lab)}</title>",
+             f"<style>{STYLE}</style></head><body><h1>xmpp interop lab: {html.escape(lab)}</h1>",
+             "<h2>Server to server</h2>", _html_table(s2s_matrix(results, servers)),
+             "<h2>Client to server</h2>", _html_table(c2s_matrix(results, servers)),
+             f"<h2>Failures ({len(failures)})</h2>"]
+    for result in failures:
+        parts.append(f"<h3 id='{html.escape(result.id)}'>{html.escape(result.id)}: {html.escape(result.title)}</h3>"
+                     f"<p>{html.escape(result.detail)}</p><pre>{html.escape(result.trace or '(no trace)')}</pre>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
