@@ -11,10 +11,11 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from lab import REPO_DIR, model
-from lab.errors import LabError
+from lab import REPO_DIR, catalogue, model, report
+from lab.errors import ConfigError, LabError
 from lab.project import Project
 from lab.runtime import Runtime, connect
 from lab.servers import CERTIFICATE
@@ -143,14 +144,14 @@ def container_of(file: Optional[Path], name: str):
     lab, runtime = open_lab(file)
     container = runtime.container(name)
     if container is None:
-        known = ", ".join(["dns", *(s.name for s in lab.servers), "client-slixmpp"])
+        known = ", ".join(["dns", *(s.name for s in lab.servers), *(f"client-{c}" for c in lab.clients)])
         raise LabError(f"lab {lab.name} has no container {name!r} (is it up? names: {known})")
     return container
 
 
 @app.command()
 @reports_errors
-def logs(name: str = typer.Argument(..., help="A server name, dns or client-slixmpp."),
+def logs(name: str = typer.Argument(..., help="A server name, dns or client-<stack>."),
          follow: bool = typer.Option(False, "--follow", "-F", help="Keep printing new lines."),
          file: Optional[Path] = FileOption):
     """Print a container's log."""
@@ -165,7 +166,7 @@ def logs(name: str = typer.Argument(..., help="A server name, dns or client-slix
 
 @app.command(name="exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 @reports_errors
-def exec_(ctx: typer.Context, name: str = typer.Argument(..., help="A server name, dns or client-slixmpp."),
+def exec_(ctx: typer.Context, name: str = typer.Argument(..., help="A server name, dns or client-<stack>."),
           file: Optional[Path] = FileOption):
     """Run a command in a container: lab exec NAME -- CMD [ARGS...]."""
     if not ctx.args:
@@ -229,6 +230,55 @@ from dnslib import DNSRecord
 reply = DNSRecord.parse(DNSRecord.question(sys.argv[1], sys.argv[2]).send("127.0.0.1", 53, timeout=3))
 print(reply)
 """
+
+
+def split(values: Optional[list[str]]) -> Optional[list[str]]:
+    """--only C1,C2 --only S1 -> [C1, C2, S1]."""
+    return [v.strip() for value in values for v in value.split(",") if v.strip()] if values else None
+
+
+def matrix_table(rows: list[list[str]], title: str) -> Table:
+    table = Table(*rows[0], title=title, title_justify="left", box=None)
+    for row in rows[1:]:
+        styled = [escape(row[0])] + [f"[red]{escape(c)}[/]" if (" fail" in c or " error" in c) else
+                                     f"[green]{escape(c)}[/]" if " pass" in c else escape(c) for c in row[1:]]
+        table.add_row(*styled)
+    return table
+
+
+@app.command(name="test")
+@reports_errors
+def test_(only: Optional[list[str]] = typer.Option(None, "--only", help="Case IDs, e.g. C1,S1 (default: all)."),
+          server: Optional[list[str]] = typer.Option(None, "--server", help="Only these servers (c2s, and as source)."),
+          stack: Optional[list[str]] = typer.Option(None, "--stack", help="Only these client stacks."),
+          file: Optional[Path] = FileOption):
+    """Run the interop catalogue on the running lab and report both matrices."""
+    lab, runtime = open_lab(file)
+    try:
+        cases = catalogue.selected(split(only))
+    except ValueError as error:
+        raise ConfigError(f"--only: {error}") from None
+    unknown = [s for s in split(stack) or [] if s not in lab.clients]
+    if unknown:
+        raise ConfigError(f"--stack: unknown stack {', '.join(unknown)} (stacks: {', '.join(lab.clients)})")
+    project = Project(lab, runtime)
+    with console.status(f"running {len(cases)} cases"):
+        results = project.test(cases, split(server), split(stack))
+    names = [s.name for s in lab.servers]
+    console.print(matrix_table(report.s2s_matrix(results, names), "server to server (row: from, column: to)"))
+    console.print()
+    console.print(matrix_table(report.c2s_matrix(results, names), "client to server"))
+    failures = [r for r in results if r.status in report.FAILED]
+    if failures:
+        console.print(f"\n[bold red]{len(failures)} failed:[/]")
+        for result in failures:
+            console.print(f"  {result.id}  {result.title}: {result.detail}", highlight=False, markup=False)
+    directory = report.write(results, lab)
+    seconds = project.phases.seconds.get("interop cases", 0)
+    console.print(f"\n{len(results)} results in {seconds:.1f}s; reports: {directory}/"
+                  f"{{results.json,junit.xml,report.html}}", highlight=False)
+    if failures:
+        raise typer.Exit(1)
 
 
 @app.command()

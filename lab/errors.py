@@ -8,3 +8,9 @@ class ConfigError(LabError):
     """lab.yml is wrong: nothing was started."""
 
     exit_code = 2
+
+
+class NotUp(LabError):
+    """The command needs the lab running."""
+
+    exit_code = 2

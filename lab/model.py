@@ -19,15 +19,16 @@ import yaml
 
 from lab.errors import ConfigError
 from lab.servers import ServerKind, kinds
+from lab.stacks import stacks
 
 PACKAGE_DIR = Path(__file__).parent
 DEFAULTS = yaml.safe_load((PACKAGE_DIR / "defaults.yml").read_text())
 
-# Host numbers inside the lab subnet: the DNS and the client at fixed ones, servers in
-# between at a number picked from their name, so adding or removing one server moves no other.
+# Host numbers inside the lab subnet: the DNS at a fixed one; servers and client stacks
+# at numbers picked from their names, so adding or removing one moves no other.
 DNS_HOST = 2
-CLIENT_HOST = 200
 SERVER_HOSTS = range(10, 200)
+CLIENT_HOSTS = range(200, 250)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Lab:
     subnet: ipaddress.IPv4Network
     name_constraints: bool
     servers: tuple[Server, ...]
+    clients: tuple[str, ...]  # client stacks wired in, by name
 
     @property
     def state_dir(self) -> Path:
@@ -69,8 +71,9 @@ class Lab:
         return str(self.subnet[DNS_HOST])
 
     @property
-    def client_address(self) -> str:
-        return str(self.subnet[CLIENT_HOST])
+    def client_addresses(self) -> dict[str, str]:
+        """Address of each client stack's container, by stack name."""
+        return addresses(self.clients, self.subnet, CLIENT_HOSTS)
 
     @property
     def domains(self) -> list[str]:
@@ -87,6 +90,7 @@ def schema() -> dict:
     """The lab.yml JSON Schema, with the server kinds this installation knows."""
     result = json.loads((PACKAGE_DIR / "schema.json").read_text())
     result["$defs"]["server"]["properties"]["kind"]["enum"] = sorted(kinds())
+    result["properties"]["clients"]["items"]["enum"] = sorted(stacks())
     return result
 
 
@@ -218,14 +222,14 @@ def default_subnet(name: str) -> ipaddress.IPv4Network:
     return ipaddress.ip_network(f"10.{200 + index // 256}.{index % 256}.0/24")
 
 
-def server_addresses(names: list[str], subnet: ipaddress.IPv4Network) -> dict[str, str]:
+def addresses(names, subnet: ipaddress.IPv4Network, hosts: range) -> dict[str, str]:
     taken: dict[int, str] = {}
     for name in sorted(names):
-        slot = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % len(SERVER_HOSTS)
+        slot = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % len(hosts)
         while slot in taken:
-            slot = (slot + 1) % len(SERVER_HOSTS)
+            slot = (slot + 1) % len(hosts)
         taken[slot] = name
-    return {name: str(subnet[SERVER_HOSTS[slot]]) for slot, name in taken.items()}
+    return {name: str(subnet[hosts[slot]]) for slot, name in taken.items()}
 
 
 def _build(data: dict, root: yaml.Node, path: Path) -> Lab:
@@ -244,7 +248,7 @@ def _build(data: dict, root: yaml.Node, path: Path) -> Lab:
 
     known = kinds()
     servers, seen_domains = [], {}
-    addresses = server_addresses(list(merged["servers"]), subnet)
+    server_address = addresses(list(merged["servers"]), subnet, SERVER_HOSTS)
     for server_name, spec in merged["servers"].items():
         settings = _merge(merged["server"], spec)
         domain = settings["domain"]
@@ -256,10 +260,11 @@ def _build(data: dict, root: yaml.Node, path: Path) -> Lab:
             name=server_name,
             kind=known[settings["kind"]],
             domain=domain,
-            address=addresses[server_name],
+            address=server_address[server_name],
             accounts={**merged["accounts"], **settings["accounts"]},
             log_level=settings["log_level"],
             ready_timeout=settings["ready_timeout"],
         ))
-    return Lab(name=name, file=path.resolve(), subnet=subnet,
-               name_constraints=merged["ca"]["name_constraints"], servers=tuple(servers))
+    clients = merged["clients"] if merged["clients"] is not None else list(stacks())
+    return Lab(name=name, file=path.resolve(), subnet=subnet, name_constraints=merged["ca"]["name_constraints"],
+               servers=tuple(servers), clients=tuple(dict.fromkeys(["slixmpp", *clients])))

@@ -18,18 +18,22 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from lab import REPO_DIR, ca, images
-from lab.errors import LabError
+from lab.catalogue import BY_ID, CASES, Case
+from lab.errors import LabError, NotUp
+from lab.report import ERROR, FAIL, NOT_SUPPORTED, PASS, CaseResult
 from lab.model import Lab, Server
 from lab.render import TLS_PATHS, render_server
 from lab.runtime import LABEL_ROLE, LABEL_SERVICE, File, Runtime, Service, parallel
+from lab.stacks import RUNNER_DIR, ClientStack, stacks
 from lab.zone import build_zone
 
 DNS_SERVICE = "dns"
-CLIENT_SERVICE = "client-slixmpp"
-RUNNER = "/opt/xmpp-lab/slixmpp_runner.py"
+# The slixmpp stack also checks readiness and federation for up.
+PRIMARY = stacks()["slixmpp"]
 CLIENT_CA = "/etc/xmpp-lab/ca.pem"
 ZONE_PATH = "/etc/xmpp-lab/zone.json"
 LOG_TAIL = 5
+CASE_TIMEOUT = 20.0
 
 Say = Callable[..., None]  # see images.Say
 
@@ -84,6 +88,10 @@ class Project:
         cert_path.write_bytes(issued.cert_pem)
         return issued
 
+    def image_names(self) -> list[str]:
+        return ["dns", *(stacks()[name].service for name in self.lab.clients),
+                *sorted({s.kind.image for s in self.lab.servers})]
+
     def services(self) -> list[Service]:
         """Everything the lab runs, with its files; written to the state directory too."""
         lab, state = self.lab, self.lab.state_dir
@@ -111,12 +119,13 @@ class Project:
                 files[target] = File(text.encode())
             services.append(Service(name=server.name, role="server", image=images.tag_for(server.kind.image),
                                     address=server.address, files=files))
-        services.append(Service(
-            name=CLIENT_SERVICE, role="client", image=images.tag_for("client-slixmpp"),
-            address=lab.client_address,
-            files={RUNNER: File((REPO_DIR / "lab" / "runners" / "slixmpp_runner.py").read_bytes()),
-                   CLIENT_CA: File(authority.cert_pem)},
-        ))
+        for name, address in lab.client_addresses.items():
+            stack = stacks()[name]
+            services.append(Service(
+                name=stack.service, role="client", image=images.tag_for(stack.service), address=address,
+                files={f"{RUNNER_DIR}/{stack.runner}": File((REPO_DIR / "lab" / "runners" / stack.runner).read_bytes()),
+                       CLIENT_CA: File(authority.cert_pem)},
+            ))
         return services
 
     # --- bringing it up ------------------------------------------------------------------------
@@ -129,8 +138,7 @@ class Project:
         """
         client = self.runtime.client
         with self.phases("images"):
-            needed = ["dns", "client-slixmpp", *sorted({s.kind.image for s in self.lab.servers})]
-            for name in needed:
+            for name in self.image_names():
                 images.ensure_image(client, name, self.say)
         try:
             with self.phases("certificates, zone, configs"):
@@ -162,12 +170,12 @@ class Project:
             raise
         return changed
 
-    def run_runner(self, command: str, spec: dict) -> dict:
-        code, output = self.runtime.exec(CLIENT_SERVICE, ["python3", RUNNER, command, json.dumps(spec)])
+    def run_runner(self, command: str, spec: dict, stack: ClientStack = PRIMARY):
+        code, output = self.runtime.exec(stack.service, stack.command(command, spec))
         try:
             return json.loads(output.strip().splitlines()[-1])
         except (ValueError, IndexError):
-            raise LabError(f"the slixmpp runner failed ({command}, exit {code}): "
+            raise LabError(f"the {stack.name} runner failed ({command}, exit {code}): "
                            f"{' | '.join(output.strip().splitlines()[-3:])}") from None
 
     def wait_ready(self) -> None:
@@ -205,12 +213,13 @@ class Project:
         rows = [{"server": DNS_SERVICE, "kind": "dns", "domain": None, "address": self.lab.dns_address}]
         rows += [{"server": s.name, "kind": s.kind.name, "domain": s.domain, "address": s.address}
                  for s in self.lab.servers]
-        rows.append({"server": CLIENT_SERVICE, "kind": "client", "domain": None, "address": self.lab.client_address})
+        rows += [{"server": stacks()[name].service, "kind": "client", "domain": None, "address": address}
+                 for name, address in self.lab.client_addresses.items()]
         for row in rows:
             container = self.runtime.container(row["server"])
             row["state"] = container.status if container else "absent"
             row["ready"] = None
-        client = self.runtime.container(CLIENT_SERVICE)
+        client = self.runtime.container(PRIMARY.service)
         if client is not None and client.status == "running":
             probed = self.run_runner("ready", {"domains": self.lab.domains, "timeout": 0})
             for row in rows:
@@ -238,3 +247,63 @@ class Project:
             outcomes.append(Federation(sender=a, recipient=b, delivered=entry["delivered"],
                                        auth=b.kind.inbound_auth(logs[b.name], a.domain), error=entry.get("error")))
         return outcomes
+
+    # --- interop test runs ------------------------------------------------------------------------
+
+    def test(self, cases: list[Case], server_names: list[str] | None = None,
+             stack_names: list[str] | None = None) -> list[CaseResult]:
+        """Run the catalogue's ``cases`` for every stack x server and every ordered server pair."""
+        for name in server_names or []:
+            self.lab.server(name)
+        servers = [s for s in self.lab.servers if not server_names or s.name in server_names]
+        stack_list = [stacks()[n] for n in self.lab.clients if not stack_names or n in stack_names]
+        missing = [c.name for c in self.runtime.containers() if c.status != "running"]
+        if not self.runtime.container(PRIMARY.service) or missing:
+            raise NotUp(f"lab {self.lab.name} is not up{' (stopped: ' + ', '.join(missing) + ')' if missing else ''}: "
+                        f"run 'lab up' first")
+        pairs = [(a, b) for a in servers for b in self.lab.servers if a is not b]
+        with self.phases("interop cases"):
+            per_stack = parallel(lambda stack: self._run_stack(stack, cases, servers, pairs), stack_list)
+        results = [r for stack_results in per_stack for r in stack_results]
+        if any(c.id == "S8" for c in cases):
+            logs = {s.name: self.runtime.logs(s.name) for s in self.lab.servers}
+            for a, b in pairs:
+                auth = b.kind.inbound_auth(logs[b.name], a.domain)
+                results.append(CaseResult("S8", BY_ID["S8"].title, "observed", a.name, b.name,
+                                          PASS if auth else FAIL,
+                                          auth or f"{b.name}'s log shows no authentication of {a.domain}"))
+        order = {c.id: i for i, c in enumerate(CASES)}
+        return sorted(results, key=lambda r: (order[r.case], r.stack, r.server, r.target or ""))
+
+    def _run_stack(self, stack: ClientStack, cases: list[Case], servers: list[Server], pairs) -> list[CaseResult]:
+        """One stack's runner over every case it can express; the rest reported from data."""
+        planned, results = [], []
+        for case in cases:
+            if case.id == "S8":
+                continue
+            targets = [(s, None) for s in servers] if case.scope == "c2s" else pairs
+            for server, target in targets:
+                needs_from = target or server
+                if case.id not in stack.cases:
+                    results.append(CaseResult(case.id, case.title, stack.name, server.name, target and target.name,
+                                              NOT_SUPPORTED, f"the {stack.name} runner cannot express {case.id}"))
+                elif case.needs and case.needs not in needs_from.kind.features:
+                    results.append(CaseResult(case.id, case.title, stack.name, server.name, target and target.name,
+                                              NOT_SUPPORTED, f"{needs_from.kind.name} does not support {case.needs}"))
+                else:
+                    planned.append({"case": case.id, "server": server.name, "target": target and target.name})
+        if not planned:
+            return results
+        spec = {"ca": CLIENT_CA, "timeout": CASE_TIMEOUT,
+                "servers": {s.name: {"domain": s.domain, "accounts": s.accounts, "muc": s.muc_domain}
+                            for s in self.lab.servers},
+                "cases": planned}
+        try:
+            ran = self.run_runner("cases", spec, stack)
+        except LabError as error:
+            ran = [{**p, "status": ERROR, "detail": str(error)} for p in planned]
+        for entry in ran:
+            results.append(CaseResult(entry["case"], BY_ID[entry["case"]].title, stack.name, entry["server"],
+                                      entry.get("target"), entry["status"], entry.get("detail", ""),
+                                      entry.get("trace", ""), entry.get("seconds", 0.0)))
+        return results

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import html
 import json
+import time
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 PASS, FAIL, NOT_SUPPORTED, ERROR = "pass", "fail", "not supported", "error"
 FAILED = (FAIL, ERROR)
@@ -135,3 +137,14 @@ def to_html(results: list[CaseResult], lab: str, servers: list[str]) -> str:
                      f"<p>{html.escape(result.detail)}</p><pre>{html.escape(result.trace or '(no trace)')}</pre>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def write(results: list[CaseResult], lab) -> Path:
+    """Every report of one run, in its own folder of the lab's state directory."""
+    directory = lab.state_dir / "results" / time.strftime("%Y%m%d-%H%M%S")
+    directory.mkdir(parents=True, exist_ok=True)
+    servers = [s.name for s in lab.servers]
+    (directory / "results.json").write_text(to_json(results, lab.name))
+    (directory / "junit.xml").write_text(to_junit(results, lab.name))
+    (directory / "report.html").write_text(to_html(results, lab.name, servers))
+    return directory

@@ -14,8 +14,10 @@ def test_default_lab_has_prosody_and_ejabberd_with_accounts(default_lab):
     assert [(s.name, s.kind.name, s.domain) for s in default_lab.servers] == [
         ("prosody", "prosody", "prosody.test"), ("ejabberd", "ejabberd", "ejabberd.test")]
     assert default_lab.servers[0].accounts == {"alice": "alice-password", "bob": "bob-password"}
-    addresses = {default_lab.dns_address, default_lab.client_address, *(s.address for s in default_lab.servers)}
-    assert len(addresses) == 4 and all(model.ipaddress.ip_address(a) in default_lab.subnet for a in addresses)
+    addresses = {default_lab.dns_address, *default_lab.client_addresses.values(),
+                 *(s.address for s in default_lab.servers)}
+    assert len(addresses) == 3 + len(default_lab.clients)
+    assert all(model.ipaddress.ip_address(a) in default_lab.subnet for a in addresses)
 
 
 def test_labs_with_different_names_get_different_subnets():

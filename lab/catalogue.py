@@ -1,0 +1,56 @@
+"""The interop test catalogue (IDs are stable: reports and tests refer to them).
+
+Pass criteria are in shared/notes/interop-catalogue.md; runners implement them. A case
+that needs a feature the server (c2s) or the target server (s2s) does not declare is
+"not supported", decided here from the kinds' data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    title: str
+    scope: str               # "c2s": per stack x server; "s2s": per ordered server pair
+    needs: str | None = None  # feature the server (c2s) / target server (s2s) must declare
+
+
+CASES = [
+    Case("C1", "connect via SRV, STARTTLS, lab CA verified", "c2s"),
+    Case("C2", "SASL login; wrong password refused", "c2s"),
+    Case("C3", "resource binding", "c2s"),
+    Case("C4", "roster get/set/push", "c2s"),
+    Case("C5", "message to a local user", "c2s"),
+    Case("C6", "disco#info on the server", "c2s", "disco"),
+    Case("C7", "ping the server", "c2s", "ping"),
+    Case("C8", "stream management enable + resume", "c2s", "stream-management"),
+    Case("C9", "message carbons", "c2s", "carbons"),
+    Case("C10", "MAM query", "c2s", "mam"),
+    Case("C11", "in-band registration", "c2s", "register"),
+    Case("C12", "direct TLS via _xmpps-client", "c2s", "direct-tls"),
+    Case("S1", "message both ways", "s2s"),
+    Case("S2", "presence subscription both ways", "s2s"),
+    Case("S3", "stanza to an unknown remote user", "s2s"),
+    Case("S4", "ping the remote domain", "s2s", "ping"),
+    Case("S5", "disco#info of the remote domain", "s2s", "disco"),
+    Case("S6", "join a MUC on the remote server", "s2s", "muc"),
+    Case("S7", "remote message lands in MAM", "s2s", "mam"),
+    Case("S8", "how the sending server authenticated", "s2s"),
+    Case("S9", "SRV to a distinct target host", "s2s"),
+    Case("S10", "no SRV: A record on 5269", "s2s"),
+]
+BY_ID = {case.id: case for case in CASES}
+
+
+def selected(only: list[str] | None) -> list[Case]:
+    """The cases named in ``only`` (all when None), in catalogue order."""
+    if not only:
+        return list(CASES)
+    unknown = [i for i in only if i.upper() not in BY_ID]
+    if unknown:
+        raise ValueError(f"unknown case {', '.join(unknown)} (cases: {', '.join(BY_ID)})")
+    wanted = {i.upper() for i in only}
+    return [case for case in CASES if case.id in wanted]

@@ -1,0 +1,41 @@
+"""Client stacks that run the interop cases.
+
+A stack is one module in this package defining ``STACK = ClientStack(...)``, an image
+folder ``images/client-<name>/`` and a runner script in ``lab/runners/`` that the lab
+puts into the stack's container. Every runner takes ``cases SPEC_JSON`` and prints one
+JSON list of results (see lab/runners/slixmpp_runner.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+from dataclasses import dataclass
+
+RUNNER_DIR = "/opt/xmpp-lab"
+
+
+@dataclass(frozen=True)
+class ClientStack:
+    name: str
+    runner: str                 # file name in lab/runners/
+    cases: frozenset[str]       # catalogue IDs this stack can express
+    description: str = ""
+
+    @property
+    def service(self) -> str:
+        """Container (service) name, and the image folder under images/."""
+        return f"client-{self.name}"
+
+    def command(self, action: str, spec: dict) -> list[str]:
+        return ["python3", f"{RUNNER_DIR}/{self.runner}", action, json.dumps(spec)]
+
+
+def stacks() -> dict[str, ClientStack]:
+    """Every client stack in this package, by name, the deep slixmpp runner first."""
+    found = {}
+    for module in pkgutil.iter_modules(__path__):
+        stack = importlib.import_module(f"{__name__}.{module.name}").STACK
+        found[stack.name] = stack
+    return dict(sorted(found.items(), key=lambda item: item[0] != "slixmpp"))

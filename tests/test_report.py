@@ -1,0 +1,83 @@
+"""Report rendering from fixed results, against golden files (LAB_UPDATE_GOLDEN=1 to refresh)."""
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from lab import catalogue
+from lab.report import (FAIL, NOT_SUPPORTED, PASS, CaseResult, c2s_matrix, s2s_matrix, to_html, to_json,
+                        to_junit)
+
+GOLDEN = Path(__file__).parent / "golden" / "report"
+SERVERS = ["prosody", "ejabberd", "jabberd2"]
+RESULTS = [
+    CaseResult("C1", "connect", "slixmpp", "prosody", None, PASS, "TLSv1.3", seconds=0.2),
+    CaseResult("C1", "connect", "slixmpp", "jabberd2", None, PASS, "TLSv1.3", seconds=0.3),
+    CaseResult("C9", "message carbons", "slixmpp", "jabberd2", None, NOT_SUPPORTED, "jabberd2 does not support carbons"),
+    CaseResult("C2", "SASL login", "xmppc", "ejabberd", None, FAIL, "wrong password accepted",
+               trace="<auth mechanism='PLAIN'/>\n<success/>", seconds=1.5),
+    CaseResult("S1", "message both ways", "slixmpp", "prosody", "ejabberd", PASS, seconds=0.5),
+    CaseResult("S8", "auth", "observed", "prosody", "ejabberd", PASS, "certificate"),
+    CaseResult("S6", "join a MUC", "slixmpp", "prosody", "jabberd2", NOT_SUPPORTED, "jabberd2 does not support muc"),
+    CaseResult("S8", "auth", "observed", "prosody", "jabberd2", PASS, "dialback"),
+]
+
+
+def test_s2s_matrix_counts_and_shows_the_observed_auth():
+    rows = s2s_matrix(RESULTS, SERVERS)
+    assert rows[1] == ["prosody", "", "2 pass [certificate]", "1 pass, 1 not supported [dialback]"]
+    assert rows[2][1] == "-"
+
+
+def test_c2s_matrix_has_a_row_per_stack():
+    rows = c2s_matrix(RESULTS, SERVERS)
+    assert [r[0] for r in rows[1:]] == ["slixmpp", "xmppc"]
+    assert rows[1][3] == "1 pass, 1 not supported" and rows[2][2] == "1 fail"
+
+
+def test_ids_are_stable():
+    assert [r.id for r in RESULTS[:2]] == ["C1/slixmpp/prosody", "C1/slixmpp/jabberd2"]
+    assert RESULTS[4].id == "S1/slixmpp/prosody->ejabberd"
+
+
+def test_junit_has_one_suite_per_pair_and_per_stack_server():
+    root = ET.fromstring(to_junit(RESULTS, "t"))
+    suites = {s.get("name"): s for s in root}
+    assert set(suites) == {"c2s slixmpp @ prosody", "c2s slixmpp @ jabberd2", "c2s xmppc @ ejabberd",
+                           "s2s prosody -> ejabberd", "s2s prosody -> jabberd2"}
+    assert suites["c2s xmppc @ ejabberd"].get("failures") == "1"
+    assert suites["c2s slixmpp @ jabberd2"].get("skipped") == "1"
+
+
+def test_html_is_self_contained_and_shows_failing_traces():
+    page = to_html(RESULTS, "t", SERVERS)
+    assert "&lt;auth mechanism=&#x27;PLAIN&#x27;/&gt;" in page
+    assert "http://" not in page and "https://" not in page and "<script" not in page and "<link" not in page
+
+
+@pytest.mark.parametrize("name,render", [
+    ("results.json", lambda: to_json(RESULTS, "t")),
+    ("junit.xml", lambda: to_junit(RESULTS, "t")),
+    ("report.html", lambda: to_html(RESULTS, "t", SERVERS)),
+])
+def test_report_matches_golden_file(name, render):
+    golden = GOLDEN / name
+    if os.environ.get("LAB_UPDATE_GOLDEN"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(render())
+    assert render() == golden.read_text()
+
+
+def test_json_report_is_machine_readable():
+    data = json.loads(to_json(RESULTS, "t"))
+    assert data["summary"] == {"fail": 1, "not supported": 2, "pass": 5}
+    assert data["results"][0]["id"] == "C1/slixmpp/prosody"
+
+
+def test_catalogue_selection():
+    assert [c.id for c in catalogue.selected(["s1", "C2"])] == ["C2", "S1"]
+    with pytest.raises(ValueError, match="unknown case X9"):
+        catalogue.selected(["X9"])
