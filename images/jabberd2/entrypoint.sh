@@ -1,0 +1,126 @@
+#!/bin/bash
+# Entry point of the lab's jabberd2 image.
+# The lab copies (as root) before start:
+#   /etc/xmpp-lab/ca.pem, cert.pem, key.pem, bundle.pem (leaf + CA + key)
+#   /etc/jabberd2/{router,router-users,sm,c2s,s2s}.xml  rendered configs
+# Runs the four jabberd2 processes as user jabber: the router first (the others
+# give up after a few connection attempts), then sm, s2s and c2s. Their logs go
+# to stdout, each line prefixed with the process name. When any of them exits,
+# the others are stopped and the container exits with a non-zero status.
+set -euo pipefail
+
+LAB_DIR=/etc/xmpp-lab
+CONF_DIR=/etc/jabberd2
+DB=/var/lib/jabberd2/sqlite.db
+ROUTER_PORT=5347
+COMPONENTS=(router sm s2s c2s)
+
+say() { echo "entrypoint: $*"; }
+
+for f in "$LAB_DIR/ca.pem" "$LAB_DIR/bundle.pem"; do
+    [ -s "$f" ] || { say "missing or empty $f" >&2; exit 1; }
+done
+for name in "${COMPONENTS[@]}" router-users; do
+    [ -s "$CONF_DIR/$name.xml" ] || { say "missing or empty $CONF_DIR/$name.xml" >&2; exit 1; }
+done
+
+# TLS material: the bundle (leaf + CA + key) is what jabberd2 reads; keys for jabber only.
+chown root:jabber "$LAB_DIR"
+chmod 0750 "$LAB_DIR"
+for f in ca.pem cert.pem; do
+    [ -f "$LAB_DIR/$f" ] && chown root:root "$LAB_DIR/$f" && chmod 0644 "$LAB_DIR/$f"
+done
+for f in key.pem bundle.pem; do
+    [ -f "$LAB_DIR/$f" ] && chown jabber:jabber "$LAB_DIR/$f" && chmod 0600 "$LAB_DIR/$f"
+done
+# Configs hold the router secret.
+chown root:jabber "$CONF_DIR" "$CONF_DIR"/*.xml
+chmod 0750 "$CONF_DIR"
+chmod 0640 "$CONF_DIR"/*.xml
+
+# The database is made at build time; make it again if it went missing.
+install -d -o jabber -g jabber -m 0750 /var/lib/jabberd2
+if [ ! -s "$DB" ]; then
+    say "creating $DB"
+    zcat /usr/share/doc/jabberd2/db-setup.sqlite.gz \
+        | setpriv --reuid=jabber --regid=jabber --init-groups sqlite3 -bail "$DB"
+fi
+chown jabber:jabber "$DB"
+
+declare -A pids=()
+stopping=
+
+start() {
+    local name=$1
+    say "starting jabberd2-$name"
+    # setpriv execs in place, so $! is jabberd2's own pid; sed -u prefixes each line.
+    setpriv --reuid=jabber --regid=jabber --init-groups \
+        "/usr/sbin/jabberd2-$name" -c "$CONF_DIR/$name.xml" \
+        > >(exec sed -u "s/^/$name: /") 2>&1 &
+    pids[$name]=$!
+}
+
+stop_all() {
+    local name
+    for name in c2s s2s sm router; do
+        [ -n "${pids[$name]:-}" ] && kill -TERM "${pids[$name]}" 2>/dev/null || true
+    done
+}
+
+on_signal() {
+    trap '' TERM INT
+    stopping=1
+    say "stopping"
+    stop_all
+}
+trap on_signal TERM INT
+
+router_listening() {
+    # 127.0.0.1:5347 in LISTEN state (0A); no connection is made to the router.
+    local port
+    port=$(printf '%04X' "$ROUTER_PORT")
+    grep -qE "^ *[0-9]+: [0-9A-F]{8}:$port [0-9A-F]{8}:0000 0A " /proc/net/tcp
+}
+
+start router
+for _ in $(seq 100); do
+    router_listening && break
+    kill -0 "${pids[router]}" 2>/dev/null || break
+    sleep 0.1
+done
+if ! router_listening; then
+    say "jabberd2-router is not listening on port $ROUTER_PORT; giving up" >&2
+    stop_all
+    wait || true
+    exit 1
+fi
+[ -z "$stopping" ] && start sm
+[ -z "$stopping" ] && start s2s
+[ -z "$stopping" ] && start c2s
+
+# Wait for the first component to exit; a trapped signal interrupts wait (status
+# > 128, no pid reported): wait again, the signal handler has stopped them all.
+rc=0
+died=
+while [ -z "$died" ]; do
+    set +e
+    wait -n -p died "${pids[@]}"
+    rc=$?
+    set -e
+    died=${died:-}
+    # 127: nothing left to wait for (should not happen); do not spin.
+    [ -z "$died" ] && [ "$rc" -le 128 ] && break
+done
+
+name=
+for n in "${!pids[@]}"; do [ "${pids[$n]}" = "$died" ] && name=$n; done
+if [ -n "$stopping" ]; then
+    wait || true
+    say "stopped"
+    exit 0
+fi
+say "jabberd2-${name:-?} exited with status $rc; stopping the others" >&2
+stop_all
+wait || true
+[ "$rc" -eq 0 ] && rc=1
+exit "$rc"
