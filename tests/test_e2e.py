@@ -30,6 +30,13 @@ servers:
     domain: ejabberd.test
 """
 
+# The module's shared lab: all three kinds, as in the default lab.
+LAB3_YML = LAB_YML + """\
+  jabberd2:
+    kind: jabberd2
+    domain: jabberd2.test
+"""
+
 
 def lab_command(*args, env=None):
     return subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True, text=True,
@@ -52,20 +59,25 @@ def lab_up(client, tmp_path_factory):
     """The two-server lab, brought up once for this module's tests."""
     name = f"e2e-{uuid.uuid4().hex[:6]}"
     directory = tmp_path_factory.mktemp("lab")
-    (directory / "lab.yml").write_text(LAB_YML.format(name=name))
+    (directory / "lab.yml").write_text(LAB3_YML.format(name=name))
     result = lab_command("up", "-f", str(directory / "lab.yml"))
     yield name, directory / "lab.yml", result
     lab_command("down", "-f", str(directory / "lab.yml"))
     assert not labelled(client, name)
 
 
-def test_up_federates_both_ways_with_verified_certificates(lab_up):
+def test_up_federates_every_pair_with_the_observed_auth_method(lab_up):
+    """Certificates between Prosody and ejabberd; dialback wherever jabberd2 takes part."""
     _, _, result = lab_up
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    for direction in ("prosody.test -> ejabberd.test", "ejabberd.test -> prosody.test"):
+    expected = {"prosody.test -> ejabberd.test": "certificate (SASL EXTERNAL)",
+                "ejabberd.test -> prosody.test": "certificate (SASL EXTERNAL)",
+                "prosody.test -> jabberd2.test": "dialback", "jabberd2.test -> prosody.test": "dialback",
+                "ejabberd.test -> jabberd2.test": "dialback", "jabberd2.test -> ejabberd.test": "dialback"}
+    for direction, auth in expected.items():
         (line,) = [l for l in lines if direction in l]
-        assert "pass" in line and "certificate (SASL EXTERNAL)" in line, result.stdout
+        assert "pass" in line and line.rstrip().endswith(auth), result.stdout
 
 
 def test_lab_network_is_internal_and_everything_is_labelled(lab_up, client):
@@ -74,7 +86,7 @@ def test_lab_network_is_internal_and_everything_is_labelled(lab_up, client):
     assert network.attrs["Internal"] is True
     roles = sorted(c.labels["org.xmpp-lab.role"] for c in
                    client.containers.list(filters={"label": f"{LABEL_LAB}={name}"}))
-    assert roles == ["client", "dns", "server", "server"]
+    assert roles == ["client", "dns", "server", "server", "server"]
 
 
 def container_ids(client, name):
@@ -98,7 +110,7 @@ def test_status_reports_every_server_ready(lab_up):
     rows = {row["server"]: row for row in json.loads(result.stdout)}
     assert {k: (v["state"], v["ready"]) for k, v in rows.items()} == {
         "dns": ("running", None), "prosody": ("running", True), "ejabberd": ("running", True),
-        "client-slixmpp": ("running", None)}
+        "jabberd2": ("running", True), "client-slixmpp": ("running", None)}
 
 
 def test_dns_query_answers_from_the_lab_zone(lab_up):
@@ -169,7 +181,7 @@ def test_two_labs_run_side_by_side(lab_up, client, tmp_path):
         lab_command("down", "-f", str(path))
     assert not labelled(client, name)
     assert container_ids(client, first_name) == before
-    assert lab_command("up", "-f", str(first_path)).stdout.count("pass") == 2
+    assert lab_command("up", "-f", str(first_path)).stdout.count("pass") == 6
 
 
 def test_ctrl_c_during_up_leaves_nothing(client, tmp_path):
