@@ -116,9 +116,12 @@ def load_or_create_ca(directory: Path, lab_name: str, permitted_domains: list[st
     if key_path.exists() and cert_path.exists():
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
         existing = Issued(key, x509.load_pem_x509_certificate(cert_path.read_bytes()))
-        if permitted(existing) == (sorted(permitted_domains) if permitted_domains else None):
+        allowed = permitted(existing)
+        if (allowed is None and not permitted_domains) or (
+                allowed is not None and permitted_domains and set(permitted_domains) <= set(allowed)):
             return existing
-        # The lab's domains changed under name constraints: a new CA (and certificates).
+        # A domain the constraints do not cover, or constraints switched on or off:
+        # a new CA (and so new certificates).
     ca = create_ca(lab_name, permitted_domains)
     write_private(key_path, ca.key_pem)
     cert_path.write_bytes(ca.cert_pem)

@@ -62,8 +62,11 @@ def test_constrained_ca_vouches_for_lab_domains_and_nothing_else():
         _verify(authority, ca.issue(authority, ["www.example.com"]), "www.example.com")
 
 
-def test_ca_is_replaced_when_the_constrained_domains_change(tmp_path):
+def test_ca_is_replaced_only_when_its_constraints_no_longer_fit(tmp_path):
     first = ca.load_or_create_ca(tmp_path, "t", ["a.test"])
     assert ca.load_or_create_ca(tmp_path, "t", ["a.test"]).cert == first.cert
-    second = ca.load_or_create_ca(tmp_path, "t", ["a.test", "b.test"])
+    second = ca.load_or_create_ca(tmp_path, "t", ["a.test", "b.test"])  # a domain added
     assert second.cert != first.cert and ca.permitted(second) == ["a.test", "b.test"]
+    assert ca.load_or_create_ca(tmp_path, "t", ["b.test"]).cert == second.cert  # one removed
+    unconstrained = ca.load_or_create_ca(tmp_path, "t", None)
+    assert ca.permitted(unconstrained) is None
