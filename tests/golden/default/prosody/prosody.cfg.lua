@@ -21,6 +21,7 @@ modules_enabled = {
 	"ping";        -- XEP-0199
 	"carbons";     -- XEP-0280
 	"mam";         -- XEP-0313
+	"offline";     -- store messages for offline users, as deployments do
 	"smacks";      -- XEP-0198
 	"register";    -- XEP-0077 in-band registration
 	"admin_shell"; -- `prosodyctl shell ...` (inspection, e.g. `s2s:show()`)
