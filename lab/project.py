@@ -164,7 +164,8 @@ class Project:
                 self.say("waiting for servers to speak XMPP", transient=True)
                 self.wait_ready()
             with self.phases("accounts"):
-                parallel(self.create_accounts, [s for s in self.lab.servers if s.name in changed])
+                parallel(self.create_account, [(s, user, password) for s in self.lab.servers if s.name in changed
+                                               for user, password in s.accounts.items()])
         except BaseException:  # Ctrl-C too: leave nothing half-started
             self.runtime.down()
             raise
@@ -199,12 +200,12 @@ class Project:
         raise LabError(f"server {server.name} ({server.domain}) never became ready: {why}; "
                        f"last log lines: {tail or '(none)'}")
 
-    def create_accounts(self, server: Server) -> None:
-        for user, password in server.accounts.items():
-            code, output = self.runtime.exec(server.name, server.kind.register_command(user, server.domain, password))
-            if code != 0:
-                raise LabError(f"creating account {user}@{server.domain} on {server.name} failed (exit {code}): "
-                               f"{output.strip().splitlines()[-1:] or ''}")
+    def create_account(self, account: tuple[Server, str, str]) -> None:
+        server, user, password = account
+        code, output = self.runtime.exec(server.name, server.kind.register_command(user, server.domain, password))
+        if code != 0:
+            last = (output.strip().splitlines() or ["(no output)"])[-1]
+            raise LabError(f"creating account {user}@{server.domain} on {server.name} failed (exit {code}): {last}")
 
     # --- looking at it ---------------------------------------------------------------------
 
