@@ -25,7 +25,7 @@ from lab.model import Lab, Server
 from lab.render import TLS_PATHS, render_server
 from lab.runtime import LABEL_ROLE, LABEL_SERVICE, File, Runtime, Service, parallel
 from lab.stacks import RUNNER_DIR, ClientStack, stacks
-from lab.zone import build_zone
+from lab.zone import TTL, VARIANTS, build_zone
 
 DNS_SERVICE = "dns"
 # The slixmpp stack also checks readiness and federation for up.
@@ -264,8 +264,11 @@ class Project:
                         f"run 'lab up' first")
         pairs = [(a, b) for a in servers for b in self.lab.servers if a is not b]
         with self.phases("interop cases"):
-            per_stack = parallel(lambda stack: self._run_stack(stack, cases, servers, pairs), stack_list)
-        results = [r for stack_results in per_stack for r in stack_results]
+            plain = [c for c in cases if c.id not in VARIANTS]
+            per_stack = parallel(lambda stack: self._run_stack(stack, plain, servers, pairs), stack_list)
+            results = [r for stack_results in per_stack for r in stack_results]
+            for case in [c for c in cases if c.id in VARIANTS]:
+                results += self._run_variant(case, stack_list, servers, pairs)
         if any(c.id == "S8" for c in cases):
             logs = {s.name: self.runtime.logs(s.name) for s in self.lab.servers}
             for a, b in pairs:
@@ -275,6 +278,30 @@ class Project:
                                           auth or f"{b.name}'s log shows no authentication of {a.domain}"))
         order = {c.id: i for i, c in enumerate(CASES)}
         return sorted(results, key=lambda r: (order[r.case], r.stack, r.server, r.target or ""))
+
+    def _run_variant(self, case: Case, stack_list, servers, pairs) -> list[CaseResult]:
+        """A case run under a DNS variant, on fresh s2s connections; then back to the normal zone."""
+        closable = [p for p in pairs if p[0].kind.close_s2s_command or p[1].kind.close_s2s_command]
+        results = [CaseResult(case.id, case.title, stack.name, a.name, b.name, NOT_SUPPORTED,
+                              f"neither {a.kind.name} nor {b.kind.name} can drop s2s connections without a restart")
+                   for stack in stack_list if case.id in stack.cases for a, b in pairs if (a, b) not in closable]
+        if not closable:
+            return results
+        try:
+            self.serve_zone(case.id)
+            per_stack = parallel(lambda stack: self._run_stack(stack, [case], servers, closable), stack_list)
+        finally:
+            self.serve_zone(None)
+        return results + [r for stack_results in per_stack for r in stack_results]
+
+    def serve_zone(self, variant: str | None) -> None:
+        """Serve the zone (or a DNS variant of it), make servers drop their s2s connections,
+        and wait until cached answers have expired."""
+        zone = json.dumps(build_zone(self.lab, variant), indent=2).encode()
+        self.runtime.update_file(DNS_SERVICE, ZONE_PATH, File(zone))
+        parallel(lambda s: self.runtime.exec(s.name, list(s.kind.close_s2s_command)),
+                 [s for s in self.lab.servers if s.kind.close_s2s_command])
+        time.sleep(TTL + 1)
 
     def _run_stack(self, stack: ClientStack, cases: list[Case], servers: list[Server], pairs) -> list[CaseResult]:
         """One stack's runner over every case it can express; the rest reported from data."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from lab.model import Lab
 
-TTL = 5  # short: a changed zone is seen at once
+TTL = 2  # short: a changed zone (a DNS variant) is seen within seconds
 C2S_PORT = 5222
 S2S_PORT = 5269
 C2S_DIRECT_TLS_PORT = 5223
@@ -18,13 +18,23 @@ def srv(service: str, domain: str, port: int, target: str) -> dict:
     return {"name": f"{service}.{domain}", "type": "SRV", "priority": 0, "weight": 5, "port": port, "target": target}
 
 
-def build_zone(lab: Lab) -> dict:
+# DNS variants the interop cases S9 and S10 run under (served live, nothing restarts):
+# S9: every SRV record points at a distinct target host, xmpp.<domain>, and the domain
+#     itself has no A record, so only a server that follows SRV can connect;
+# S10: no _xmpp-server SRV records at all, so servers fall back to A on 5269.
+VARIANTS = ("S9", "S10")
+
+
+def build_zone(lab: Lab, variant: str | None = None) -> dict:
     records = []
     for server in lab.servers:
         for name in server.names:
-            records.append({"name": name, "type": "A", "address": server.address})
-            records.append(srv("_xmpp-server._tcp", name, S2S_PORT, name))
-        records.append(srv("_xmpp-client._tcp", server.domain, C2S_PORT, server.domain))
+            target = f"xmpp.{name}" if variant == "S9" else name
+            records.append({"name": target, "type": "A", "address": server.address})
+            if variant != "S10":
+                records.append(srv("_xmpp-server._tcp", name, S2S_PORT, target))
+        target = f"xmpp.{server.domain}" if variant == "S9" else server.domain
+        records.append(srv("_xmpp-client._tcp", server.domain, C2S_PORT, target))
         if "direct-tls" in server.kind.features:
-            records.append(srv("_xmpps-client._tcp", server.domain, C2S_DIRECT_TLS_PORT, server.domain))
+            records.append(srv("_xmpps-client._tcp", server.domain, C2S_DIRECT_TLS_PORT, target))
     return {"origin": "test", "ttl": TTL, "records": records}

@@ -73,3 +73,21 @@ def test_zone_changes_are_served_without_restart(server):
     zone_file.write_text(json.dumps(zone))
     answer = ask(port, "extra.test", "A")
     assert [r.address for rrset in answer.answer for r in rrset] == ["10.0.0.9"]
+
+
+def records(zone, name, rtype):
+    return [r for r in zone["records"] if r["name"] == name and r["type"] == rtype]
+
+
+def test_s9_variant_sends_every_srv_to_a_distinct_target_host(default_lab):
+    zone = build_zone(default_lab, "S9")
+    assert not records(zone, "prosody.test", "A")
+    assert records(zone, "xmpp.prosody.test", "A")[0]["address"] == default_lab.server("prosody").address
+    assert {r["target"] for r in zone["records"] if r["type"] == "SRV" and r["name"].endswith(".prosody.test")} == {
+        "xmpp.prosody.test", "xmpp.conference.prosody.test"}
+
+
+def test_s10_variant_has_no_server_srv_records(default_lab):
+    zone = build_zone(default_lab, "S10")
+    assert not [r for r in zone["records"] if r["name"].startswith("_xmpp-server.")]
+    assert records(zone, "ejabberd.test", "A") and records(zone, "_xmpp-client._tcp.ejabberd.test", "SRV")

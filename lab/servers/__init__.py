@@ -32,6 +32,9 @@ class ServerKind:
     s2s_auth: tuple[str, ...] = (CERTIFICATE, DIALBACK)
     # Feature names this kind supports, for reporting "not supported" from data.
     features: frozenset[str] = field(default_factory=frozenset)
+    # Command that closes every s2s connection of the running server (None: it has none),
+    # so cases that change DNS (S9, S10) see servers connect afresh without a restart.
+    close_s2s_command: tuple[str, ...] | None = None
 
     @property
     def image(self) -> str:

@@ -12,6 +12,7 @@ KIND = ServerKind(
         DIALBACK: [r"Accepted inbound s2s dialback authentication (?P<peer>\S+) -> "],
     },
     s2s_auth=(CERTIFICATE, DIALBACK),
+    close_s2s_command=("ejabberdctl", "stop_s2s_connections"),
     features=frozenset({"muc", "mam", "carbons", "stream-management", "register", "ping", "disco",
                         "direct-tls"}),
 )

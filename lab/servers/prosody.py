@@ -15,6 +15,7 @@ KIND = ServerKind(
         DIALBACK: [r"Incoming s2s connection (?P<peer>\S+)->\S+ complete"],
     },
     s2s_auth=(CERTIFICATE, DIALBACK),
+    close_s2s_command=("prosodyctl", "shell", "s2s:closeall()"),
     features=frozenset({"muc", "mam", "carbons", "stream-management", "register", "ping", "disco",
                         "direct-tls"}),
 )
