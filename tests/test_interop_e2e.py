@@ -1,0 +1,86 @@
+"""The interop catalogue on the real engine: the default lab's three kinds, slixmpp stack."""
+
+import json
+import re
+import uuid
+from pathlib import Path
+
+import docker
+import pytest
+
+from test_e2e import LAB3_YML, lab_command, labelled
+
+pytestmark = pytest.mark.docker
+
+C2S_ALL = [f"C{i}" for i in range(1, 13)]
+S2S_RUN = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S9", "S10"]
+NO_JABBERD2 = {"C8", "C9", "C10"}  # stream management, carbons, MAM: jabberd2 declares none
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    client = docker.from_env()
+    name = f"e2e-{uuid.uuid4().hex[:6]}"
+    path = tmp_path_factory.mktemp("interop") / "lab.yml"
+    path.write_text(LAB3_YML.format(name=name) + "clients: [slixmpp]\n")
+    up = lab_command("up", "-f", str(path))
+    assert up.returncode == 0, up.stdout + up.stderr
+    yield path
+    lab_command("down", "-f", str(path))
+    assert not labelled(client, name)
+
+
+def run_test(path, *args):
+    result = lab_command("test", "-f", str(path), *args)
+    folder = re.search(r"reports: (\S+)/\{", result.stdout)
+    assert folder, result.stdout + result.stderr
+    data = json.loads((Path(folder.group(1)) / "results.json").read_text())
+    return result, {r["id"]: r for r in data["results"]}, Path(folder.group(1))
+
+
+def test_full_catalogue_passes_where_supported(lab):
+    result, by_id, folder = run_test(lab)
+    assert result.returncode == 0, result.stdout
+    servers = ["prosody", "ejabberd", "jabberd2"]
+    for server in servers:
+        for case in C2S_ALL:
+            expected = "not supported" if server == "jabberd2" and case in NO_JABBERD2 else "pass"
+            assert by_id[f"{case}/slixmpp/{server}"]["status"] == expected, by_id[f"{case}/slixmpp/{server}"]
+    for a in servers:
+        for b in servers:
+            if a == b:
+                continue
+            for case in S2S_RUN:
+                entry = by_id[f"{case}/slixmpp/{a}->{b}"]
+                unsupported = b == "jabberd2" and case in ("S6", "S7")
+                assert entry["status"] == ("not supported" if unsupported else "pass"), entry
+            auth = by_id[f"S8/observed/{a}->{b}"]
+            assert auth["status"] == "pass"
+            assert auth["detail"] == ("dialback" if "jabberd2" in (a, b) else "certificate")
+    junit = (folder / "junit.xml").read_text()
+    assert junit.count("<testsuite ") == 3 + 6
+    assert "from \\ to" in result.stdout and "stack \\ server" in result.stdout
+
+
+def test_a_broken_case_is_a_failure_with_its_trace(lab):
+    # alice's password on prosody no longer matches lab.yml: logins as alice must fail.
+    changed = lab_command("exec", "prosody", "-f", str(lab), "--",
+                          "prosodyctl", "register", "alice", "prosody.test", "not-the-password")
+    assert changed.returncode == 0
+    try:
+        result, by_id, folder = run_test(lab, "--only", "C2", "--server", "prosody")
+        assert result.returncode == 1
+        failed = by_id["C2/slixmpp/prosody"]
+        assert failed["status"] == "fail" and failed["trace"]
+        assert "C2/slixmpp/prosody" in result.stdout
+        assert "C2/slixmpp/prosody" in (folder / "report.html").read_text()
+    finally:
+        lab_command("reset", "-f", str(lab))
+
+
+def test_lab_test_needs_a_running_lab(tmp_path):
+    path = tmp_path / "lab.yml"
+    path.write_text(f"name: e2e-{uuid.uuid4().hex[:6]}\nservers:\n  p: {{kind: prosody, domain: p.test}}\n")
+    result = lab_command("test", "-f", str(path))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: lab") and "is not up" in result.stderr
