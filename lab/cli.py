@@ -22,7 +22,8 @@ from lab.servers import CERTIFICATE
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Reproduce an XMPP interop event: real servers, certificates and DNS in Docker.")
-console = Console(soft_wrap=True)
+# Not a terminal (CI logs, pipes): wide enough that the matrices do not wrap.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 errors = Console(stderr=True, soft_wrap=True)
 
 FileOption = typer.Option(None, "--file", "-f", help="The lab file (default: ./lab.yml, else the repo's default lab).")
@@ -69,7 +70,7 @@ def print_federation(project: Project) -> bool:
     return all(o.delivered for o in outcomes)
 
 
-def bring_up(file: Optional[Path], fresh: bool = False) -> None:
+def bring_up(file: Optional[Path], fresh: bool = False, test: bool = False) -> None:
     """up and reset: converge, report what changed, prove federation, show phase times."""
     lab, runtime = open_lab(file)
     with console.status("starting") as status:
@@ -90,15 +91,19 @@ def bring_up(file: Optional[Path], fresh: bool = False) -> None:
         federated = print_federation(project)
     console.print("phases: " + " · ".join(f"{name} {seconds:.1f}s" for name, seconds in project.phases.seconds.items()),
                   highlight=False)
+    if test:
+        console.print()
+        federated = run_catalogue(project, catalogue.CASES) and federated
     if not federated:
         raise typer.Exit(1)
 
 
 @app.command()
 @reports_errors
-def up(file: Optional[Path] = FileOption):
+def up(file: Optional[Path] = FileOption,
+       test: bool = typer.Option(False, "--test", help="Then run the whole interop catalogue (as lab test).")):
     """Bring the lab up or up to date (building missing images), then check federation."""
-    bring_up(file)
+    bring_up(file, test=test)
 
 
 @app.command()
@@ -261,9 +266,15 @@ def test_(only: Optional[list[str]] = typer.Option(None, "--only", help="Case ID
     unknown = [s for s in split(stack) or [] if s not in lab.clients]
     if unknown:
         raise ConfigError(f"--stack: unknown stack {', '.join(unknown)} (stacks: {', '.join(lab.clients)})")
-    project = Project(lab, runtime)
-    with console.status(f"running {len(cases)} cases"):
-        results = project.test(cases, split(server), split(stack))
+    if not run_catalogue(Project(lab, runtime), cases, split(server), split(stack)):
+        raise typer.Exit(1)
+
+
+def run_catalogue(project: Project, cases, servers=None, stack_names=None) -> bool:
+    """Run the cases, print both matrices and the failures, write the reports; True if nothing failed."""
+    lab = project.lab
+    with console.status(f"running {len(cases)} interop cases"):
+        results = project.test(cases, servers, stack_names)
     names = [s.name for s in lab.servers]
     console.print(matrix_table(report.s2s_matrix(results, names), "server to server (row: from, column: to)"))
     console.print()
@@ -277,8 +288,7 @@ def test_(only: Optional[list[str]] = typer.Option(None, "--only", help="Case ID
     seconds = project.phases.seconds.get("interop cases", 0)
     console.print(f"\n{len(results)} results in {seconds:.1f}s; reports: {directory}/"
                   f"{{results.json,junit.xml,report.html}}", highlight=False)
-    if failures:
-        raise typer.Exit(1)
+    return not failures
 
 
 @app.command()
