@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -126,3 +127,22 @@ def load_or_create_ca(directory: Path, lab_name: str, permitted_domains: list[st
     write_private(key_path, ca.key_pem)
     cert_path.write_bytes(ca.cert_pem)
     return ca
+
+
+def load_or_issue(directory: Path, authority: Issued, names: list[str]) -> Issued:
+    """The certificate in ``directory`` if ``authority`` issued it for ``names``; else a new one."""
+    key_path, cert_path = directory / "key.pem", directory / "cert.pem"
+    if key_path.exists() and cert_path.exists():
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        try:
+            cert.verify_directly_issued_by(authority.cert)
+            if san.get_values_for_type(x509.DNSName) == names:
+                key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+                return Issued(key, cert)
+        except (ValueError, TypeError, InvalidSignature):
+            pass  # issued by an earlier CA of this lab
+    issued = issue(authority, names)
+    write_private(key_path, issued.key_pem)
+    cert_path.write_bytes(issued.cert_pem)
+    return issued

@@ -13,10 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-
 from lab import REPO_DIR, ca, images
 from lab.catalogue import BY_ID, CASES, Case
 from lab.errors import LabError, NotUp
@@ -68,26 +64,6 @@ class Project:
 
     # --- files in the state directory ------------------------------------------------------
 
-    def server_certificate(self, authority: ca.Issued, server: Server) -> ca.Issued:
-        """The server's certificate from the state directory, issued anew when missing or stale."""
-        directory = self.lab.state_dir / "servers" / server.name
-        names = server.names
-        key_path, cert_path = directory / "key.pem", directory / "cert.pem"
-        if key_path.exists() and cert_path.exists():
-            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            if cert.issuer == authority.cert.subject and san.get_values_for_type(x509.DNSName) == names:
-                try:
-                    cert.verify_directly_issued_by(authority.cert)
-                    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-                    return ca.Issued(key, cert)
-                except (ValueError, TypeError, InvalidSignature):
-                    pass
-        issued = ca.issue(authority, names)
-        ca.write_private(key_path, issued.key_pem)
-        cert_path.write_bytes(issued.cert_pem)
-        return issued
-
     def image_names(self) -> list[str]:
         return ["dns", *(stacks()[name].service for name in self.lab.clients),
                 *sorted({s.kind.image for s in self.lab.servers})]
@@ -101,10 +77,11 @@ class Project:
         services = [Service(
             name=DNS_SERVICE, role="dns", image=images.tag_for("dns"), address=lab.dns_address,
             files={"/opt/xmpp-lab/labdns.py": File((REPO_DIR / "lab" / "labdns.py").read_bytes()),
-                   ZONE_PATH: File(b'{"origin": "test", "ttl": 5, "records": []}')},
+                   # The real zone is put in once the server runs (see up).
+                   ZONE_PATH: File(json.dumps({"origin": "test", "ttl": TTL, "records": []}).encode())},
         )]
         for server in lab.servers:
-            issued = self.server_certificate(authority, server)
+            issued = ca.load_or_issue(state / "servers" / server.name, authority, server.names)
             chain = issued.cert_pem + authority.cert_pem
             files = {
                 TLS_PATHS["ca"]: File(authority.cert_pem),

@@ -70,3 +70,13 @@ def test_ca_is_replaced_only_when_its_constraints_no_longer_fit(tmp_path):
     assert ca.load_or_create_ca(tmp_path, "t", ["b.test"]).cert == second.cert  # one removed
     unconstrained = ca.load_or_create_ca(tmp_path, "t", None)
     assert ca.permitted(unconstrained) is None
+
+
+def test_server_certificate_is_kept_until_its_ca_or_names_change(tmp_path):
+    authority = ca.create_ca("t")
+    first = ca.load_or_issue(tmp_path, authority, ["a.test"])
+    assert ca.load_or_issue(tmp_path, authority, ["a.test"]).cert == first.cert
+    renamed = ca.load_or_issue(tmp_path, authority, ["a.test", "conference.a.test"])
+    assert renamed.cert != first.cert
+    assert ca.load_or_issue(tmp_path, ca.create_ca("t"), ["a.test", "conference.a.test"]).cert != renamed.cert
+    assert stat.S_IMODE((tmp_path / "key.pem").stat().st_mode) == 0o600
