@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lab import REPO_DIR, catalogue, model, report
-from lab.errors import ConfigError, LabError
+from lab.errors import ConfigError, Interrupted, LabError
 from lab.project import Project
 from lab.runtime import Runtime, connect
 from lab.servers import CERTIFICATE
@@ -44,12 +44,14 @@ def reports_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except Interrupted as error:
+            errors.print(f"[bold red]interrupted:[/] {error}", highlight=False)
+            raise typer.Exit(error.exit_code)
         except LabError as error:
-            errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            errors.print(f"[bold red]error:[/] {error}", highlight=False)
             raise typer.Exit(error.exit_code)
         except KeyboardInterrupt:
-            errors.print("[bold red]interrupted:[/] everything this command started was removed; "
-                         "run the command again when ready", highlight=False)
+            errors.print("[bold red]interrupted[/]", highlight=False)
             raise typer.Exit(130)
     return wrapper
 

@@ -14,3 +14,9 @@ class NotUp(LabError):
     """The command needs the lab running."""
 
     exit_code = 2
+
+
+class Interrupted(LabError):
+    """Ctrl-C while bringing a lab up: what was started has been removed."""
+
+    exit_code = 130

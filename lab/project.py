@@ -15,7 +15,7 @@ from typing import Callable
 
 from lab import REPO_DIR, ca, images
 from lab.catalogue import BY_ID, CASES, Case
-from lab.errors import LabError, NotUp
+from lab.errors import Interrupted, LabError, NotUp
 from lab.report import ERROR, FAIL, NOT_SUPPORTED, PASS, CaseResult
 from lab.model import Lab, Server
 from lab.render import TLS_PATHS, render_server
@@ -143,7 +143,11 @@ class Project:
             with self.phases("accounts"):
                 parallel(self.create_account, [(s, user, password) for s in self.lab.servers if s.name in changed
                                                for user, password in s.accounts.items()])
-        except BaseException:  # Ctrl-C too: leave nothing half-started
+        except KeyboardInterrupt:
+            self.runtime.down()
+            raise Interrupted(f"lab {self.lab.name} was being brought up: everything of it was removed; "
+                              f"run the command again when ready") from None
+        except BaseException:  # leave nothing half-started
             self.runtime.down()
             raise
         return changed
