@@ -209,6 +209,9 @@ def test_ca_key_stays_on_the_host_with_mode_0600(lab_up, client):
     for container in client.containers.list(filters={"label": f"{LABEL_LAB}={name}"}):
         found = container.exec_run(["grep", "-rlF", ca_key.splitlines()[1].decode(), "/etc"]).output
         assert not found.strip(), f"CA key material in {container.name}: {found}"
+        if container.labels["org.xmpp-lab.role"] == "server":
+            modes = container.exec_run(["stat", "-c", "%a", "/etc/xmpp-lab/key.pem", "/etc/xmpp-lab/bundle.pem"])
+            assert modes.output.split() == [b"600", b"600"], container.name
 
 
 def test_server_that_never_becomes_ready_is_named_and_nothing_is_left(client, tmp_path):
