@@ -21,6 +21,7 @@ pytestmark = pytest.mark.docker
 
 LAB_YML = """\
 name: {name}
+clients: [slixmpp]  # the other stacks have tests of their own (test_stacks_e2e.py)
 servers:
   prosody:
     kind: prosody

@@ -22,7 +22,7 @@ def lab(tmp_path_factory):
     client = docker.from_env()
     name = f"e2e-{uuid.uuid4().hex[:6]}"
     path = tmp_path_factory.mktemp("interop") / "lab.yml"
-    path.write_text(LAB3_YML.format(name=name) + "clients: [slixmpp]\n")
+    path.write_text(LAB3_YML.format(name=name))
     up = lab_command("up", "-f", str(path))
     assert up.returncode == 0, up.stdout + up.stderr
     yield path

@@ -1,0 +1,565 @@
+"""Test runner for the go-xmpp client stack, driven by go-sendxmpp.
+
+Run inside the client container (go-sendxmpp 0.5.7 on go-xmpp, strace, Python stdlib). Usage:
+    gosendxmpp_runner.py cases SPEC_JSON
+prints, as its last stdout line, one JSON list with one result per requested case (same
+order): {"case", "server", "target", "status": pass|fail|error, "detail", "trace", "seconds"}.
+
+What go-sendxmpp gives us and how the runner reads it:
+- TLS trust: Go's crypto/x509 reads SSL_CERT_FILE / SSL_CERT_DIR, so the runner sets
+  SSL_CERT_FILE=<lab CA> and SSL_CERT_DIR=/nonexistent: only the lab CA is trusted.
+- A session is opened with the listen mode (`-d -l`): -d prints every stanza received
+  (stream features, SASL <success/>/<failure/>, the bind result, messages). The runner
+  reads it as it comes and ends the process once it knows enough. go-xmpp enables no
+  stream management, so an ended listener leaves no session behind.
+- go-sendxmpp looks up BOTH _xmpp-client and _xmpps-client and picks among them by
+  priority/weight: where a server publishes both with equal values (as in the lab), a
+  connection is direct TLS or STARTTLS at random, with no option to choose. C1 is about
+  STARTTLS, so it retries (strace shows which record was used) until a STARTTLS one.
+- On a failed login go-sendxmpp tries the next SRV record, so one wrong password is
+  refused two or three times, and exits 1 with 'auth failure: ...'.
+- Messages: the sender is `go-sendxmpp -u JID -p PW RECIPIENT` with the body on stdin
+  (sent as type chat); the receiving end is a go-sendxmpp listener whose unique resource
+  the message is addressed to (full JID: bare-JID messages could be routed to another test
+  session of the same account).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+TOOL = "go-sendxmpp"
+SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
+
+
+class CaseFailed(Exception):
+    pass
+
+
+def token(n: int = 8) -> str:
+    return uuid.uuid4().hex[:n]
+
+
+# --- subprocesses (shared by the CLI runners) ----------------------------------------------
+
+PROCESSES: set = set()
+PROCESS_LOCK = threading.Lock()
+
+
+class Ran:
+    """One finished (or killed) tool run."""
+
+    def __init__(self, argv, code, out, err, timed_out, seconds, secrets):
+        self.argv, self.code, self.out, self.err = argv, code, out, err
+        self.timed_out, self.seconds, self.secrets = timed_out, seconds, secrets
+
+    def text(self, limit: int = 3000) -> str:
+        shown = " ".join(a if " " not in a else repr(a) for a in self.argv)
+        end = f"killed after {self.seconds:.1f}s" if self.timed_out else f"exit {self.code} after {self.seconds:.1f}s"
+        body = f"$ {shown}\n[{end}]\n"
+        if self.out.strip():
+            body += "--- stdout\n" + clip(self.out, limit) + "\n"
+        if self.err.strip():
+            body += "--- stderr\n" + clip(self.err, limit) + "\n"
+        for secret in self.secrets:
+            body = body.replace(secret, "***")
+        return body
+
+
+def clip(text: str, limit: int) -> str:
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    return text[:head] + f"\n[... {len(text) - limit} characters left out ...]\n" + text[-(limit - head):]
+
+
+def kill(process) -> None:
+    try:
+        os.killpg(process.pid, 9)
+    except OSError:
+        pass
+
+
+def run(argv, timeout: float, *, stdin: str | None = None, env: dict | None = None, secrets=()) -> Ran:
+    """Run a tool to its end, killed (with its children) after ``timeout`` seconds."""
+    started = time.monotonic()
+    process = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, **(env or {})}, start_new_session=True)
+    with PROCESS_LOCK:
+        PROCESSES.add(process)
+    timed_out = False
+    try:
+        out, err = process.communicate(stdin.encode() if stdin is not None else None, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        kill(process)
+        out, err = process.communicate()
+    finally:
+        with PROCESS_LOCK:
+            PROCESSES.discard(process)
+    return Ran(argv, process.returncode, out.decode(errors="replace"), err.decode(errors="replace"),
+               timed_out, time.monotonic() - started, secrets)
+
+
+# --- DNS and strace: observing SRV use --------------------------------------------------------
+
+def srv_lookup(name: str, timeout: float = 3.0) -> list[tuple[int, int, int, str]]:
+    """(priority, weight, port, target) of the SRV records of ``name``, asked of the
+    container's resolver (the lab DNS behind Docker's), with the stdlib only."""
+    nameserver = "127.0.0.11"
+    with open("/etc/resolv.conf") as resolv:
+        for line in resolv:
+            if line.split()[:1] == ["nameserver"]:
+                nameserver = line.split()[1]
+                break
+    query_id = random.randrange(1 << 16)
+    question = b"".join(bytes([len(p)]) + p.encode() for p in name.strip(".").split(".")) + b"\0"
+    packet = struct.pack(">HHHHHH", query_id, 0x0100, 1, 0, 0, 0) + question + struct.pack(">HH", 33, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(packet, (nameserver, 53))
+        data = sock.recv(65535)
+    answer_id, flags, _, answers, _, _ = struct.unpack(">HHHHHH", data[:12])
+    if answer_id != query_id or flags & 0x000F:
+        return []
+
+    def read_name(offset: int) -> tuple[str, int]:
+        labels, end = [], None
+        while data[offset]:
+            if data[offset] & 0xC0 == 0xC0:
+                end = end or offset + 2
+                offset = struct.unpack(">H", data[offset:offset + 2])[0] & 0x3FFF
+                continue
+            labels.append(data[offset + 1:offset + 1 + data[offset]].decode())
+            offset += 1 + data[offset]
+        return ".".join(labels), end or offset + 1
+
+    _, offset = read_name(12)
+    offset += 4
+    records = []
+    for _ in range(answers):
+        _, offset = read_name(offset)
+        kind, _, _, length = struct.unpack(">HHIH", data[offset:offset + 10])
+        offset += 10
+        if kind == 33:
+            priority, weight, port = struct.unpack(">HHH", data[offset:offset + 6])
+            records.append((priority, weight, port, read_name(offset + 6)[0]))
+        offset += length
+    return sorted(records)
+
+
+def srv_addresses(records) -> dict[tuple[str, int], str]:
+    """{(ip, port): target} for every address of every SRV target."""
+    found = {}
+    for _, _, port, target in records:
+        try:
+            for info in socket.getaddrinfo(target, port, type=socket.SOCK_STREAM):
+                found[(info[4][0], port)] = target
+        except OSError:
+            pass
+    return found
+
+
+STRACE = ["strace", "-f", "-qq", "-e", "trace=connect,sendto,sendmsg,sendmmsg,write", "-e", "signal=none",
+          "-s", "200"]
+CONNECT = re.compile(r'connect\(\d+, \{sa_family=AF_INET6?, sin6?_port=htons\((\d+)\), '
+                     r'(?:sin_addr=inet_addr\("([^"]+)"\)|sin6_flowinfo=[^,]*, inet_pton\(AF_INET6, "([^"]+)"\))')
+
+
+def observed(strace_text: str) -> tuple[list[str], list[tuple[str, int]]]:
+    """(DNS names the process asked about, (ip, port) of its TCP/UDP connects except DNS)."""
+    names, connects = [], []
+    for line in strace_text.splitlines():
+        match = CONNECT.search(line)
+        if match:
+            port = int(match.group(1))
+            if port != 53:
+                connects.append((match.group(2) or match.group(3), port))
+        elif "_xmpp" in line:
+            flat = re.sub(r'\\(?:[0-7]{1,3}|[a-z]|x[0-9a-f]{2})', ".", line)
+            names += re.findall(r"(_xmpps?-client\._tcp\.[A-Za-z0-9.-]+?)\.\.", flat)
+    return names, connects
+
+
+def srv_verdict(domain: str, records, names, connects) -> str:
+    """Which SRV record was used; CaseFailed when the connection did not follow it."""
+    wanted = f"_xmpp-client._tcp.{domain}"
+    if wanted not in names:
+        raise CaseFailed(f"{TOOL} never asked DNS for {wanted} (asked: {sorted(set(names)) or 'nothing'})")
+    if not connects:
+        raise CaseFailed(f"{TOOL} made no TCP connection")
+    addresses = srv_addresses(records)
+    ip, port = connects[-1]
+    if (ip, port) not in addresses:
+        raise CaseFailed(f"{TOOL} connected to {ip}:{port}, not to the SRV answer "
+                         f"{', '.join(f'{t}:{p}' for _, _, p, t in records)} ({sorted(addresses)})")
+    return f"SRV {wanted} -> {addresses[(ip, port)]}:{port} asked and followed ({ip}:{port})"
+
+
+# --- cases -------------------------------------------------------------------------------------
+
+class Context:
+    """One case: the spec, where it runs, and everything worth showing when it fails."""
+
+    def __init__(self, spec: dict, entry: dict):
+        self.spec, self.case = spec, entry["case"]
+        self.server, self.target = entry["server"], entry.get("target")
+        self.timeout = float(spec.get("timeout", 20))
+        self.ca = spec["ca"]
+        self.trace: list[str] = []
+        self.notes: list[str] = []     # worth knowing even when the case passes (retries)
+        self.ends: list = []           # receivers/listeners: closed at the end, their logs traced
+
+    def domain(self, server: str) -> str:
+        return self.spec["servers"][server]["domain"]
+
+    def account(self, server: str, user: str) -> tuple[str, str]:
+        return f"{user}@{self.domain(server)}", self.spec["servers"][server]["accounts"][user]
+
+    def secrets(self) -> list[str]:
+        return [password for server in self.spec["servers"].values() for password in server["accounts"].values()]
+
+    def run(self, argv, timeout, **kwargs) -> Ran:
+        ran = run(argv, timeout, secrets=self.secrets(), **kwargs)
+        self.trace.append(ran.text())
+        return ran
+
+    def opened(self, end):
+        self.ends.append(end)
+        return end
+
+    def close(self) -> None:
+        for end in self.ends:
+            end.close()
+            self.trace.append(end.transcript())
+
+    def trace_text(self) -> str:
+        return clip("\n\n".join(self.trace), 12000)
+
+
+def env(ca: str) -> dict:
+    return {"SSL_CERT_FILE": ca, "SSL_CERT_DIR": "/nonexistent", "HOME": "/root"}
+
+
+NO_SESSION = "no session before the timeout, nothing printed"
+SASL_FAILURE = re.compile(r"<failure xmlns=['\"]urn:ietf:params:xml:ns:xmpp-sasl['\"]><([a-z-]+)")
+
+
+class Listener:
+    """A go-sendxmpp listener (`-d -l`) whose output is read while it runs."""
+
+    def __init__(self, ctx: Context, jid: str, password: str, *, ca: str | None = None, strace: bool = False):
+        self.jid, self.ctx = jid, ctx
+        self.resource = f"lab-{ctx.case.lower()}-{token()}"
+        self.full_jid = f"{jid}/{self.resource}"
+        self.strace_path = f"/tmp/strace-{token()}.txt" if strace else None
+        self.argv = ["go-sendxmpp", "-d", "-l", "-u", jid, "-p", password, "-r", self.resource]
+        argv = [*STRACE, "-o", self.strace_path, *self.argv] if strace else self.argv
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, env={**os.environ, **env(ca or ctx.ca)},
+                                        start_new_session=True)
+        with PROCESS_LOCK:
+            PROCESSES.add(self.process)
+        self.output, self.ended, self.ran, self.ready = "", False, None, None
+        self.changed = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        while True:
+            chunk = os.read(self.process.stdout.fileno(), 65536)
+            with self.changed:
+                if not chunk:
+                    self.ended = True
+                else:
+                    self.output += chunk.decode(errors="replace")
+                self.changed.notify_all()
+            if not chunk:
+                return
+
+    def wait(self, predicate, timeout: float) -> bool:
+        """Until ``predicate(output)`` holds (True), or the process ended / time ran out (False)."""
+        with self.changed:
+            self.changed.wait_for(lambda: predicate(self.output) or self.ended, timeout)
+            return bool(predicate(self.output))
+
+    def bound(self, output: str) -> bool:
+        return f"<jid>{self.full_jid}</jid>" in output
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Bound, and its initial presence handled: seen echoed back (Prosody, ejabberd) or,
+        for a server that does not echo it (jabberd2), one second after the bind result."""
+        if self.ready is None:
+            echo = re.compile(r"<presence[^>]*from=['\"]" + re.escape(self.full_jid) + "['\"]")
+            if not self.wait(self.bound, timeout):
+                return False
+            self.wait(lambda out: echo.search(out), 1.0)
+            self.ready = True
+        return self.ready
+
+    def stop(self) -> Ran:
+        if self.ran is None:
+            if self.process.poll() is None:  # SIGTERM first: strace then writes out what it saw
+                try:
+                    os.killpg(self.process.pid, 15)
+                    self.process.wait(2)
+                except (OSError, subprocess.TimeoutExpired):
+                    kill(self.process)
+            self.process.wait()
+            self.reader.join(2)
+            with PROCESS_LOCK:
+                PROCESSES.discard(self.process)
+            self.ran = Ran(self.argv, self.process.returncode, self.output, "", False,
+                           time.monotonic() - self.started, self.ctx.secrets())
+        return self.ran
+
+    def strace_text(self) -> str:
+        self.stop()
+        try:
+            with open(self.strace_path, errors="replace") as file:
+                text = file.read()
+            os.unlink(self.strace_path)
+        except OSError:
+            text = ""
+        if not text:
+            raise CaseFailed(f"strace cannot trace here, so SRV use cannot be observed: "
+                             f"{self.output.strip().splitlines()[:1]}")
+        return text
+
+    def transcript(self) -> str:
+        return self.stop().text()
+
+    def close(self) -> None:
+        self.stop()
+
+
+def listen(ctx: Context, server: str, user: str, *, password: str | None = None, ca: str | None = None,
+           strace: bool = False) -> Listener:
+    """A listener that got its session (or ended trying): one retry when the server said
+    <internal-server-error/> before the login (jabberd2, see the report)."""
+    jid, right = ctx.account(server, user)
+    for attempt in (1, 2):
+        listener = ctx.opened(Listener(ctx, jid, password or right, ca=ca, strace=strace))
+        if listener.wait_ready(ctx.timeout) or attempt == 2 or "internal-server-error" not in listener.output \
+                or "<success" in listener.output:
+            return listener
+        ctx.notes.append(f"{ctx.domain(server)} answered go-sendxmpp's connection with internal-server-error "
+                         f"before the login once; retried")
+        listener.stop()
+        time.sleep(0.5)
+
+
+def refusal(output: str, default: str = "no error printed") -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip() and not line.lstrip().startswith("<")]
+    last = next((line for line in reversed(lines) if "Deprecated" not in line), default)
+    return re.sub(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ", "", last)  # log.Fatal's time stamp
+
+
+def case_c1(ctx: Context) -> str:
+    domain = ctx.domain(ctx.server)
+    records = srv_lookup(f"_xmpp-client._tcp.{domain}")
+    if not records:
+        raise CaseFailed(f"no SRV record _xmpp-client._tcp.{domain}")
+    direct = srv_addresses(srv_lookup(f"_xmpps-client._tcp.{domain}"))
+    went_direct = 0
+    for attempt in range(1, 9):
+        listener = listen(ctx, ctx.server, "alice", strace=True)
+        if not listener.wait_ready(0):
+            raise CaseFailed(f"login failed: {refusal(listener.stop().out, NO_SESSION)}")
+        names, connects = observed(listener.strace_text())
+        if connects and connects[-1] in direct and "<proceed" not in listener.output:
+            went_direct += 1
+            continue
+        srv = srv_verdict(domain, records, names, connects)
+        if not re.search(r"<proceed xmlns=['\"]urn:ietf:params:xml:ns:xmpp-tls['\"]", listener.output):
+            raise CaseFailed(f"{srv}, but no <proceed/> to a <starttls/> in go-sendxmpp's log")
+        break
+    else:
+        raise CaseFailed(f"8 logins, all direct TLS via _xmpps-client._tcp.{domain}: go-sendxmpp never "
+                         f"chose the _xmpp-client record (STARTTLS)")
+    control = listen(ctx, ctx.server, "alice", ca=SYSTEM_CA)
+    if control.wait_ready(0):
+        raise CaseFailed("with the system CA store instead of the lab CA the login still worked: "
+                         "the certificate is not verified")
+    control.wait(lambda out: False, ctx.timeout)  # until it gives up
+    why = refusal(control.stop().out)
+    if "certificate" not in why and "x509" not in why:
+        raise CaseFailed(f"with the system CA store instead of the lab CA: refused, but not for the "
+                         f"certificate: {why}")
+    chose = (f"; attempt {attempt}: the first {went_direct} went direct TLS via _xmpps-client (same priority "
+             f"and weight; go-sendxmpp picks at random)" if went_direct else "")
+    return (f"{srv}; STARTTLS, certificate verified against the lab CA{chose}; with the system CA store "
+            f"instead: {why.split(': ', 1)[-1] if 'x509' in why else why}")
+
+
+def case_c2(ctx: Context) -> str:
+    listener = listen(ctx, ctx.server, "alice")
+    if not listener.wait_ready(0):
+        raise CaseFailed(f"right password: login failed: {refusal(listener.stop().out, NO_SESSION)}")
+    output = listener.stop().out
+    offered = re.findall(r"<mechanism>([^<]+)</mechanism>", output)
+    success = re.findall(r"<success xmlns=['\"]urn:ietf:params:xml:ns:xmpp-sasl['\"]\s*(/>|>([^<]*)</success>)",
+                         output)
+    how = ("<success/> without SCRAM server signature, i.e. PLAIN" if success and not success[-1][1]
+           else "<success/> with a server signature, i.e. SCRAM")
+    wrong = listen(ctx, ctx.server, "alice", password=f"wrong-{token()}")
+    if wrong.wait_ready(0):
+        raise CaseFailed("logged in with a wrong password")
+    wrong.wait(lambda out: False, ctx.timeout)
+    ran = wrong.stop()
+    conditions = SASL_FAILURE.findall(ran.out)
+    if not conditions:
+        raise CaseFailed(f"wrong password: no SASL <failure/> received ({refusal(ran.out)})")
+    if set(conditions) != {"not-authorized"}:
+        raise CaseFailed(f"wrong password answered with {', '.join(conditions)}, not not-authorized")
+    if ran.code == 0:
+        raise CaseFailed("wrong password refused, but go-sendxmpp exited 0")
+    tries = f" on each of the {len(conditions)} connections it tried" if len(conditions) > 1 else ""
+    return (f"logged in ({how}; offered {' '.join(dict.fromkeys(offered))}); wrong password -> "
+            f"not-authorized{tries}, exit {ran.code} '{refusal(ran.out)[:80]}'")
+
+
+def deliver(ctx: Context, sender: tuple[str, str], recipient: tuple[str, str]) -> str:
+    """``sender`` (server, user) sends with go-sendxmpp to a listener of ``recipient``."""
+    jid, password = ctx.account(*sender)
+    listener = listen(ctx, *recipient)
+    if not listener.wait_ready(0):
+        raise CaseFailed(f"the receiving listener {listener.jid} got no session: "
+                         f"{refusal(listener.stop().out, NO_SESSION)}")
+    body = f"lab {ctx.case} {TOOL} {token(12)}"
+    started = time.monotonic()
+    for attempt in (1, 2):
+        ran = ctx.run(["go-sendxmpp", "-u", jid, "-p", password, listener.full_jid], ctx.timeout + 5,
+                      stdin=body + "\n", env=env(ctx.ca))
+        if ran.code == 0 or attempt == 2 or "internal-server-error" not in ran.out + ran.err:
+            break
+        ctx.notes.append(f"{ctx.domain(sender[0])} answered go-sendxmpp's connection with internal-server-error "
+                         f"before the login once; retried")
+    if ran.timed_out:
+        raise CaseFailed(f"{jid} -> {listener.full_jid}: go-sendxmpp killed after {ran.seconds:.0f}s")
+    if ran.code != 0:
+        raise CaseFailed(f"{jid} -> {listener.full_jid}: go-sendxmpp exit {ran.code}: {refusal(ran.out + ran.err)}")
+    # go-sendxmpp prints 'TIME FROM: BODY' (-d output may precede it on the same line)
+    line = re.compile(r"\d{4}-\d\d-\d\dT\S+ " + re.escape(jid) + r": " + re.escape(body) + r"\s*$", re.M)
+    if not listener.wait(lambda out: line.search(out), ctx.timeout):
+        raise CaseFailed(f"{jid} -> {listener.full_jid}: sent (exit 0) but not received within {ctx.timeout:g}s")
+    arrived = time.monotonic() - started
+    output = listener.stop().out
+    stanza = next((m for m in re.findall(r"<message\b[^>]*>", output.split(f"<body>{body}</body>")[0])[-1:]), "")
+    attributes = dict(re.findall(r"(\w+)=['\"]([^'\"]*)['\"]", stanza))
+    problems = []
+    if not attributes.get("from", "").startswith(f"{jid}/"):
+        problems.append(f"from {attributes.get('from')!r}")
+    if attributes.get("type") != "chat":
+        problems.append(f"type {attributes.get('type')!r}")
+    if problems:
+        raise CaseFailed(f"{jid} -> {listener.full_jid}: arrived altered: {', '.join(problems)}")
+    return (f"{jid} -> {listener.full_jid} in {arrived:.1f}s, body intact, from {attributes['from']}"
+            + (f", id {attributes['id']}" if attributes.get("id") else ", no id"))
+
+
+def case_c5(ctx: Context) -> str:
+    return deliver(ctx, (ctx.server, "alice"), (ctx.server, "bob"))
+
+
+def case_s1(ctx: Context) -> str:
+    there = deliver(ctx, (ctx.server, "alice"), (ctx.target, "bob"))
+    back = deliver(ctx, (ctx.target, "bob"), (ctx.server, "alice"))
+    return f"{there}; back: {back}"
+
+
+CASES = {"C1": case_c1, "C2": case_c2, "C5": case_c5, "S1": case_s1}
+S2S = {"S1"}
+
+
+def budget(case: str, timeout: float) -> float:
+    """Seconds a case may take at most (the watchdog adds these up per group)."""
+    return {"C1": 10 * timeout + 10, "S1": 6 * timeout + 20, "C5": 3 * timeout + 10}.get(case, 4 * timeout + 10)
+
+
+# --- running the spec (shared by the CLI runners) -----------------------------------------
+
+def run_case(spec: dict, entry: dict) -> dict:
+    started = time.monotonic()
+    case, server, target = entry.get("case"), entry.get("server"), entry.get("target")
+    result = {"case": case, "server": server, "target": target, "status": "error", "detail": "", "trace": ""}
+    ctx = None
+    try:
+        if case not in CASES:
+            result["detail"] = f"the {TOOL} runner cannot express {case}"
+        elif server not in spec["servers"] or (case in S2S and target not in spec["servers"]):
+            result["detail"] = f"server {server if server not in spec['servers'] else target!r} not in the spec"
+        else:
+            ctx = Context(spec, entry)
+            try:
+                result.update(status="pass", detail=CASES[case](ctx))
+            except CaseFailed as failure:
+                result.update(status="fail", detail=str(failure))
+            except Exception as error:  # a runner bug: report it as an error, not a verdict
+                result.update(status="error", detail=f"runner error: {type(error).__name__}: {error}")
+            if ctx.notes:
+                result["detail"] += f" [{'; '.join(dict.fromkeys(ctx.notes))}]"
+    finally:
+        if ctx is not None:
+            ctx.close()
+            if result["status"] != "pass":
+                result["trace"] = ctx.trace_text()
+        result["seconds"] = round(time.monotonic() - started, 3)
+    return result
+
+
+def cases(spec: dict) -> list:
+    """Every (server, target) group in its own thread, the cases of a group in order; a
+    watchdog bounds the whole run, kills what is left and reports it as error."""
+    entries = spec.get("cases", [])
+    timeout = float(spec.get("timeout", 20))
+    results: list = [None] * len(entries)
+    groups: dict = {}
+    for index, entry in enumerate(entries):
+        groups.setdefault((entry.get("server"), entry.get("target")), []).append(index)
+
+    def run_group(indexes):
+        for index in indexes:
+            results[index] = run_case(spec, entries[index])
+
+    threads = [threading.Thread(target=run_group, args=(indexes,), daemon=True) for indexes in groups.values()]
+    for thread in threads:
+        thread.start()
+    limit = max((sum(budget(entries[i]["case"], timeout) for i in g) for g in groups.values()), default=0) + 15
+    deadline = time.monotonic() + limit
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    with PROCESS_LOCK:
+        for process in list(PROCESSES):
+            kill(process)
+    return [result or {**{k: entries[i].get(k) for k in ("case", "server", "target")}, "status": "error",
+                       "detail": f"the runner's watchdog stopped it after {limit:.0f}s", "trace": "",
+                       "seconds": round(limit, 3)}
+            for i, result in enumerate(results)]
+
+
+def main() -> None:
+    command, spec = sys.argv[1], json.loads(sys.argv[2])
+    if command != "cases":
+        raise SystemExit(f"unknown command {command} (only: cases)")
+    results = cases(spec)
+    sys.stdout.write("\n" + json.dumps(results) + "\n")
+    sys.stdout.flush()
+    os._exit(0)  # threads still stuck in a tool are not waited for
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+"""go-sendxmpp (Debian go-sendxmpp 0.5.7, on the go-xmpp library)."""
+
+from lab.stacks import ClientStack
+
+STACK = ClientStack(
+    name="gosendxmpp",
+    runner="gosendxmpp_runner.py",
+    cases=frozenset({"C1", "C2", "C5", "S1"}),
+    description=(
+        "go-xmpp through the go-sendxmpp CLI: sender, and listener (-l) as the receiving end. Trusts only "
+        "the lab CA (SSL_CERT_FILE/SSL_CERT_DIR for Go's crypto/x509). It looks up both _xmpp-client and "
+        "_xmpps-client and picks by priority/weight: with equal records (as in the lab) STARTTLS or direct "
+        "TLS at random, with no option to choose; C1 retries (strace shows the record used) until a "
+        "STARTTLS connection. Logs in with SASL PLAIN even where SCRAM is offered. A wrong password is "
+        "tried on every SRV record (2-3 refusals) before exit 1 'auth failure'. Sent message ids are not "
+        "printed, so S1 checks from/body/type, not the id."
+    ),
+)
