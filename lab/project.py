@@ -6,6 +6,7 @@ it started, so no half-started lab is left behind.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from contextlib import contextmanager
@@ -55,6 +56,12 @@ class Federation:
     delivered: bool
     auth: str | None  # how the sender's server authenticated to the recipient's, as observed
     error: str | None = None
+
+
+def stack_users(stack: ClientStack, server: Server) -> dict[str, str]:
+    """Accounts of a stack's own (``<stack>-alice``) where the lab has them, so stacks
+    running side by side never share one: presence and roster cases would see each other."""
+    return {role: f"{stack.name}-{role}" for role in ("alice", "bob") if f"{stack.name}-{role}" in server.accounts}
 
 
 class Project:
@@ -141,8 +148,7 @@ class Project:
                 self.say("waiting for servers to speak XMPP", transient=True)
                 self.wait_ready()
             with self.phases("accounts"):
-                parallel(self.create_account, [(s, user, password) for s in self.lab.servers if s.name in changed
-                                               for user, password in s.accounts.items()])
+                self.ensure_accounts()
         except KeyboardInterrupt:
             self.runtime.down()
             raise Interrupted(f"lab {self.lab.name} was being brought up: everything of it was removed; "
@@ -180,6 +186,24 @@ class Project:
         tail = " | ".join(line.strip() for line in self.runtime.logs(server.name, tail=LOG_TAIL).strip().splitlines())
         raise LabError(f"server {server.name} ({server.domain}) never became ready: {why}; "
                        f"last log lines: {tail or '(none)'}")
+
+    def ensure_accounts(self) -> None:
+        """Create the accounts of every server whose container does not have them yet.
+
+        What was created in which container is noted in the state directory, so an
+        unchanged lab creates nothing and a changed account list reaches running servers.
+        """
+        def note(server: Server) -> Path:
+            return self.lab.state_dir / "servers" / server.name / "accounts-created"
+
+        def wanted(server: Server) -> str:
+            accounts = json.dumps(server.accounts, sort_keys=True).encode()
+            return f"{self.runtime.container(server.name).id} {hashlib.sha256(accounts).hexdigest()}"
+
+        todo = [s for s in self.lab.servers if not note(s).exists() or note(s).read_text() != wanted(s)]
+        parallel(self.create_account, [(s, user, password) for s in todo for user, password in s.accounts.items()])
+        for server in todo:
+            note(server).write_text(wanted(server))
 
     def create_account(self, account: tuple[Server, str, str]) -> None:
         server, user, password = account
@@ -304,7 +328,8 @@ class Project:
         if not planned:
             return results
         spec = {"ca": CLIENT_CA, "timeout": CASE_TIMEOUT,
-                "servers": {s.name: {"domain": s.domain, "accounts": s.accounts, "muc": s.muc_domain}
+                "servers": {s.name: {"domain": s.domain, "accounts": s.accounts, "muc": s.muc_domain,
+                                     "users": stack_users(stack, s)}
                             for s in self.lab.servers},
                 "cases": planned}
         try:

@@ -434,11 +434,16 @@ class CaseRun:
     def domain(self, server: str) -> str:
         return self.runner.servers[server]["domain"]
 
-    def jid(self, server: str, user: str) -> str:
-        return f"{user}@{self.domain(server)}"
+    def user(self, server: str, role: str) -> str:
+        """The account that plays ``role`` (alice, bob) on ``server``: spec "users" may map it."""
+        return self.runner.servers[server].get("users", {}).get(role, role)
 
-    def new_client(self, server: str, user: str, password: str | None = None, resource: str | None = None):
+    def jid(self, server: str, role: str) -> str:
+        return f"{self.user(server, role)}@{self.domain(server)}"
+
+    def new_client(self, server: str, role: str, password: str | None = None, resource: str | None = None):
         settings = self.runner.servers[server]
+        user = self.user(server, role)
         if password is None:
             if user not in settings["accounts"]:
                 raise RuntimeError(f"no account {user!r} for server {server} in the spec")

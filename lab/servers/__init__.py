@@ -23,7 +23,8 @@ class ServerKind:
     name: str
     # Rendered config files: template name (in templates/<name>/) -> path in the container.
     config_files: dict[str, str]
-    # Command run in the running container to create an account.
+    # Command run in the running container to create an account, or to set the password
+    # of an existing one (it runs again when a lab's accounts change).
     register_command: Callable[[str, str, str], list[str]]
     # Log lines of the *receiving* server that show how a peer authenticated:
     # regexes with a named group "peer" (the remote domain), one list per method.

@@ -5,7 +5,10 @@ from lab.servers import CERTIFICATE, DIALBACK, ServerKind
 KIND = ServerKind(
     name="ejabberd",
     config_files={"ejabberd.yml.j2": "/etc/ejabberd/ejabberd.yml"},
-    register_command=lambda user, domain, password: ["ejabberdctl", "register", user, domain, password],
+    # register refuses an existing account: then set its password.
+    register_command=lambda user, domain, password: [
+        "sh", "-c", 'ejabberdctl register "$1" "$2" "$3" >/dev/null 2>&1 || ejabberdctl change_password "$1" "$2" "$3"',
+        "register", user, domain, password],
     # ejabberd_s2s_in: "Accepted inbound s2s <Mech> authentication <remote> -> <local>"
     inbound_auth_patterns={
         CERTIFICATE: [r"Accepted inbound s2s EXTERNAL authentication (?P<peer>\S+) -> "],

@@ -1,0 +1,56 @@
+"""How long the whole interop catalogue takes on the default lab, every stack.
+
+    ./run python benchmarks/catalogue.py [--lab lab.yml]
+
+Brings the lab up if needed, runs every case once with `lab test`'s code path and prints
+the time against the target (<= 60 s on 2 cores), the slowest stack measured alone in
+the same run, and the ratio of the two (how much running stacks side by side costs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from lab import catalogue, model
+from lab.project import Project
+from lab.runtime import Runtime, connect
+
+REPO = Path(__file__).resolve().parent.parent
+TARGET = 60.0
+
+
+def timed_run(project: Project, stacks: list[str] | None) -> tuple[float, int, int]:
+    started = time.monotonic()
+    results = project.test(catalogue.CASES, None, stacks)
+    seconds = time.monotonic() - started
+    failed = [r for r in results if r.status in ("fail", "error")]
+    for result in failed:  # a benchmark of a run that failed is worth knowing about
+        print(f"  failed: {result.id}: {result.detail}")
+    return seconds, len(results), len(failed)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lab", type=Path, default=REPO / "lab.yml")
+    args = parser.parse_args()
+    lab = model.load(args.lab)
+    project = Project(lab, Runtime(connect(), lab.name))
+    project.up()
+
+    alone = {}
+    for stack in lab.clients:
+        alone[stack], _, _ = timed_run(project, [stack])
+    whole, count, failed = timed_run(project, None)
+
+    for stack, seconds in alone.items():
+        print(f"{stack} alone: {seconds:.1f}s")
+    slowest = max(alone, key=alone.get)
+    print(f"whole catalogue, {count} results ({failed} failed), every stack at once: {whole:.1f}s; "
+          f"target <= {TARGET:.0f}s {'ok' if whole <= TARGET else 'MISSED'}; "
+          f"{whole / alone[slowest]:.2f} x the slowest stack alone ({slowest})")
+
+
+if __name__ == "__main__":
+    main()
