@@ -63,9 +63,9 @@ def test_full_catalogue_passes_where_supported(lab):
 
 
 def test_a_broken_case_is_a_failure_with_its_trace(lab):
-    # alice's password on prosody no longer matches lab.yml: logins as alice must fail.
+    # The slixmpp stack's alice on prosody no longer has the password of lab.yml: its logins must fail.
     changed = lab_command("exec", "prosody", "-f", str(lab), "--",
-                          "prosodyctl", "register", "alice", "prosody.test", "not-the-password")
+                          "prosodyctl", "register", "slixmpp-alice", "prosody.test", "not-the-password")
     assert changed.returncode == 0
     try:
         result, by_id, folder = run_test(lab, "--only", "C2", "--server", "prosody")
