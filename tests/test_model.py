@@ -7,6 +7,7 @@ import pytest
 from lab import model
 from lab.errors import ConfigError
 from lab.servers import kinds
+from lab.stacks import stacks
 
 CASES = Path(__file__).parent / "cases"
 
@@ -42,12 +43,20 @@ def case_files():
 @pytest.mark.parametrize("case", case_files(), ids=lambda p: p.stem)
 def test_malformed_lab_file_gives_located_error(case):
     """Each case file's first line is '# error: <expected message after file:line: >'
-    ({kinds} stands for the known server kinds, so adding a kind changes no case file)."""
+    ({kinds} and {stacks} stand for the known server kinds and client stacks, so adding
+    one changes no case file)."""
     text = case.read_text()
     first = text.splitlines()[0] if text else ""
     expected = (case.with_suffix(".error").read_text().strip() if case.with_suffix(".error").exists()
-                else first.removeprefix("# error: ").strip()).replace("{kinds}", ", ".join(sorted(kinds())))
+                else first.removeprefix("# error: ").strip()).replace("{kinds}", ", ".join(sorted(kinds()))).replace("{stacks}", ", ".join(sorted(stacks())))
     with pytest.raises(ConfigError) as raised:
         model.load(case)
     assert str(raised.value) == f"{case}:{expected}"
     assert raised.value.exit_code == 2
+
+
+def test_published_schema_is_valid_and_accepts_the_default_lab():
+    import jsonschema
+    import yaml
+    jsonschema.Draft202012Validator.check_schema(model.schema())
+    jsonschema.validate(yaml.safe_load((CASES.parent.parent / "lab.yml").read_text()), model.schema())
