@@ -107,7 +107,8 @@ class Project:
             stack = stacks()[name]
             services.append(Service(
                 name=stack.service, role="client", image=images.tag_for(stack.service), address=address,
-                files={f"{RUNNER_DIR}/{stack.runner}": File((REPO_DIR / "lab" / "runners" / stack.runner).read_bytes()),
+                files={**{f"{RUNNER_DIR}/{name}": File((REPO_DIR / "lab" / "runners" / name).read_bytes())
+                          for name in (stack.runner, *stack.support)},
                        CLIENT_CA: File(authority.cert_pem)},
             ))
         return services

@@ -22,6 +22,8 @@ class ClientStack:
     runner: str                 # file name in lab/runners/
     cases: frozenset[str]       # catalogue IDs this stack can express
     description: str = ""
+    # Further files of lab/runners/ the runner imports (put beside it in the container).
+    support: tuple[str, ...] = ()
 
     @property
     def service(self) -> str:
