@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
 from typing import Optional
 
+import docker.errors
+import requests.exceptions
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -45,14 +48,23 @@ def reports_errors(command):
         try:
             return command(*args, **kwargs)
         except Interrupted as error:
-            errors.print(f"[bold red]interrupted:[/] {error}", highlight=False)
+            errors.print(f"[bold red]interrupted:[/] {escape(str(error))}", highlight=False)
             raise typer.Exit(error.exit_code)
         except LabError as error:
-            errors.print(f"[bold red]error:[/] {error}", highlight=False)
+            errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
             raise typer.Exit(error.exit_code)
         except KeyboardInterrupt:
             errors.print("[bold red]interrupted[/]", highlight=False)
             raise typer.Exit(130)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+            errors.print(f"[bold red]error:[/] the Docker engine failed: {escape(str(error))}", highlight=False)
+            raise typer.Exit(1)
+        except Exception as error:  # a bug of ours: still one line, unless asked for the traceback
+            if os.environ.get("LAB_DEBUG"):
+                raise
+            errors.print(f"[bold red]error:[/] internal error {type(error).__name__}: {escape(str(error))} "
+                         f"(LAB_DEBUG=1 shows the traceback)", highlight=False)
+            raise typer.Exit(1)
     return wrapper
 
 
@@ -66,7 +78,7 @@ def print_federation(project: Project) -> bool:
     console.print("federation (one message each way, sender's server -> recipient's server):")
     for outcome in outcomes:
         verdict = "[green]pass[/]" if outcome.delivered else "[red]FAIL[/]"
-        detail = f"  ({outcome.error})" if outcome.error else ""
+        detail = f"  ({escape(outcome.error)})" if outcome.error else ""
         console.print(f"  {verdict}  {outcome.sender.domain} -> {outcome.recipient.domain}  "
                       f"{AUTH_NAMES.get(outcome.auth, outcome.auth)}{detail}", highlight=False)
     return all(o.delivered for o in outcomes)
