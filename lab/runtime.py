@@ -109,10 +109,16 @@ class Runtime:
         return self.client.containers.list(all=True, filters={"label": filters})
 
     def container(self, service: str):
+        """The service's container; a LabError if its name is taken by one not of this lab."""
+        name = self.container_name(service)
         try:
-            return self.client.containers.get(self.container_name(service))
+            container = self.client.containers.get(name)
         except docker.errors.NotFound:
             return None
+        if container.labels.get(LABEL_LAB) != self.lab_name:
+            raise LabError(f"a container named {name} exists but is not part of lab {self.lab_name}: "
+                           f"remove or rename it, or give the lab another name")
+        return container
 
     def networks(self) -> list:
         return self.client.networks.list(filters={"label": f"{LABEL_LAB}={self.lab_name}"})

@@ -240,3 +240,20 @@ def test_unreachable_docker_engine_is_one_line_error(tmp_path):
     assert result.returncode == 1
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: cannot reach the Docker engine")
+
+
+def test_a_foreign_container_with_a_lab_name_is_left_alone(client, tmp_path):
+    name = f"e2e-{uuid.uuid4().hex[:6]}"
+    path = tmp_path / "lab.yml"
+    path.write_text(LAB_YML.format(name=name))
+    base = client.images.get("xmpp-lab/base:bookworm")
+    foreign = client.containers.create(base.id, ["true"], name=f"xmpp-lab-{name}-prosody")
+    try:
+        result = lab_command("up", "-f", str(path))
+        assert result.returncode == 1
+        (line,) = result.stderr.strip().splitlines()
+        assert f"a container named xmpp-lab-{name}-prosody exists but is not part of lab {name}" in line
+        foreign.reload()  # still there: not ours to remove
+        assert not labelled(client, name)
+    finally:
+        foreign.remove(force=True)
