@@ -15,6 +15,7 @@ import uuid
 import docker
 import pytest
 
+from lab import images
 from lab.runtime import LABEL_LAB
 
 pytestmark = pytest.mark.docker
@@ -246,7 +247,8 @@ def test_a_foreign_container_with_a_lab_name_is_left_alone(client, tmp_path):
     name = f"e2e-{uuid.uuid4().hex[:6]}"
     path = tmp_path / "lab.yml"
     path.write_text(LAB_YML.format(name=name))
-    base = client.images.get("xmpp-lab/base:bookworm")
+    images.ensure_base(client, lambda *args, **kwargs: None)
+    base = client.images.get(images.BASE)
     foreign = client.containers.create(base.id, ["true"], name=f"xmpp-lab-{name}-prosody")
     try:
         result = lab_command("up", "-f", str(path))
