@@ -44,6 +44,8 @@ import sys
 import time
 import uuid
 
+from cli_support import SYSTEM_CA, CaseFailed, groups, stopped, token
+
 
 def _imports():
     import gi
@@ -325,13 +327,6 @@ def federate(spec: dict) -> dict:
 
 # --- interop catalogue cases (the lab's `lab test`) -----------------------------------------
 
-SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
-
-
-class CaseFailed(Exception):
-    pass
-
-
 class TraceHandler(logging.Handler):
     """nbxmpp logs every stanza sent and received (and its state changes) at INFO."""
 
@@ -344,10 +339,6 @@ class TraceHandler(logging.Handler):
 
 
 TRACE = TraceHandler()
-
-
-def _token(n: int = 8) -> str:
-    return uuid.uuid4().hex[:n]
 
 
 def _describe(failure: dict | None) -> str:
@@ -376,7 +367,7 @@ class CaseRun:
         """A session, connected or failed (see .state / .failure)."""
         jid, right = self.account(server, user)
         session = Session(cls or self.cls, jid, password or right)
-        session.client.set_resource(f"lab-{self.case.lower()}-{_token()}")
+        session.client.set_resource(f"lab-{self.case.lower()}-{token()}")
         self.sessions.append(session)
         session.connect(self.timeout)
         return session
@@ -458,7 +449,7 @@ def case_c1(run: CaseRun) -> str:
 def case_c2(run: CaseRun) -> str:
     session = run.login(run.server, "alice")
     mechanism = session.info().get("sasl_mechanism")
-    wrong = run.attempt(run.server, "alice", password=f"wrong-{_token()}")
+    wrong = run.attempt(run.server, "alice", password=f"wrong-{token()}")
     if wrong.state == "active":
         raise CaseFailed("logged in with a wrong password")
     failure = wrong.failure or {}
@@ -483,7 +474,7 @@ def case_c3(run: CaseRun) -> str:
 
 def _deliver(run: CaseRun, sender: Session, recipient: Session) -> str:
     to, me = str(recipient.client.get_bound_jid()), str(sender.client.get_bound_jid())
-    message_id, body = f"lab-{_token(12)}", f"lab {run.case} nbxmpp {_token(12)}"
+    message_id, body = f"lab-{token(12)}", f"lab {run.case} nbxmpp {token(12)}"
     started = time.monotonic()
     sender.send_chat(to, body, message_id)
     if not wait_until(lambda: any(m["body"] == body for m in recipient.messages), run.timeout):
@@ -573,9 +564,6 @@ def cases(spec: dict) -> list:
     import threading
     entries = spec.get("cases", [])
     timeout = float(spec.get("timeout", 20))
-    groups: dict = {}
-    for index, entry in enumerate(entries):
-        groups.setdefault((entry.get("server"), entry.get("target")), []).append(index)
     results: list = [None] * len(entries)
 
     def run_group(indexes):
@@ -598,10 +586,9 @@ def cases(spec: dict) -> list:
             tail = " | ".join(err.decode(errors="replace").strip().splitlines()[-3:])
             why = f"the group's runner process failed (exit {child.returncode}): {tail}"
         for index in indexes:
-            results[index] = {**{k: entries[index].get(k) for k in ("case", "server", "target")},
-                              "status": "error", "detail": why, "trace": "", "seconds": 0.0}
+            results[index] = stopped(entries[index], why, 0.0)
 
-    threads = [threading.Thread(target=run_group, args=(indexes,)) for indexes in groups.values()]
+    threads = [threading.Thread(target=run_group, args=(indexes,)) for indexes in groups(entries).values()]
     for thread in threads:
         thread.start()
     for thread in threads:

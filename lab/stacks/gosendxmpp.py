@@ -5,6 +5,7 @@ from lab.stacks import ClientStack
 STACK = ClientStack(
     name="gosendxmpp",
     runner="gosendxmpp_runner.py",
+    support=("cli_support.py",),
     cases=frozenset({"C1", "C2", "C5", "S1"}),
     description=(
         "go-xmpp through the go-sendxmpp CLI: sender, and listener (-l) as the receiving end. Trusts only "

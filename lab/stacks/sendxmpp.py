@@ -5,6 +5,7 @@ from lab.stacks import ClientStack
 STACK = ClientStack(
     name="sendxmpp",
     runner="sendxmpp_runner.py",
+    support=("cli_support.py",),
     cases=frozenset({"C2", "C5", "S1"}),
     description=(
         "Perl Net::XMPP through sendxmpp: send only (the runner's stdlib client receives, at a full JID). "

@@ -5,6 +5,7 @@ from lab.stacks import ClientStack
 STACK = ClientStack(
     name="xmppc",
     runner="xmppc_runner.py",
+    support=("cli_support.py",),
     cases=frozenset({"C1", "C2", "C5", "S1"}),
     description=(
         "libstrophe through the xmppc CLI. Trusts only the lab CA (SSL_CERT_FILE=CA, SSL_CERT_DIR unset "
