@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import click
 import docker.errors
 import requests.exceptions
 import typer
@@ -59,6 +60,8 @@ def reports_errors(command):
         except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
             errors.print(f"[bold red]error:[/] the Docker engine failed: {escape(str(error))}", highlight=False)
             raise typer.Exit(1)
+        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+            raise  # typer's own exits and usage errors
         except Exception as error:  # a bug of ours: still one line, unless asked for the traceback
             if os.environ.get("LAB_DEBUG"):
                 raise

@@ -14,8 +14,9 @@ S2S_PORT = 5269
 C2S_DIRECT_TLS_PORT = 5223
 
 
-def srv(service: str, domain: str, port: int, target: str) -> dict:
-    return {"name": f"{service}.{domain}", "type": "SRV", "priority": 0, "weight": 5, "port": port, "target": target}
+def srv(service: str, domain: str, port: int, target: str, priority: int = 0) -> dict:
+    return {"name": f"{service}.{domain}", "type": "SRV", "priority": priority, "weight": 5, "port": port,
+            "target": target}
 
 
 # DNS variants the interop cases S9 and S10 run under (served live, nothing restarts):
@@ -36,5 +37,7 @@ def build_zone(lab: Lab, variant: str | None = None) -> dict:
         target = f"xmpp.{server.domain}" if variant == "S9" else server.domain
         records.append(srv("_xmpp-client._tcp", server.domain, C2S_PORT, target))
         if "direct-tls" in server.kind.features:
-            records.append(srv("_xmpps-client._tcp", server.domain, C2S_DIRECT_TLS_PORT, target))
+            # Less preferred than STARTTLS: clients that merge both lists (XEP-0368) use
+            # _xmpp-client first, as on most public servers; C12 asks for _xmpps-client itself.
+            records.append(srv("_xmpps-client._tcp", server.domain, C2S_DIRECT_TLS_PORT, target, priority=10))
     return {"origin": "test", "ttl": TTL, "records": records}
