@@ -10,9 +10,9 @@ STACK = ClientStack(
     description=(
         "go-xmpp through the go-sendxmpp CLI: sender, and listener (-l) as the receiving end. Trusts only "
         "the lab CA (SSL_CERT_FILE/SSL_CERT_DIR for Go's crypto/x509). It looks up both _xmpp-client and "
-        "_xmpps-client and picks by priority/weight: with equal records (as in the lab) STARTTLS or direct "
-        "TLS at random, with no option to choose; C1 retries (strace shows the record used) until a "
-        "STARTTLS connection. Logs in with SASL PLAIN even where SCRAM is offered. A wrong password is "
+        "_xmpps-client and picks by priority/weight, with no option to choose (the lab serves _xmpps-client "
+        "at a lower preference, so STARTTLS comes first; with equal records it is chosen at random); C1 "
+        "retries (strace shows the record used) until a STARTTLS connection. Logs in with SASL PLAIN even where SCRAM is offered. A wrong password is "
         "tried on every SRV record (2-3 refusals) before exit 1 'auth failure'. Sent message ids are not "
         "printed, so S1 checks from/body/type, not the id."
     ),
