@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import click
 import docker.errors
 import requests.exceptions
 import typer
@@ -60,7 +59,7 @@ def reports_errors(command):
         except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
             errors.print(f"[bold red]error:[/] the Docker engine failed: {escape(str(error))}", highlight=False)
             raise typer.Exit(1)
-        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+        except (typer.Exit, typer.Abort):
             raise  # typer's own exits and usage errors
         except Exception as error:  # a bug of ours: still one line, unless asked for the traceback
             if os.environ.get("LAB_DEBUG"):
