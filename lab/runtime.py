@@ -104,9 +104,8 @@ class Runtime:
 
     # --- what exists -------------------------------------------------------------------
 
-    def containers(self, role: str | None = None) -> list:
-        filters = [f"{LABEL_LAB}={self.lab_name}"] + ([f"{LABEL_ROLE}={role}"] if role else [])
-        return self.client.containers.list(all=True, filters={"label": filters})
+    def containers(self) -> list:
+        return self.client.containers.list(all=True, filters={"label": f"{LABEL_LAB}={self.lab_name}"})
 
     def container(self, service: str):
         """The service's container; a LabError if its name is taken by one not of this lab."""
@@ -125,9 +124,6 @@ class Runtime:
 
     def volumes(self) -> list:
         return self.client.volumes.list(filters={"label": f"{LABEL_LAB}={self.lab_name}"})
-
-    def exists(self) -> bool:
-        return bool(self.containers() or self.networks() or self.volumes())
 
     # --- creating ------------------------------------------------------------------------
 
@@ -189,11 +185,6 @@ class Runtime:
         container.put_archive("/", tar_of({path: file}))
 
     # --- removing ------------------------------------------------------------------------
-
-    def remove(self, service: str) -> None:
-        container = self.container(service)
-        if container is not None:
-            container.remove(force=True, v=True)
 
     def down(self) -> int:
         """Remove every container, network and volume of this lab; how many things went."""

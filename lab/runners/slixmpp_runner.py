@@ -2,7 +2,6 @@
 
 It needs only the standard library and slixmpp, as the container has them. Usage:
     slixmpp_runner.py ready SPEC_JSON      # XMPP-level readiness of servers
-    slixmpp_runner.py federate SPEC_JSON   # cross-server message delivery
     slixmpp_runner.py cases SPEC_JSON      # the catalogue's C1-C12 and S1-S10 checks
 Each prints one JSON document on stdout (its last line).
 """
@@ -82,79 +81,6 @@ def lab_client_class(ca_file: str):
             return context
 
     return LabClient
-
-
-async def _session(cls, jid: str, password: str, timeout: float):
-    client = cls(jid, password)
-    started, failed = asyncio.Event(), []
-    client.add_event_handler("session_start", lambda _: started.set())
-    client.add_event_handler("failed_auth", lambda _: (failed.append("authentication failed"), started.set()))
-    client.add_event_handler("connection_failed",
-                             lambda error: (failed.append(f"connection failed: {error}"), started.set()))
-    client.connect()  # SRV _xmpp-client._tcp through the lab DNS, then STARTTLS
-    try:
-        await asyncio.wait_for(started.wait(), timeout)
-    except asyncio.TimeoutError:
-        failed.append(f"no session within {timeout}s")
-    if failed:
-        client.disconnect()
-        raise RuntimeError(f"{jid}: {failed[0]}")
-    client.send_presence()
-    return client
-
-
-async def federate(spec: dict) -> dict:
-    """Every pair [sender, recipient] exchanges one message; each is checked on arrival."""
-    cls = lab_client_class(spec["ca"])
-    timeout = spec["timeout"]
-    accounts = spec["accounts"]
-    sessions, errors = {}, {}
-    results = {}
-
-    async def open_session(jid):
-        try:
-            sessions[jid] = await _session(cls, jid, accounts[jid], timeout)
-        except RuntimeError as error:
-            errors[jid] = str(error)
-
-    await asyncio.gather(*(open_session(jid) for jid in accounts))
-    arrivals: dict[str, asyncio.Future] = {}
-    loop = asyncio.get_running_loop()
-
-    def on_message(message):
-        future = arrivals.get(message["id"])
-        if future and not future.done():
-            future.set_result((str(message["from"].bare), message["body"]))
-
-    for client in sessions.values():
-        client.add_event_handler("message", on_message)
-    await asyncio.sleep(0.5)  # let initial presence settle so bare-JID messages go online
-
-    async def exchange(sender, recipient):
-        key = f"{sender} -> {recipient}"
-        if sender not in sessions or recipient not in sessions:
-            results[key] = {"delivered": False, "error": errors.get(sender) or errors.get(recipient)}
-            return
-        message_id, body = f"lab-{uuid.uuid4().hex[:12]}", f"interop check {sender} -> {recipient}"
-        arrivals[message_id] = loop.create_future()
-        started = time.monotonic()
-        message = sessions[sender].make_message(mto=recipient, mbody=body, mtype="chat")
-        message["id"] = message_id
-        message.send()
-        try:
-            came_from, came_body = await asyncio.wait_for(arrivals[message_id], timeout)
-        except asyncio.TimeoutError:
-            results[key] = {"delivered": False, "error": f"not delivered within {timeout}s"}
-            return
-        intact = came_from == sender and came_body == body
-        results[key] = {"delivered": intact, "seconds": round(time.monotonic() - started, 2),
-                        **({} if intact else {"error": f"arrived altered: from {came_from}, body {came_body!r}"})}
-
-    await asyncio.gather(*(exchange(sender, recipient) for sender, recipient in spec["pairs"]))
-    for client in sessions.values():
-        client.disconnect()
-    return results
-
 
 
 # --- deep interop cases (interop catalogue C1-C12, S1-S10) ---------------------------------
@@ -1272,8 +1198,6 @@ def main() -> None:
     command, spec = sys.argv[1], json.loads(sys.argv[2])
     if command == "ready":
         result = ready(spec)
-    elif command == "federate":
-        result = asyncio.run(federate(spec))
     elif command == "cases":
         cases(spec)
         return
