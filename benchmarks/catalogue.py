@@ -14,18 +14,20 @@ import time
 from pathlib import Path
 
 from lab import catalogue, model
+from lab.interop import Interop
 from lab.project import Project
+from lab.results import FAILED
 from lab.runtime import Runtime, connect
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET = 60.0
 
 
-def timed_run(project: Project, stacks: list[str] | None) -> tuple[float, int, int]:
+def timed_run(interop: Interop, stacks: list[str] | None) -> tuple[float, int, int]:
     started = time.monotonic()
-    results = project.test(catalogue.CASES, None, stacks)
+    results = interop.run(catalogue.CASES, None, stacks)
     seconds = time.monotonic() - started
-    failed = [r for r in results if r.status in ("fail", "error")]
+    failed = [r for r in results if r.status in FAILED]
     for result in failed:  # a benchmark of a run that failed is worth knowing about
         print(f"  failed: {result.id}: {result.detail}")
     return seconds, len(results), len(failed)
@@ -36,13 +38,14 @@ def main() -> None:
     parser.add_argument("--lab", type=Path, default=REPO / "lab.yml")
     args = parser.parse_args()
     lab = model.load(args.lab)
-    project = Project(lab, Runtime(connect(), lab.name))
-    project.up()
+    runtime = Runtime(connect(), lab.name)
+    Project(lab, runtime).up()
+    interop = Interop(lab, runtime)
 
     alone = {}
     for stack in lab.clients:
-        alone[stack], _, _ = timed_run(project, [stack])
-    whole, count, failed = timed_run(project, None)
+        alone[stack], _, _ = timed_run(interop, [stack])
+    whole, count, failed = timed_run(interop, None)
 
     for stack, seconds in alone.items():
         print(f"{stack} alone: {seconds:.1f}s")

@@ -44,6 +44,16 @@ CASES = [
 ]
 BY_ID = {case.id: case for case in CASES}
 
+# Declared features that a server advertises in the disco#info of its own domain (C6
+# compares them). The others are seen elsewhere: stream-management and direct-tls in the
+# stream, muc on its own service domain, mam on each account's bare JID.
+FEATURE_VARS = {
+    "disco": "http://jabber.org/protocol/disco#info",
+    "ping": "urn:xmpp:ping",
+    "carbons": "urn:xmpp:carbons:2",
+    "register": "jabber:iq:register",
+}
+
 
 def selected(only: list[str] | None) -> list[Case]:
     """The cases named in ``only`` (all when None), in catalogue order."""

@@ -60,6 +60,7 @@ class Lab:
     name_constraints: bool
     servers: tuple[Server, ...]
     clients: tuple[str, ...]  # client stacks wired in, by name
+    test_concurrency: int | None = None  # cases a runner has in flight (None: from the engine's cores)
 
     @property
     def state_dir(self) -> Path:
@@ -267,4 +268,5 @@ def _build(data: dict, root: yaml.Node, path: Path) -> Lab:
         ))
     clients = merged["clients"] if merged["clients"] is not None else list(stacks())
     return Lab(name=name, file=path.resolve(), subnet=subnet, name_constraints=merged["ca"]["name_constraints"],
-               servers=tuple(servers), clients=tuple(dict.fromkeys(["slixmpp", *clients])))
+               servers=tuple(servers), clients=tuple(dict.fromkeys(["slixmpp", *clients])),
+               test_concurrency=merged["test"]["concurrency"])

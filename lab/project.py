@@ -15,14 +15,12 @@ from pathlib import Path
 from typing import Callable
 
 from lab import REPO_DIR, ca, images
-from lab.catalogue import BY_ID, CASES, Case
-from lab.errors import Interrupted, LabError, NotUp
-from lab.report import ERROR, FAIL, NOT_SUPPORTED, PASS, CaseResult
+from lab.errors import Interrupted, LabError
 from lab.model import Lab, Server
 from lab.render import TLS_PATHS, render_server
 from lab.runtime import LABEL_ROLE, LABEL_SERVICE, File, Runtime, Service, parallel
 from lab.stacks import RUNNER_DIR, ClientStack, stacks
-from lab.zone import TTL, VARIANTS, build_zone
+from lab.zone import TTL, build_zone
 
 DNS_SERVICE = "dns"
 # The slixmpp stack also checks readiness and federation for up.
@@ -30,7 +28,6 @@ PRIMARY = stacks()["slixmpp"]
 CLIENT_CA = "/etc/xmpp-lab/ca.pem"
 ZONE_PATH = "/etc/xmpp-lab/zone.json"
 LOG_TAIL = 5
-CASE_TIMEOUT = 20.0
 
 Say = Callable[..., None]  # see images.Say
 
@@ -47,15 +44,6 @@ class Phases:
             yield
         finally:
             self.seconds[name] = time.monotonic() - started
-
-
-@dataclass(frozen=True)
-class Federation:
-    sender: Server
-    recipient: Server
-    delivered: bool
-    auth: str | None  # how the sender's server authenticated to the recipient's, as observed
-    error: str | None = None
 
 
 def stack_users(stack: ClientStack, server: Server) -> dict[str, str]:
@@ -233,111 +221,3 @@ class Project:
                 if row["domain"]:
                     row["ready"] = probed[row["domain"]]["ready"]
         return rows
-
-    # --- checking federation ------------------------------------------------------------------
-
-    def check_federation(self) -> list[Federation]:
-        """The catalogue's S1 (message both ways) and S8 (observed auth) for every ordered
-        pair, with the slixmpp stack: what `lab up` shows."""
-        with self.phases("federation"):
-            results = self.test([BY_ID["S1"], BY_ID["S8"]], stack_names=[PRIMARY.name])
-        found = {(r.case, r.server, r.target): r for r in results}
-        outcomes = []
-        for a in self.lab.servers:
-            for b in self.lab.servers:
-                if a is b:
-                    continue
-                delivery, auth = found[("S1", a.name, b.name)], found[("S8", a.name, b.name)]
-                outcomes.append(Federation(sender=a, recipient=b, delivered=delivery.status == PASS,
-                                           auth=auth.detail if auth.status == PASS else None,
-                                           error=None if delivery.status == PASS else delivery.detail))
-        return outcomes
-
-    # --- interop test runs ------------------------------------------------------------------------
-
-    def test(self, cases: list[Case], server_names: list[str] | None = None,
-             stack_names: list[str] | None = None) -> list[CaseResult]:
-        """Run the catalogue's ``cases`` for every stack x server and every ordered server pair."""
-        for name in server_names or []:
-            self.lab.server(name)
-        servers = [s for s in self.lab.servers if not server_names or s.name in server_names]
-        stack_list = [stacks()[n] for n in self.lab.clients if not stack_names or n in stack_names]
-        missing = [c.name for c in self.runtime.containers() if c.status != "running"]
-        if not self.runtime.container(PRIMARY.service) or missing:
-            raise NotUp(f"lab {self.lab.name} is not up{' (stopped: ' + ', '.join(missing) + ')' if missing else ''}: "
-                        f"run 'lab up' first")
-        pairs = [(a, b) for a in servers for b in self.lab.servers if a is not b]
-        plain = [c for c in cases if c.id not in VARIANTS]
-        per_stack = parallel(lambda stack: self._run_stack(stack, plain, servers, pairs), stack_list)
-        results = [r for stack_results in per_stack for r in stack_results]
-        for case in [c for c in cases if c.id in VARIANTS]:
-            results += self._run_variant(case, stack_list, servers, pairs)
-        if any(c.id == "S8" for c in cases):
-            logs = {s.name: self.runtime.logs(s.name) for s in self.lab.servers}
-            for a, b in pairs:
-                auth = b.kind.inbound_auth(logs[b.name], a.domain)
-                results.append(CaseResult("S8", BY_ID["S8"].title, "observed", a.name, b.name,
-                                          PASS if auth else FAIL,
-                                          auth or f"{b.name}'s log shows no authentication of {a.domain}"))
-        order = {c.id: i for i, c in enumerate(CASES)}
-        return sorted(results, key=lambda r: (order[r.case], r.stack, r.server, r.target or ""))
-
-    def _run_variant(self, case: Case, stack_list, servers, pairs) -> list[CaseResult]:
-        """A case run under a DNS variant, on fresh s2s connections; then back to the normal zone."""
-        closable = [p for p in pairs if p[0].kind.close_s2s_command or p[1].kind.close_s2s_command]
-        results = [CaseResult(case.id, case.title, stack.name, a.name, b.name, NOT_SUPPORTED,
-                              f"neither {a.kind.name} nor {b.kind.name} can drop s2s connections without a restart")
-                   for stack in stack_list if case.id in stack.cases for a, b in pairs if (a, b) not in closable]
-        if not closable:
-            return results
-        try:
-            self.serve_zone(case.id)
-            per_stack = parallel(lambda stack: self._run_stack(stack, [case], servers, closable), stack_list)
-        finally:
-            self.serve_zone(None)
-        return results + [r for stack_results in per_stack for r in stack_results]
-
-    def serve_zone(self, variant: str | None) -> None:
-        """Serve the zone (or a DNS variant of it), make servers drop their s2s connections,
-        and wait until cached answers have expired."""
-        zone = json.dumps(build_zone(self.lab, variant), indent=2).encode()
-        self.runtime.update_file(DNS_SERVICE, ZONE_PATH, File(zone))
-        parallel(lambda s: self.runtime.exec(s.name, list(s.kind.close_s2s_command)),
-                 [s for s in self.lab.servers if s.kind.close_s2s_command])
-        time.sleep(TTL + 1)
-
-    def _run_stack(self, stack: ClientStack, cases: list[Case], servers: list[Server], pairs) -> list[CaseResult]:
-        """One stack's runner over every case it can express; the rest reported from data."""
-        planned, results = [], []
-        for case in cases:
-            if case.id == "S8":
-                continue
-            if case.scope == "s2s" and case.id not in stack.cases:
-                continue  # s2s cells are about the servers: stacks that cannot do a case stay out
-            targets = [(s, None) for s in servers] if case.scope == "c2s" else pairs
-            for server, target in targets:
-                needs_from = target or server
-                if case.id not in stack.cases:
-                    results.append(CaseResult(case.id, case.title, stack.name, server.name, target and target.name,
-                                              NOT_SUPPORTED, f"the {stack.name} runner cannot express {case.id}"))
-                elif case.needs and case.needs not in needs_from.kind.features:
-                    results.append(CaseResult(case.id, case.title, stack.name, server.name, target and target.name,
-                                              NOT_SUPPORTED, f"{needs_from.kind.name} does not support {case.needs}"))
-                else:
-                    planned.append({"case": case.id, "server": server.name, "target": target and target.name})
-        if not planned:
-            return results
-        spec = {"ca": CLIENT_CA, "timeout": CASE_TIMEOUT,
-                "servers": {s.name: {"domain": s.domain, "accounts": s.accounts, "muc": s.muc_domain,
-                                     "users": stack_users(stack, s)}
-                            for s in self.lab.servers},
-                "cases": planned}
-        try:
-            ran = self.run_runner("cases", spec, stack)
-        except LabError as error:
-            ran = [{**p, "status": ERROR, "detail": str(error)} for p in planned]
-        for entry in ran:
-            results.append(CaseResult(entry["case"], BY_ID[entry["case"]].title, stack.name, entry["server"],
-                                      entry.get("target"), entry["status"], entry.get("detail", ""),
-                                      entry.get("trace", ""), entry.get("seconds", 0.0)))
-        return results

@@ -7,47 +7,15 @@ import json
 import time
 import xml.etree.ElementTree as ET
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-PASS, FAIL, NOT_SUPPORTED, ERROR = "pass", "fail", "not supported", "error"
-FAILED = (FAIL, ERROR)
-
-
-@dataclass(frozen=True)
-class CaseResult:
-    case: str            # catalogue ID, e.g. C1 or S8
-    title: str
-    stack: str           # client stack that ran it
-    server: str          # the server (c2s) or the source server (s2s)
-    target: str | None   # the target server of an s2s case
-    status: str          # PASS, FAIL, NOT_SUPPORTED or ERROR
-    detail: str = ""     # why it failed or is not supported; for S8 the auth method
-    trace: str = ""      # the XML exchange of a failing case
-    seconds: float = 0.0
-
-    @property
-    def id(self) -> str:
-        """Stable across runs: case/stack/server[->target]."""
-        where = f"{self.server}->{self.target}" if self.target else self.server
-        return f"{self.case}/{self.stack}/{where}"
-
-    @property
-    def suite(self) -> str:
-        return f"s2s {self.server} -> {self.target}" if self.target else f"c2s {self.stack} @ {self.server}"
-
-
-def counts(results) -> dict[str, int]:
-    tally = defaultdict(int)
-    for result in results:
-        tally[result.status] += 1
-    return tally
+from lab.results import ERROR, FAIL, FAILED, FLAKY, NOT_SUPPORTED, PASS, CaseResult, counts
 
 
 def cell(results) -> str:
     tally = counts(results)
-    parts = [f"{tally[PASS]} pass"] if tally[PASS] else []
-    parts += [f"{tally[s]} {s}" for s in (FAIL, ERROR, NOT_SUPPORTED) if tally[s]]
+    parts = [f"{tally[s]} {s}" for s in (PASS, FLAKY, FAIL, ERROR, NOT_SUPPORTED) if tally[s]]
     return ", ".join(parts) or "-"
 
 
@@ -58,7 +26,7 @@ def s2s_matrix(results: list[CaseResult], servers: list[str]) -> list[list[str]]
         row = [source]
         for target in servers:
             here = [r for r in results if r.target and r.server == source and r.target == target]
-            auth = next((r.detail for r in here if r.case == "S8" and r.status == PASS), "")
+            auth = next((r.evidence.get("auth") for r in here if r.case == "S8" and r.status == PASS), "")
             row.append("" if source == target else (cell(here) + (f" [{auth}]" if auth else "")))
         rows.append(row)
     return rows
@@ -97,7 +65,13 @@ def to_junit(results: list[CaseResult], lab: str) -> str:
                 tag = "failure" if result.status == FAIL else "error"
                 ET.SubElement(case, tag, message=result.detail).text = result.trace or result.detail
             elif result.status == NOT_SUPPORTED:
-                ET.SubElement(case, "skipped", message=result.detail)
+                ET.SubElement(case, "skipped", message=f"{result.reason}: {result.detail}")
+            elif result.status == FLAKY:
+                # JUnit has no flaky: a passing test case whose output says so, and a property
+                # tools can count.
+                properties = ET.SubElement(case, "properties")
+                ET.SubElement(properties, "property", name="status", value=FLAKY)
+                ET.SubElement(case, "system-out").text = f"flaky: {result.detail}\n\n{result.trace}".strip()
             elif result.detail:
                 ET.SubElement(case, "system-out").text = result.detail
     ET.indent(root)
@@ -109,6 +83,7 @@ body { font-family: sans-serif; margin: 2em; }
 table { border-collapse: collapse; margin-bottom: 2em; }
 th, td { border: 1px solid #999; padding: .3em .6em; text-align: left; vertical-align: top; }
 td.ok { background: #d4f4d4; } td.bad { background: #f8d0d0; } td.na { background: #eee; }
+td.flaky { background: #fbeec0; }
 pre { background: #f6f6f6; padding: .5em; overflow-x: auto; max-height: 30em; }
 """
 
@@ -119,21 +94,23 @@ def _html_table(rows: list[list[str]]) -> str:
     for row in rows[1:]:
         cells = f"<th>{html.escape(row[0])}</th>"
         for value in row[1:]:
-            css = "bad" if (" fail" in value or " error" in value) else "ok" if " pass" in value else "na"
+            css = ("bad" if (" fail" in value or " error" in value) else "flaky" if " flaky" in value
+                   else "ok" if " pass" in value else "na")
             cells += f'<td class="{css}">{html.escape(value)}</td>'
         body += f"<tr>{cells}</tr>"
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def to_html(results: list[CaseResult], lab: str, servers: list[str]) -> str:
-    failures = [r for r in results if r.status in FAILED]
+    failures = [r for r in results if r.status in FAILED or r.status == FLAKY]
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>xmpp interop lab {html.escape(lab)}</title>",
              f"<style>{STYLE}</style></head><body><h1>xmpp interop lab: {html.escape(lab)}</h1>",
              "<h2>Server to server</h2>", _html_table(s2s_matrix(results, servers)),
              "<h2>Client to server</h2>", _html_table(c2s_matrix(results, servers)),
-             f"<h2>Failures ({len(failures)})</h2>"]
+             f"<h2>Failures and flaky cases ({len(failures)})</h2>"]
     for result in failures:
-        parts.append(f"<h3 id='{html.escape(result.id)}'>{html.escape(result.id)}: {html.escape(result.title)}</h3>"
+        parts.append(f"<h3 id='{html.escape(result.id)}'>{html.escape(result.id)} ({result.status}): "
+                     f"{html.escape(result.title)}</h3>"
                      f"<p>{html.escape(result.detail)}</p><pre>{html.escape(result.trace or '(no trace)')}</pre>")
     parts.append("</body></html>\n")
     return "\n".join(parts)

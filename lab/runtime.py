@@ -176,9 +176,12 @@ class Runtime:
         result = container.exec_run(command, user=user, demux=False)
         return result.exit_code, result.output.decode(errors="replace")
 
-    def logs(self, service: str, tail: int | str = "all") -> str:
+    def logs(self, service: str, tail: int | str = "all", since: int | None = None, timestamps: bool = False) -> str:
+        """The container's log (``since``: unix seconds; ``timestamps``: each line starts with one)."""
         container = self.container(service)
-        return container.logs(tail=tail).decode(errors="replace") if container else ""
+        if container is None:
+            return ""
+        return container.logs(tail=tail, since=since, timestamps=timestamps).decode(errors="replace")
 
     def update_file(self, service: str, path: str, file: File) -> None:
         container = self.container(service)

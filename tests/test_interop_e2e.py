@@ -40,11 +40,16 @@ def run_test(path, *args):
 
 def test_full_catalogue_passes_where_supported(lab):
     result, by_id, folder = run_test(lab)
-    assert result.returncode == 0, result.stdout
+    assert result.returncode == 1, result.stdout  # C6 on jabberd2, below
     servers = ["prosody", "ejabberd", "jabberd2"]
     for server in servers:
         for case in C2S_ALL:
             expected = "not supported" if server == "jabberd2" and case in NO_JABBERD2 else "pass"
+            if (case, server) == ("C6", "jabberd2"):
+                # A real finding: jabberd2 offers in-band registration (C11) without advertising
+                # jabber:iq:register in disco#info, which XEP-0077 section 9 requires.
+                expected = "fail"
+                assert "register (jabber:iq:register)" in by_id["C6/slixmpp/jabberd2"]["detail"]
             assert by_id[f"{case}/slixmpp/{server}"]["status"] == expected, by_id[f"{case}/slixmpp/{server}"]
     for a in servers:
         for b in servers:
@@ -55,8 +60,11 @@ def test_full_catalogue_passes_where_supported(lab):
                 unsupported = b == "jabberd2" and case in ("S6", "S7")
                 assert entry["status"] == ("not supported" if unsupported else "pass"), entry
             auth = by_id[f"S8/observed/{a}->{b}"]
-            assert auth["status"] == "pass"
-            assert auth["detail"] == ("dialback" if "jabberd2" in (a, b) else "certificate")
+            assert auth["status"] == "pass", auth
+            assert auth["evidence"]["auth"] == ("dialback" if "jabberd2" in (a, b) else "certificate")
+            assert auth["evidence"]["log"]  # the receiver's own line, written during this run
+            for variant in ("S9", "S10"):  # the lab DNS saw the fresh lookup
+                assert by_id[f"{variant}/slixmpp/{a}->{b}"]["evidence"]["dns"][0]["client"]
     junit = (folder / "junit.xml").read_text()
     assert junit.count("<testsuite ") == 3 + 6
     assert "from \\ to" in result.stdout and "stack \\ server" in result.stdout
@@ -84,3 +92,29 @@ def test_lab_test_needs_a_running_lab(tmp_path):
     result = lab_command("test", "-f", str(path))
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: lab") and "is not up" in result.stderr
+
+
+def test_a_server_cut_off_the_network_fails_its_pairs_only(lab):
+    """Proves S1 can fail: with jabberd2 off the lab network, every pair with jabberd2 fails,
+    the others still pass, and the exit code says so."""
+    client = docker.from_env()
+    name = yaml_name(lab)
+    network = client.networks.get(f"xmpp-lab-{name}")
+    container = client.containers.get(f"xmpp-lab-{name}-jabberd2")
+    address = container.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
+    network.disconnect(container)
+    try:
+        result, by_id, _ = run_test(lab, "--only", "S1")
+        assert result.returncode == 1, result.stdout
+        for a, b in [(a, b) for a in ("prosody", "ejabberd", "jabberd2") for b in ("prosody", "ejabberd", "jabberd2")
+                     if a != b]:
+            entry = by_id[f"S1/slixmpp/{a}->{b}"]
+            assert entry["status"] == ("fail" if "jabberd2" in (a, b) else "pass"), entry
+    finally:
+        network.connect(container, ipv4_address=address)
+        # Peers may remember jabberd2.test as unreachable: start the servers afresh.
+        assert lab_command("reset", "-f", str(lab)).returncode == 0
+
+
+def yaml_name(path) -> str:
+    return re.search(r"^name: (\S+)", Path(path).read_text(), re.MULTILINE).group(1)

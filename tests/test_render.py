@@ -3,10 +3,10 @@
 After an intended template change: LAB_UPDATE_GOLDEN=1 pytest tests/test_render.py
 """
 
-import os
 from pathlib import Path
 
 import pytest
+from conftest import update_golden
 
 from lab import model
 from lab.errors import LabError
@@ -28,7 +28,7 @@ def rendered():
 @pytest.mark.parametrize("name,text", list(rendered()), ids=lambda v: v if "/" in str(v)[:60] else "")
 def test_rendered_config_matches_golden_file(name, text):
     golden = GOLDEN / name
-    if os.environ.get("LAB_UPDATE_GOLDEN"):
+    if update_golden():
         golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_text(text)
     assert golden.exists(), f"no golden file {golden}; create it with LAB_UPDATE_GOLDEN=1"

@@ -1,28 +1,32 @@
 """Report rendering from fixed results, against golden files (LAB_UPDATE_GOLDEN=1 to refresh)."""
 
 import json
-import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from conftest import update_golden
 
 from lab import catalogue
-from lab.report import (FAIL, NOT_SUPPORTED, PASS, CaseResult, c2s_matrix, s2s_matrix, to_html, to_json,
-                        to_junit)
+from lab.report import c2s_matrix, s2s_matrix, to_html, to_json, to_junit
+from lab.results import FAIL, FLAKY, NOT_SUPPORTED, PASS, CaseResult
 
 GOLDEN = Path(__file__).parent / "golden" / "report"
 SERVERS = ["prosody", "ejabberd", "jabberd2"]
 RESULTS = [
     CaseResult("C1", "connect", "slixmpp", "prosody", None, PASS, "TLSv1.3", seconds=0.2),
     CaseResult("C1", "connect", "slixmpp", "jabberd2", None, PASS, "TLSv1.3", seconds=0.3),
-    CaseResult("C9", "message carbons", "slixmpp", "jabberd2", None, NOT_SUPPORTED, "jabberd2 does not support carbons"),
+    CaseResult("C9", "message carbons", "slixmpp", "jabberd2", None, NOT_SUPPORTED, "jabberd2 does not declare carbons",
+               reason="server"),
     CaseResult("C2", "SASL login", "xmppc", "ejabberd", None, FAIL, "wrong password accepted",
                trace="<auth mechanism='PLAIN'/>\n<success/>", seconds=1.5),
     CaseResult("S1", "message both ways", "slixmpp", "prosody", "ejabberd", PASS, seconds=0.5),
-    CaseResult("S8", "auth", "observed", "prosody", "ejabberd", PASS, "certificate"),
-    CaseResult("S6", "join a MUC", "slixmpp", "prosody", "jabberd2", NOT_SUPPORTED, "jabberd2 does not support muc"),
-    CaseResult("S8", "auth", "observed", "prosody", "jabberd2", PASS, "dialback"),
+    CaseResult("S8", "auth", "observed", "prosody", "ejabberd", PASS, "certificate", evidence={"auth": "certificate"}),
+    CaseResult("S6", "join a MUC", "slixmpp", "prosody", "jabberd2", NOT_SUPPORTED, "jabberd2 does not declare muc",
+               reason="server"),
+    CaseResult("S8", "auth", "observed", "prosody", "jabberd2", PASS, "dialback", evidence={"auth": "dialback"}),
+    CaseResult("C5", "message to a local user", "xmppc", "ejabberd", None, FLAKY, "first attempt: stream error",
+               attempts=({"status": "fail", "detail": "stream error"}, {"status": "pass", "detail": "ok"})),
 ]
 
 
@@ -35,7 +39,16 @@ def test_s2s_matrix_counts_and_shows_the_observed_auth():
 def test_c2s_matrix_has_a_row_per_stack():
     rows = c2s_matrix(RESULTS, SERVERS)
     assert [r[0] for r in rows[1:]] == ["slixmpp", "xmppc"]
-    assert rows[1][3] == "1 pass, 1 not supported" and rows[2][2] == "1 fail"
+    assert rows[1][3] == "1 pass, 1 not supported" and rows[2][2] == "1 flaky, 1 fail"
+
+
+def test_flaky_is_never_folded_into_pass():
+    root = ET.fromstring(to_junit(RESULTS, "t"))
+    flaky = next(c for c in root.iter("testcase") if c.get("name").startswith("C5 "))
+    assert flaky.find("properties/property").get("value") == "flaky"
+    assert "flaky: first attempt" in flaky.find("system-out").text
+    assert json.loads(to_json(RESULTS, "t"))["summary"]["flaky"] == 1
+    assert "C5/xmppc/ejabberd (flaky)" in to_html(RESULTS, "t", SERVERS)
 
 
 def test_ids_are_stable():
@@ -65,7 +78,7 @@ def test_html_is_self_contained_and_shows_failing_traces():
 ])
 def test_report_matches_golden_file(name, render):
     golden = GOLDEN / name
-    if os.environ.get("LAB_UPDATE_GOLDEN"):
+    if update_golden():
         golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_text(render())
     assert render() == golden.read_text()
@@ -73,7 +86,7 @@ def test_report_matches_golden_file(name, render):
 
 def test_json_report_is_machine_readable():
     data = json.loads(to_json(RESULTS, "t"))
-    assert data["summary"] == {"fail": 1, "not supported": 2, "pass": 5}
+    assert data["summary"] == {"fail": 1, "flaky": 1, "not supported": 2, "pass": 5}
     assert data["results"][0]["id"] == "C1/slixmpp/prosody"
 
 

@@ -1,19 +1,16 @@
-"""Server kinds: the auth method is read from real log lines of each server."""
+"""Server kinds: their folders, and how each reads a peer's authentication from its log
+(on logs captured from the real containers: tests/fixtures/interop/capture.sh)."""
 
+from pathlib import Path
+
+from lab.interop import log_lines
 from lab.servers import CERTIFICATE, DIALBACK, kinds
 
-PROSODY_LOG = """\
-s2sin55ccbf30acc0   info	Stream encrypted (TLSv1.3 with TLS_AES_256_GCM_SHA384)
-prosody.test:saslauth  info	Accepting SASL EXTERNAL identity from ejabberd.test
-s2sin55ccbf30acc0      info	Incoming s2s connection ejabberd.test->prosody.test complete
-s2sin55ccbf31bcc0   info	Stream encrypted (TLSv1.3 with TLS_AES_256_GCM_SHA384)
-s2sin55ccbf31bcc0      info	Incoming s2s connection jabberd2.test->prosody.test complete
-"""
+FIXTURES = Path(__file__).parent / "fixtures" / "interop"
 
-EJABBERD_LOG = """\
-2026-11-24 00:07:21.828475+00:00 [info] (tls|<0.526.0>) Accepted inbound s2s EXTERNAL authentication prosody.test -> ejabberd.test (10.0.0.10)
-2026-11-24 00:07:22.828475+00:00 [info] (tls|<0.532.0>) Accepted inbound s2s dialback authentication jabberd2.test -> ejabberd.test (10.0.0.12)
-"""
+
+def log(name: str) -> str:
+    return "\n".join(line for _, line in log_lines((FIXTURES / f"{name}.log").read_text()))
 
 
 def test_every_kind_has_its_template_and_image_folders():
@@ -26,18 +23,26 @@ def test_every_kind_has_its_template_and_image_folders():
 
 def test_prosody_tells_certificate_from_dialback():
     prosody = kinds()["prosody"]
-    assert prosody.inbound_auth(PROSODY_LOG, "ejabberd.test") == CERTIFICATE
-    assert prosody.inbound_auth(PROSODY_LOG, "jabberd2.test") == DIALBACK
-    assert prosody.inbound_auth(PROSODY_LOG, "other.test") is None
+    assert prosody.inbound_auth(log("prosody"), "ejabberd.test", "prosody.test")[0] == CERTIFICATE
+    assert prosody.inbound_auth(log("prosody"), "jabberd2.test", "prosody.test")[0] == DIALBACK
+    assert prosody.inbound_auth(log("prosody"), "other.test", "prosody.test") is None
 
 
-def test_ejabberd_tells_certificate_from_dialback():
-    ejabberd = kinds()["ejabberd"]
-    assert ejabberd.inbound_auth(EJABBERD_LOG, "prosody.test") == CERTIFICATE
-    assert ejabberd.inbound_auth(EJABBERD_LOG, "jabberd2.test") == DIALBACK
+def test_prosody_reads_only_lines_of_the_local_host_asked_about():
+    # The run authenticated ejabberd.test to prosody.test only, never to its MUC host.
+    assert kinds()["prosody"].inbound_auth(log("prosody"), "ejabberd.test", "conference.prosody.test") is None
+
+
+def test_ejabberd_and_jabberd2_name_the_method_themselves():
+    ejabberd, jabberd2 = kinds()["ejabberd"], kinds()["jabberd2"]
+    assert ejabberd.inbound_auth(log("ejabberd"), "prosody.test", "ejabberd.test")[0] == CERTIFICATE
+    assert ejabberd.inbound_auth(log("ejabberd"), "jabberd2.test", "ejabberd.test")[0] == DIALBACK
+    assert jabberd2.inbound_auth(log("jabberd2"), "prosody.test", "jabberd2.test")[0] == DIALBACK
+    assert jabberd2.inbound_auth(log("jabberd2"), "prosody.test", "other.test") is None
 
 
 def test_the_latest_authentication_counts():
     ejabberd = kinds()["ejabberd"]
-    later = EJABBERD_LOG + "[info] Accepted inbound s2s EXTERNAL authentication jabberd2.test -> ejabberd.test (x)\n"
-    assert ejabberd.inbound_auth(later, "jabberd2.test") == CERTIFICATE
+    later = log("ejabberd") + ("\n[info] (tls|<0.1.0>) Accepted inbound s2s EXTERNAL authentication "
+                               "jabberd2.test -> ejabberd.test (x)")
+    assert ejabberd.inbound_auth(later, "jabberd2.test", "ejabberd.test")[0] == CERTIFICATE

@@ -7,6 +7,9 @@
 # give up after a few connection attempts), then sm, s2s and c2s. Their logs go
 # to stdout, each line prefixed with the process name. When any of them exits,
 # the others are stopped and the container exits with a non-zero status.
+# SIGUSR1 restarts jabberd2-s2s alone, which drops every s2s connection while c2s
+# sessions stay (jabberd2-drop-s2s sends it): the lab needs fresh s2s connections for
+# cases that observe authentication (S8) or DNS lookups (S9, S10).
 set -euo pipefail
 
 LAB_DIR=/etc/xmpp-lab
@@ -58,6 +61,7 @@ start() {
         "/usr/sbin/jabberd2-$name" -c "$CONF_DIR/$name.xml" \
         > >(exec sed -u "s/^/$name: /") 2>&1 &
     pids[$name]=$!
+    echo "${pids[$name]}" > "/run/jabberd2-$name.pid"
 }
 
 stop_all() {
@@ -74,6 +78,16 @@ on_signal() {
     stop_all
 }
 trap on_signal TERM INT
+
+restarting=
+on_usr1() {
+    [ -n "$stopping" ] && return
+    restarting=1
+    say "restarting jabberd2-s2s: every s2s connection is dropped"
+    kill -TERM "${pids[s2s]}" 2>/dev/null || true
+}
+trap on_usr1 USR1
+echo $$ > /run/jabberd2-entrypoint.pid
 
 router_listening() {
     # 127.0.0.1:5347 in LISTEN state (0A); no connection is made to the router.
@@ -99,17 +113,27 @@ fi
 [ -z "$stopping" ] && start c2s
 
 # Wait for the first component to exit; a trapped signal interrupts wait (status
-# > 128, no pid reported): wait again, the signal handler has stopped them all.
+# > 128, no pid reported): wait again. An s2s that exits because USR1 asked for it
+# is started again; any other exit stops the container.
 rc=0
-died=
-while [ -z "$died" ]; do
+while :; do
+    died=
     set +e
     wait -n -p died "${pids[@]}"
     rc=$?
     set -e
     died=${died:-}
-    # 127: nothing left to wait for (should not happen); do not spin.
-    [ -z "$died" ] && [ "$rc" -le 128 ] && break
+    if [ -z "$died" ]; then
+        # 127: nothing left to wait for (should not happen); do not spin.
+        [ "$rc" -le 128 ] && break
+        continue
+    fi
+    if [ -n "$restarting" ] && [ -z "$stopping" ] && [ "$died" = "${pids[s2s]}" ]; then
+        restarting=
+        start s2s
+        continue
+    fi
+    break
 done
 
 name=

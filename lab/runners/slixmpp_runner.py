@@ -260,6 +260,7 @@ class CaseRun:
         self.tracer = Tracer()
         self.clients: list = []
         self.notes: list[str] = []  # said after the detail of a passing case
+        self.evidence: dict = {}
         self.loop = asyncio.get_running_loop()
 
     # --- bounded waiting ---------------------------------------------------------------------
@@ -541,7 +542,7 @@ class CaseRun:
             raise CaseFailed(f"ping result came from {reply.get('from')!r}, not {to}")
         return f"pong from {to} in {(time.monotonic() - started) * 1000:.0f} ms"
 
-    async def disco_info(self, client, to: str) -> str:
+    async def disco_info(self, client, to: str, keep: bool = False) -> str:
         reply = await self.iq(client, "get", to, f"<query xmlns='{NS_DISCO_INFO}'/>",
                               f"the disco#info result from {to}")
         if reply.get("type") == "error":
@@ -557,6 +558,9 @@ class CaseRun:
             raise CaseFailed(f"disco#info of {to}: no features")
         names = ", ".join(f"{i.get('category')}/{i.get('type')}" + (f" '{i.get('name')}'" if i.get("name") else "")
                           for i in identities)
+        if keep:
+            self.evidence.update(features=features, identities=[f"{i.get('category')}/{i.get('type')}"
+                                                                for i in identities])
         return f"{names}; {len(features)} features"
 
     async def mam_check(self, sender, recipient) -> str:
@@ -753,7 +757,7 @@ async def case_c5(run: CaseRun) -> str:
 
 async def case_c6(run: CaseRun) -> str:
     client = await run.login(run.server, "alice", presence=False)
-    return await run.disco_info(client, run.domain(run.server))
+    return await run.disco_info(client, run.domain(run.server), keep=True)
 
 
 async def case_c7(run: CaseRun) -> str:
@@ -1078,7 +1082,7 @@ async def case_s7(run: CaseRun) -> str:
 C2S_CASES = {"C1": case_c1, "C2": case_c2, "C3": case_c3, "C4": case_c4, "C5": case_c5, "C6": case_c6,
              "C7": case_c7, "C8": case_c8, "C9": case_c9, "C10": case_c10, "C11": case_c11, "C12": case_c12}
 S2S_CASES = {"S1": case_s1, "S2": case_s2, "S3": case_s3, "S4": case_s4, "S5": case_s5, "S6": case_s6,
-             "S7": case_s7, "S9": case_s1, "S10": case_s1}
+             "S7": case_s7, "S8": case_s1, "S9": case_s1, "S10": case_s1}
 
 
 class DeepRunner:
@@ -1091,12 +1095,11 @@ class DeepRunner:
     async def run_case(self, entry: dict) -> dict:
         started = time.monotonic()
         case, server, target = entry.get("case"), entry.get("server"), entry.get("target")
-        result = {"case": case, "server": server, "target": target, "status": "error", "detail": "", "trace": ""}
+        result = {"case": case, "server": server, "target": target, "status": "error", "detail": "", "trace": "",
+                  "started": time.time()}
         run = None
         try:
-            if case == "S8":
-                result["detail"] = "S8 is observed by the host"
-            elif case not in C2S_CASES and case not in S2S_CASES:
+            if case not in C2S_CASES and case not in S2S_CASES:
                 result["detail"] = f"unknown case {case!r}"
             elif case in S2S_CASES and not target:
                 result["detail"] = f"{case} needs a target server"
@@ -1133,6 +1136,9 @@ class DeepRunner:
                 if result["status"] != "pass" or self.spec.get("trace_all"):
                     result["trace"] = run.tracer.text()
             result["seconds"] = round(time.monotonic() - started, 3)
+            result["ended"] = time.time()
+            if run is not None and run.evidence:
+                result["evidence"] = run.evidence
         return result
 
     async def run(self, results: list) -> None:

@@ -26,15 +26,17 @@ class ServerKind:
     # Command run in the running container to create an account, or to set the password
     # of an existing one (it runs again when a lab's accounts change).
     register_command: Callable[[str, str, str], list[str]]
-    # Log lines of the *receiving* server that show how a peer authenticated:
-    # regexes with a named group "peer" (the remote domain), one list per method.
+    # Log lines of the *receiving* server that show how a peer authenticated: regexes with
+    # named groups "peer" (the remote domain) and "local" (this server's domain), one list
+    # per method.
     inbound_auth_patterns: dict[str, list[str]]
     # How peers may authenticate to this kind over s2s, best first.
     s2s_auth: tuple[str, ...] = (CERTIFICATE, DIALBACK)
     # Feature names this kind supports, for reporting "not supported" from data.
     features: frozenset[str] = field(default_factory=frozenset)
     # Command that closes every s2s connection of the running server (None: it has none),
-    # so cases that change DNS (S9, S10) see servers connect afresh without a restart.
+    # so that S8 observes a fresh authentication and S9/S10 a fresh DNS lookup, without a
+    # restart. A non-zero exit means it failed.
     close_s2s_command: tuple[str, ...] | None = None
 
     @property
@@ -42,20 +44,23 @@ class ServerKind:
         """The image folder under images/."""
         return self.name
 
-    def inbound_auth(self, log: str, peer: str) -> str | None:
-        """The last method by which ``peer`` authenticated to this server, per its log.
+    def inbound_auth(self, log: str, peer: str, local: str) -> tuple[str, str] | None:
+        """How ``peer`` last authenticated to this server's ``local`` domain according to
+        ``log``: (method, the matching log text), or None.
 
         The match ending last wins; of two ending at the same place, the longer (more
         specific) one.
         """
-        found: tuple[int, int, str] | None = None
+        found: tuple[int, int, str, str] | None = None
         for method, patterns in self.inbound_auth_patterns.items():
             for pattern in patterns:
                 for match in re.finditer(pattern, log, re.MULTILINE):
-                    rank = (match.end(), match.end() - match.start(), method)
-                    if match.group("peer") == peer and (found is None or rank[:2] > found[:2]):
+                    if match.group("peer") != peer or match.groupdict().get("local", local) != local:
+                        continue
+                    rank = (match.end(), match.end() - match.start(), method, match.group(0).strip())
+                    if found is None or rank[:2] > found[:2]:
                         found = rank
-        return found[2] if found else None
+        return (found[2], found[3]) if found else None
 
 
 def kinds() -> dict[str, ServerKind]:

@@ -11,8 +11,8 @@ KIND = ServerKind(
         "register", user, domain, password],
     # ejabberd_s2s_in: "Accepted inbound s2s <Mech> authentication <remote> -> <local>"
     inbound_auth_patterns={
-        CERTIFICATE: [r"Accepted inbound s2s EXTERNAL authentication (?P<peer>\S+) -> "],
-        DIALBACK: [r"Accepted inbound s2s dialback authentication (?P<peer>\S+) -> "],
+        CERTIFICATE: [r"Accepted inbound s2s EXTERNAL authentication (?P<peer>\S+) -> (?P<local>\S+)"],
+        DIALBACK: [r"Accepted inbound s2s dialback authentication (?P<peer>\S+) -> (?P<local>\S+)"],
     },
     s2s_auth=(CERTIFICATE, DIALBACK),
     close_s2s_command=("ejabberdctl", "stop_s2s_connections"),

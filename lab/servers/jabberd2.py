@@ -21,8 +21,10 @@ KIND = ServerKind(
     # s2s/out.c _out_verify(), on the receiving server once the sender's dialback key
     # checks out: "[fd] [ip, port=n] incoming route '<local>/<remote>' is now valid <flags>"
     inbound_auth_patterns={
-        DIALBACK: [r"incoming route '[^/']+/(?P<peer>[^']+)' is now valid"],
+        DIALBACK: [r"incoming route '(?P<local>[^/']+)/(?P<peer>[^']+)' is now valid"],
     },
+    # Restarts jabberd2-s2s alone (see images/jabberd2/entrypoint.sh).
+    close_s2s_command=("jabberd2-drop-s2s",),
     s2s_auth=(DIALBACK,),
     # No MUC, MAM or carbons; stream management only as the 2008 draft namespace
     # (http://www.xmpp.org/extensions/xep-0198.html#ns), which clients do not use.

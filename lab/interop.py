@@ -1,0 +1,315 @@
+"""An interop run on a lab that is up: plan -> runners -> results checked against the plan.
+
+The runners (lab/runners/, in the client containers) run the exchanges; what only the lab
+can see is judged here, each verdict from evidence of this run:
+- S8: the receiving server's log lines written between this run's s2s drop and the end of
+  the pair's exchange, against the strongest method both kinds declare;
+- S9/S10: the lab DNS's query log shows the sending server asked for the variant's records
+  during the case;
+- C6: the server's advertised disco#info against the kind's declared features.
+Every function that judges is pure (captured data in, CaseResult out), so it is tested on
+real captured logs without Docker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from datetime import datetime
+
+from lab.catalogue import BY_ID, CASES, FEATURE_VARS, Case
+from lab.errors import NotUp
+from lab.model import Lab, Server
+from lab.project import CLIENT_CA, DNS_SERVICE, PRIMARY, ZONE_PATH, stack_users
+from lab.results import ERROR, FAIL, FLAKY, NOT_SUPPORTED, PASS, CaseResult, reconcile
+from lab.runtime import File, Runtime, parallel
+from lab.stacks import ClientStack, stacks
+from lab.zone import TTL, VARIANTS, build_zone
+
+CASE_BUDGET = 20.0   # seconds a case may take, counted from its own start in the runner
+OBSERVER = "observed"  # the "stack" of S8 results: the lab observes, slixmpp only exchanges
+TITLES = {case.id: case.title for case in CASES}
+# Only these cases make servers connect afresh: they run alone, after the others.
+FRESH_S2S = ("S8", *VARIANTS)
+
+
+def default_concurrency(engine_cores: int) -> int:
+    """Cases a runner has in flight at once: TLS handshakes and logins are CPU work on the
+    same cores as the servers, so a few per core; never fewer than two."""
+    return max(2, 2 * engine_cores)
+
+
+def expected_auth(sender: Server, receiver: Server) -> str | None:
+    """The strongest method both kinds declare, in the receiver's order of preference."""
+    return next((m for m in receiver.kind.s2s_auth if m in sender.kind.s2s_auth), None)
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+def plan(stack: ClientStack, cases: list[Case], servers: list[Server], pairs) -> tuple[list[dict], list[CaseResult]]:
+    """What ``stack``'s runner is asked to run, and what is reported as not supported instead."""
+    planned, skipped = [], []
+    for case in cases:
+        if case.scope == "s2s" and case.id not in stack.cases:
+            continue  # s2s cells are about the servers: stacks that cannot do a case stay out
+        targets = [(s, None) for s in servers] if case.scope == "c2s" else pairs
+        for server, target in targets:
+            needs_from = target or server
+            where = dict(case=case.id, title=case.title, stack=stack.name, server=server.name,
+                         target=target and target.name, status=NOT_SUPPORTED)
+            if case.id not in stack.cases:
+                skipped.append(CaseResult(**where, reason="stack",
+                                          detail=f"the {stack.name} runner cannot express {case.id}"))
+            elif case.needs and case.needs not in needs_from.kind.features:
+                skipped.append(CaseResult(**where, reason="server",
+                                          detail=f"{needs_from.kind.name} does not declare {case.needs}"))
+            else:
+                planned.append({"case": case.id, "server": server.name, "target": target and target.name})
+    return planned, skipped
+
+
+# --- judging from the lab's own view ------------------------------------------------------------
+
+def log_lines(text: str) -> list[tuple[float, str]]:
+    """A container log fetched with timestamps -> [(unix time, line)]."""
+    lines = []
+    for raw in text.splitlines():
+        stamp, _, line = raw.partition(" ")
+        try:
+            # Docker gives nanoseconds: fromisoformat takes at most microseconds.
+            head, _, fraction = stamp.rstrip("Z").partition(".")
+            when = datetime.fromisoformat(f"{head}.{(fraction + '000000')[:6]}+00:00").timestamp()
+        except ValueError:
+            continue
+        lines.append((when, line))
+    return lines
+
+
+def judge_auth(exchange: CaseResult, sender: Server, receiver: Server,
+               lines: list[tuple[float, str]], since: float) -> CaseResult:
+    """S8 from the exchange of this run (sender -> receiver, after every s2s connection was
+    dropped at ``since``) and the receiver's log lines written from then to its end."""
+    verdict = dataclasses.replace(exchange, stack=OBSERVER, case="S8", title=TITLES["S8"])
+    if exchange.status not in (PASS, FLAKY):
+        return dataclasses.replace(verdict, status=exchange.status if exchange.status == ERROR else FAIL,
+                                   detail=f"no federation to observe: {exchange.detail}")
+    until = (exchange.ended or time.time()) + 0.5
+    window = "\n".join(line for when, line in lines if since <= when <= until)
+    seen = receiver.kind.inbound_auth(window, sender.domain, receiver.domain)
+    expected = expected_auth(sender, receiver)
+    span = f"{receiver.name}'s log from {datetime.fromtimestamp(since).strftime('%H:%M:%S.%f')[:-3]} to the " \
+           f"end of the exchange"
+    if seen is None:
+        return dataclasses.replace(verdict, status=ERROR, trace=window[-4000:], evidence={"since": since, "until": until},
+                                   detail=f"delivered, but {span} shows no authentication of {sender.domain} "
+                                          f"(the lab could not observe the method; expected {expected})")
+    method, line = seen
+    evidence = {"auth": method, "expected": expected, "log": line, "since": since, "until": until}
+    if method == expected:
+        return dataclasses.replace(verdict, status=exchange.status, evidence=evidence,
+                                   detail=f"{method} (expected {expected}), {receiver.name} logged: {line}")
+    ranks = list(receiver.kind.s2s_auth)
+    weaker = expected in ranks and method in ranks and ranks.index(method) > ranks.index(expected)
+    return dataclasses.replace(verdict, status=FAIL, evidence=evidence,
+                               detail=f"{'downgraded' if weaker else 'unexpected method'}: {method} where both "
+                                      f"kinds declare {expected}; {receiver.name} logged: {line}")
+
+
+def dns_queries(text: str) -> list[dict]:
+    """The lab DNS's query log (one JSON object a line, see labdns.py); other lines skipped."""
+    queries = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                queries.append(json.loads(line))
+            except ValueError:
+                pass
+    return queries
+
+
+def judge_lookup(result: CaseResult, variant: str, sender: Server, receiver: Server,
+                 queries: list[dict], since: float) -> CaseResult:
+    """S9/S10: a delivery under the variant counts only if the lab DNS saw the sender look the
+    receiver up afresh during the case: the SRV record, then the address it leads to."""
+    if result.status not in (PASS, FLAKY):
+        return result
+    until = (result.ended or time.time()) + 0.5
+    asked = [q for q in queries if q.get("client") == sender.address and since <= q.get("time", 0) <= until]
+    srv_name = f"_xmpp-server._tcp.{receiver.domain}"
+    host = f"xmpp.{receiver.domain}" if variant == "S9" else receiver.domain
+    srv = next((q for q in asked if q["name"].rstrip(".") == srv_name and q["type"] == "SRV"), None)
+    address = next((q for q in asked if q["name"].rstrip(".") == host and q["type"] in ("A", "AAAA")
+                    and srv is not None and q["time"] >= srv["time"]), None)
+    if srv is None or address is None:
+        missing = f"SRV {srv_name}" if srv is None else f"A/AAAA {host} after the SRV answer"
+        seen = ", ".join(f"{q['name'].rstrip('.')} {q['type']}" for q in asked) or "nothing"
+        return dataclasses.replace(result, status=ERROR, detail=(
+            f"delivered, but the lab DNS saw no query from {sender.name} ({sender.address}) for {missing} "
+            f"during the case (it asked: {seen}): the delivery may have used a cached answer or an "
+            f"existing connection; {result.detail}"))
+    proof = (f"lab DNS: {sender.name} asked {srv_name} SRV ({srv.get('rcode')}: {srv.get('answers') or 'none'}), "
+             f"then {host} {address['type']} ({address.get('rcode')}: {address.get('answers') or 'none'})")
+    return dataclasses.replace(result, detail=f"{result.detail}; {proof}",
+                               evidence={**result.evidence, "dns": [srv, address], "since": since, "until": until})
+
+
+def judge_features(result: CaseResult, server: Server) -> CaseResult:
+    """C6: every declared feature with a disco#info var must be advertised."""
+    if result.status not in (PASS, FLAKY):
+        return result
+    advertised = result.evidence.get("features")
+    if advertised is None:
+        return dataclasses.replace(result, status=ERROR,
+                                   detail=f"the runner returned no advertised features to compare; {result.detail}")
+    declared = {feature: FEATURE_VARS[feature] for feature in sorted(server.kind.features) if feature in FEATURE_VARS}
+    missing = [f"{feature} ({var})" for feature, var in declared.items() if var not in advertised]
+    undeclared = sorted(set(advertised) & set(FEATURE_VARS.values()) - set(declared.values()))
+    note = f"; advertised but not declared: {', '.join(undeclared)}" if undeclared else ""
+    if missing:
+        return dataclasses.replace(result, status=FAIL, detail=(
+            f"declared but not advertised in disco#info: {', '.join(missing)}{note}; {result.detail}"))
+    return dataclasses.replace(result, detail=(
+        f"{result.detail}; every declared feature advertised: {', '.join(declared)}{note}"))
+
+
+# --- running ------------------------------------------------------------------------------------
+
+class Interop:
+    def __init__(self, lab: Lab, runtime: Runtime, concurrency: int | None = None):
+        self.lab, self.runtime = lab, runtime
+        self.concurrency = concurrency or lab.test_concurrency or default_concurrency(
+            runtime.client.info().get("NCPU") or 1)
+
+    def check_up(self) -> None:
+        stopped = [c.name for c in self.runtime.containers() if c.status != "running"]
+        if not self.runtime.container(PRIMARY.service) or stopped:
+            raise NotUp(f"lab {self.lab.name} is not up{' (stopped: ' + ', '.join(stopped) + ')' if stopped else ''}: "
+                        f"run 'lab up' first")
+
+    def federation(self) -> list[CaseResult]:
+        """The catalogue's S1 (message both ways) and S8 (observed auth), slixmpp only: what
+        `lab up` shows."""
+        return self.run([BY_ID["S1"], BY_ID["S8"]], stack_names=[PRIMARY.name])
+
+    def run(self, cases: list[Case], server_names: list[str] | None = None,
+            stack_names: list[str] | None = None) -> list[CaseResult]:
+        """The catalogue's ``cases`` for every stack x server and every ordered server pair."""
+        for name in server_names or []:
+            self.lab.server(name)
+        self.check_up()
+        servers = [s for s in self.lab.servers if not server_names or s.name in server_names]
+        stack_list = [stacks()[n] for n in self.lab.clients if not stack_names or n in stack_names]
+        pairs = [(a, b) for a in servers for b in self.lab.servers if a is not b]
+        plain = [c for c in cases if c.id not in FRESH_S2S]
+        per_stack = parallel(lambda stack: self.run_stack(stack, plain, servers, pairs), stack_list)
+        results = [r for stack_results in per_stack for r in stack_results]
+        by_name = {s.name: s for s in self.lab.servers}
+        results = [judge_features(r, by_name[r.server]) if r.case == "C6" else r for r in results]
+        if any(c.id == "S8" for c in cases):
+            results += self.observe_auth(pairs)
+        for case in [c for c in cases if c.id in VARIANTS]:
+            results += self.run_variant(case, stack_list, servers, pairs)
+        order = {c.id: i for i, c in enumerate(CASES)}
+        place = {s.name: i for i, s in enumerate(self.lab.servers)}
+        return sorted(results, key=lambda r: (order.get(r.case, len(order)), r.stack, place.get(r.server, -1),
+                                              place.get(r.target, -1)))
+
+    def run_stack(self, stack: ClientStack, cases: list[Case], servers: list[Server], pairs) -> list[CaseResult]:
+        """One stack's runner over every case it can express; the rest reported from data."""
+        planned, results = plan(stack, cases, servers, pairs)
+        return results + self.run_runner(stack, planned)
+
+    def run_runner(self, stack: ClientStack, planned: list[dict]) -> list[CaseResult]:
+        if not planned:
+            return []
+        spec = {"ca": CLIENT_CA, "timeout": CASE_BUDGET, "concurrency": self.concurrency,
+                "servers": {s.name: {"domain": s.domain, "accounts": s.accounts, "muc": s.muc_domain,
+                                     "users": stack_users(stack, s)}
+                            for s in self.lab.servers},
+                "cases": planned}
+        code, output = self.runtime.exec(stack.service, stack.command("cases", spec))
+        try:
+            reported = json.loads(output.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            tail = " | ".join(output.strip().splitlines()[-3:]) or "(no output)"
+            return [CaseResult(p["case"], TITLES[p["case"]], stack.name, p["server"], p["target"], ERROR,
+                               f"the {stack.name} runner failed (exit {code}): {tail}") for p in planned]
+        return reconcile(stack.name, TITLES, planned, reported)
+
+    # --- cases that need fresh s2s connections --------------------------------------------
+
+    def drop_s2s(self) -> dict[str, str | None]:
+        """Make every server close its s2s connections: {server: None, or why it could not}."""
+        def drop(server: Server) -> str | None:
+            if not server.kind.close_s2s_command:
+                return f"{server.kind.name} cannot drop s2s connections without a restart"
+            code, output = self.runtime.exec(server.name, list(server.kind.close_s2s_command))
+            last = (output.strip().splitlines() or ["(no output)"])[-1]
+            return None if code == 0 else f"dropping {server.name}'s s2s connections failed (exit {code}): {last}"
+        return dict(zip((s.name for s in self.lab.servers), parallel(drop, self.lab.servers)))
+
+    def fresh_pairs(self, case: Case, stack: str, pairs, dropped: dict) -> tuple[list, list[CaseResult]]:
+        """Pairs whose connection was dropped at one end at least; the others as results."""
+        fresh, others = [], []
+        for a, b in pairs:
+            if dropped[a.name] is None or dropped[b.name] is None:
+                fresh.append((a, b))
+                continue
+            cannot = all("cannot drop" in dropped[s.name] for s in (a, b))
+            others.append(CaseResult(case.id, case.title, stack, a.name, b.name,
+                                     NOT_SUPPORTED if cannot else ERROR, reason="lab" if cannot else None,
+                                     detail=f"no fresh s2s connection: {dropped[a.name]}; {dropped[b.name]}"))
+        return fresh, others
+
+    def observe_auth(self, pairs) -> list[CaseResult]:
+        """S8: drop every s2s connection, let slixmpp exchange a message both ways per pair,
+        and read how each receiver logged the sender's authentication."""
+        since = time.time()
+        dropped = self.drop_s2s()
+        fresh, results = self.fresh_pairs(BY_ID["S8"], OBSERVER, pairs, dropped)
+        exchanges = self.run_runner(PRIMARY, [{"case": "S8", "server": a.name, "target": b.name} for a, b in fresh])
+        by_name = {s.name: s for s in self.lab.servers}
+        receivers = sorted({r.target for r in exchanges if r.target in by_name})
+        logs = dict(zip(receivers, parallel(lambda name: log_lines(
+            self.runtime.logs(name, since=int(since) - 1, timestamps=True)), receivers)))
+        for exchange in exchanges:
+            if exchange.target not in logs:
+                results.append(dataclasses.replace(exchange, stack=OBSERVER))
+                continue
+            results.append(judge_auth(exchange, by_name[exchange.server], by_name[exchange.target],
+                                      logs[exchange.target], since))
+        return results
+
+    def run_variant(self, case: Case, stack_list, servers, pairs) -> list[CaseResult]:
+        """S9/S10 under their DNS variant, on fresh s2s connections; then the normal zone again."""
+        results, per_stack = [], []
+        try:
+            since = time.time()
+            dropped = self.serve_zone(case.id)
+            for stack in stack_list:
+                if case.id not in stack.cases:
+                    continue
+                fresh, skipped = self.fresh_pairs(case, stack.name, pairs, dropped)
+                results += skipped
+                per_stack.append((stack, fresh))
+            ran = parallel(lambda item: self.run_stack(item[0], [case], servers, item[1]), per_stack)
+            queries = dns_queries(self.runtime.logs(DNS_SERVICE, since=int(since) - 1))
+        finally:
+            self.serve_zone(None)
+        by_name = {s.name: s for s in self.lab.servers}
+        for stack_results in ran:
+            for r in stack_results:
+                if r.target in by_name and r.status != NOT_SUPPORTED:
+                    r = judge_lookup(r, case.id, by_name[r.server], by_name[r.target], queries, since)
+                results.append(r)
+        return results
+
+    def serve_zone(self, variant: str | None) -> dict[str, str | None]:
+        """Serve the zone (or a DNS variant of it), make servers drop their s2s connections,
+        and wait until cached answers have expired."""
+        zone = json.dumps(build_zone(self.lab, variant), indent=2).encode()
+        self.runtime.update_file(DNS_SERVICE, ZONE_PATH, File(zone))
+        dropped = self.drop_s2s()
+        time.sleep(TTL + 1)
+        return dropped

@@ -1,0 +1,206 @@
+"""The interop run's pure parts: planning, checking runner output against the plan, and the
+verdicts the lab judges itself (S8, S9/S10, C6), on logs captured from real containers
+(tests/fixtures/interop/capture.sh says how)."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from lab import model
+from lab.catalogue import BY_ID
+from lab.interop import (OBSERVER, dns_queries, expected_auth, judge_auth, judge_features, judge_lookup,
+                         log_lines, plan)
+from lab.results import ERROR, FAIL, FLAKY, NOT_SUPPORTED, PASS, CaseResult, reconcile
+from lab.stacks import stacks
+
+FIXTURES = Path(__file__).parent / "fixtures" / "interop"
+CAPTURED = {r["id"]: r for r in json.loads((FIXTURES / "results.json").read_text())["results"]}
+
+
+@pytest.fixture
+def servers(default_lab):
+    return {s.name: s for s in default_lab.servers}
+
+
+def exchange_of(result_id: str) -> CaseResult:
+    """The exchange behind a captured S8 verdict, as the runner reported it (a pass)."""
+    r = CAPTURED[result_id]
+    return CaseResult("S8", r["title"], "slixmpp", r["server"], r["target"], PASS, "delivered",
+                      started=r["started"], ended=r["ended"])
+
+
+def captured_log(name: str):
+    return log_lines((FIXTURES / f"{name}.log").read_text())
+
+
+# --- planning -----------------------------------------------------------------------------------
+
+def test_plan_says_why_a_case_is_not_run(default_lab, servers):
+    pairs = [(a, b) for a in default_lab.servers for b in default_lab.servers if a is not b]
+    planned, skipped = plan(stacks()["xmppc"], [BY_ID["C1"], BY_ID["C3"], BY_ID["S1"], BY_ID["S6"]],
+                            list(default_lab.servers), pairs)
+    assert {(p["case"], p["server"], p["target"]) for p in planned} == (
+        {("C1", s, None) for s in servers} | {("S1", a.name, b.name) for a, b in pairs})
+    # C3: the stack cannot express it; S6: not expressed either, and s2s cells are the servers' business
+    assert {(r.case, r.reason) for r in skipped} == {("C3", "stack")}
+    planned, skipped = plan(stacks()["slixmpp"], [BY_ID["C9"], BY_ID["S7"]], list(default_lab.servers), pairs)
+    assert {(r.case, r.server, r.target, r.reason) for r in skipped} == {
+        ("C9", "jabberd2", None, "server"), ("S7", "prosody", "jabberd2", "server"),
+        ("S7", "ejabberd", "jabberd2", "server")}
+    assert all(r.status == NOT_SUPPORTED for r in skipped)
+
+
+# --- runner output against the plan ------------------------------------------------------------
+
+PLANNED = [{"case": "C1", "server": "p", "target": None}, {"case": "S1", "server": "p", "target": "e"}]
+TITLES = {"C1": "connect", "S1": "message both ways"}
+
+
+def test_a_missing_result_is_an_error():
+    results = reconcile("x", TITLES, PLANNED, [{"case": "C1", "server": "p", "target": None, "status": "pass"}])
+    assert [(r.case, r.status) for r in results] == [("C1", PASS), ("S1", ERROR)]
+    assert "no result" in results[1].detail
+
+
+def test_an_unknown_status_is_an_error_not_a_pass():
+    results = reconcile("x", TITLES, PLANNED[:1], [{"case": "C1", "server": "p", "target": None, "status": "ok"}])
+    assert results[0].status == ERROR and "unknown status 'ok'" in results[0].detail
+    # "not supported" is the lab's call from data, never a runner's
+    results = reconcile("x", TITLES, PLANNED[:1],
+                        [{"case": "C1", "server": "p", "target": None, "status": "not supported"}])
+    assert results[0].status == ERROR
+
+
+def test_an_unasked_or_repeated_result_is_an_error_too():
+    entry = {"case": "C1", "server": "p", "target": None, "status": "pass"}
+    results = reconcile("x", TITLES, PLANNED[:1], [entry, entry, {**entry, "server": "q"}])
+    assert [r.status for r in results] == [PASS, ERROR, ERROR]
+
+
+def test_no_list_at_all_makes_every_planned_case_an_error():
+    assert [r.status for r in reconcile("x", TITLES, PLANNED, {"oops": 1})] == [ERROR, ERROR]
+
+
+def test_flaky_stays_flaky_with_its_attempts():
+    attempts = [{"status": "fail", "detail": "stream error internal-server-error"}, {"status": "pass"}]
+    results = reconcile("x", TITLES, PLANNED[:1], [{"case": "C1", "server": "p", "target": None,
+                                                   "status": "flaky", "attempts": attempts}])
+    assert results[0].status == FLAKY and results[0].attempts == tuple(attempts)
+
+
+# --- S8: the receiver's log of this run --------------------------------------------------------
+
+def test_expected_auth_is_the_strongest_both_declare(servers):
+    assert expected_auth(servers["prosody"], servers["ejabberd"]) == "certificate"
+    assert expected_auth(servers["prosody"], servers["jabberd2"]) == "dialback"
+    assert expected_auth(servers["jabberd2"], servers["ejabberd"]) == "dialback"
+
+
+@pytest.mark.parametrize("sender,receiver,method", [
+    ("prosody", "ejabberd", "certificate"), ("ejabberd", "prosody", "certificate"),
+    ("jabberd2", "prosody", "dialback"), ("jabberd2", "ejabberd", "dialback"),
+    ("prosody", "jabberd2", "dialback"), ("ejabberd", "jabberd2", "dialback")])
+def test_s8_reads_the_method_from_the_captured_log(servers, sender, receiver, method):
+    result_id = f"S8/observed/{sender}->{receiver}"
+    since = CAPTURED[result_id]["evidence"]["since"]
+    verdict = judge_auth(exchange_of(result_id), servers[sender], servers[receiver], captured_log(receiver), since)
+    assert (verdict.status, verdict.evidence["auth"], verdict.stack) == (PASS, method, OBSERVER)
+    assert all(line in (FIXTURES / f"{receiver}.log").read_text() for line in verdict.evidence["log"].splitlines())
+
+
+def test_s8_sees_nothing_outside_the_window_and_says_so(servers):
+    exchange = exchange_of("S8/observed/ejabberd->prosody")
+    # A window that starts after the exchange: the authentication is not this run's evidence.
+    verdict = judge_auth(exchange, servers["ejabberd"], servers["prosody"], captured_log("prosody"),
+                         since=exchange.ended + 1)
+    assert verdict.status == ERROR and "shows no authentication of ejabberd.test" in verdict.detail
+
+
+def test_s8_calls_dialback_between_certificate_kinds_a_downgrade(servers):
+    # jabberd2.test really authenticated by dialback; were it a kind that declares
+    # certificates, that would be a downgrade.
+    pretend = dataclasses.replace(servers["jabberd2"], kind=servers["prosody"].kind)
+    result_id = "S8/observed/jabberd2->ejabberd"
+    verdict = judge_auth(exchange_of(result_id), pretend, servers["ejabberd"], captured_log("ejabberd"),
+                         CAPTURED[result_id]["evidence"]["since"])
+    assert verdict.status == FAIL and verdict.detail.startswith("downgraded: dialback where both kinds declare "
+                                                                "certificate")
+
+
+def test_s8_without_a_delivery_is_not_a_pass(servers):
+    failed = dataclasses.replace(exchange_of("S8/observed/prosody->ejabberd"), status=FAIL, detail="timed out")
+    verdict = judge_auth(failed, servers["prosody"], servers["ejabberd"], captured_log("ejabberd"), 0)
+    assert verdict.status == FAIL and "no federation to observe" in verdict.detail
+
+
+def test_log_lines_keep_the_docker_timestamp():
+    (when, line), = log_lines("2026-11-24T14:18:17.403102922Z s2sin55 info Incoming s2s connection a->b complete\n")
+    assert line.startswith("s2sin55") and abs(when - 1795529897.403103) < 1e-3
+
+
+# --- S9/S10: the lab DNS's query log ----------------------------------------------------------
+
+def captured_delivery(result_id: str) -> CaseResult:
+    r = CAPTURED[result_id]
+    return CaseResult(r["case"], r["title"], "slixmpp", r["server"], r["target"], PASS, "delivered",
+                      started=r["started"], ended=r["ended"])
+
+
+@pytest.mark.parametrize("variant,sender,receiver", [
+    ("S9", "prosody", "ejabberd"), ("S9", "jabberd2", "prosody"), ("S9", "ejabberd", "jabberd2"),
+    ("S10", "prosody", "ejabberd"), ("S10", "jabberd2", "prosody"), ("S10", "ejabberd", "jabberd2")])
+def test_s9_s10_pass_on_the_lookups_the_dns_saw(servers, variant, sender, receiver):
+    result_id = f"{variant}/slixmpp/{sender}->{receiver}"
+    since = CAPTURED[result_id]["evidence"]["since"]
+    queries = dns_queries((FIXTURES / "dns.log").read_text())
+    verdict = judge_lookup(captured_delivery(result_id), variant, servers[sender], servers[receiver], queries, since)
+    assert verdict.status == PASS, verdict.detail
+    srv, address = verdict.evidence["dns"]
+    assert srv["name"] == f"_xmpp-server._tcp.{receiver}.test." and srv["client"] == servers[sender].address
+    assert address["name"] == (f"xmpp.{receiver}.test." if variant == "S9" else f"{receiver}.test.")
+
+
+def test_s9_without_a_lookup_in_the_case_is_an_error(servers):
+    result_id = "S9/slixmpp/prosody->ejabberd"
+    queries = dns_queries((FIXTURES / "dns.log").read_text())
+    # The same delivery, judged against another sender's address: nothing was asked from there.
+    elsewhere = dataclasses.replace(servers["prosody"], address="10.0.0.99")
+    verdict = judge_lookup(captured_delivery(result_id), "S9", elsewhere, servers["ejabberd"], queries,
+                           CAPTURED[result_id]["evidence"]["since"])
+    assert verdict.status == ERROR and "saw no query" in verdict.detail
+
+
+def test_dns_log_skips_lines_that_are_not_queries():
+    assert dns_queries('lab DNS serving /etc/zone.json\n{"time": 1, "client": "a", "name": "x.", "type": "A"}\n'
+                       '{"time": 2, "cli') == [{"time": 1, "client": "a", "name": "x.", "type": "A"}]
+
+
+# --- C6: advertised against declared ----------------------------------------------------------
+
+def c6(server: str) -> CaseResult:
+    r = CAPTURED[f"C6/slixmpp/{server}"]
+    return CaseResult("C6", r["title"], "slixmpp", server, None, PASS, "answered", evidence=r["evidence"])
+
+
+def test_c6_passes_when_every_declared_feature_is_advertised(servers):
+    assert judge_features(c6("prosody"), servers["prosody"]).status == PASS
+    assert judge_features(c6("ejabberd"), servers["ejabberd"]).status == PASS
+
+
+def test_c6_fails_on_a_declared_feature_that_is_not_advertised(servers):
+    # Real: jabberd2 2.7.0 offers in-band registration (C11 passes) but its disco#info has no
+    # jabber:iq:register, which XEP-0077 section 9 requires.
+    verdict = judge_features(c6("jabberd2"), servers["jabberd2"])
+    assert verdict.status == FAIL and "register (jabber:iq:register)" in verdict.detail
+
+
+def test_c6_without_advertised_features_cannot_pass(servers):
+    bare = dataclasses.replace(c6("prosody"), evidence={})
+    assert judge_features(bare, servers["prosody"]).status == ERROR
+
+
+def test_test_concurrency_comes_from_lab_yml(tmp_path):
+    (tmp_path / "lab.yml").write_text("test: {concurrency: 3}\nservers:\n  p: {kind: prosody, domain: p.test}\n")
+    assert model.load(tmp_path / "lab.yml").test_concurrency == 3
