@@ -122,7 +122,8 @@ def bring_up(file: Optional[Path], fresh: bool = False, test: bool = False, conc
                           f"files in {lab.state_dir}", highlight=False)
         else:
             console.print(f"lab [bold]{lab.name}[/] is up to date (nothing restarted): {servers}", highlight=False)
-        federated = print_federation(Interop(lab, runtime, concurrency))
+        with project.phases("federation (S1, S8)"):
+            federated = print_federation(Interop(lab, runtime, concurrency))
     console.print("phases: " + " · ".join(f"{name} {seconds:.1f}s" for name, seconds in project.phases.seconds.items()),
                   highlight=False)
     if test:
