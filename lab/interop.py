@@ -139,8 +139,9 @@ def judge_lookup(result: CaseResult, variant: str, sender: Server, receiver: Ser
     srv_name = f"_xmpp-server._tcp.{receiver.domain}"
     host = f"xmpp.{receiver.domain}" if variant == "S9" else receiver.domain
     srv = next((q for q in asked if q["name"].rstrip(".") == srv_name and q["type"] == "SRV"), None)
+    # The lookup that returned an address: an empty AAAA answer beside the A one proves nothing.
     address = next((q for q in asked if q["name"].rstrip(".") == host and q["type"] in ("A", "AAAA")
-                    and srv is not None and q["time"] >= srv["time"]), None)
+                    and q.get("answers") and srv is not None and q["time"] >= srv["time"]), None)
     if srv is None or address is None:
         missing = f"SRV {srv_name}" if srv is None else f"A/AAAA {host} after the SRV answer"
         seen = ", ".join(f"{q['name'].rstrip('.')} {q['type']}" for q in asked) or "nothing"

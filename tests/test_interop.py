@@ -172,6 +172,22 @@ def test_s9_without_a_lookup_in_the_case_is_an_error(servers):
     assert verdict.status == ERROR and "saw no query" in verdict.detail
 
 
+def test_s9_quotes_the_lookup_that_returned_an_address(servers):
+    # Seen once: Prosody asked AAAA (no answer) 0.6 ms before A. Only the A answer leads on.
+    since = 100.0
+    queries = [{"time": 101.0, "client": servers["prosody"].address, "name": "_xmpp-server._tcp.jabberd2.test.",
+                "type": "SRV", "rcode": "NOERROR", "answers": ["0 5 5269 xmpp.jabberd2.test."]},
+               {"time": 101.1, "client": servers["prosody"].address, "name": "xmpp.jabberd2.test.", "type": "AAAA",
+                "rcode": "NOERROR", "answers": []},
+               {"time": 101.1006, "client": servers["prosody"].address, "name": "xmpp.jabberd2.test.", "type": "A",
+                "rcode": "NOERROR", "answers": [servers["jabberd2"].address]}]
+    delivery = CaseResult("S9", "t", "slixmpp", "prosody", "jabberd2", PASS, "delivered", started=100.5, ended=102)
+    verdict = judge_lookup(delivery, "S9", servers["prosody"], servers["jabberd2"], queries, since)
+    assert verdict.status == PASS and verdict.evidence["dns"][1]["type"] == "A"
+    verdict = judge_lookup(delivery, "S9", servers["prosody"], servers["jabberd2"], queries[:2], since)
+    assert verdict.status == ERROR
+
+
 def test_dns_log_skips_lines_that_are_not_queries():
     assert dns_queries('lab DNS serving /etc/zone.json\n{"time": 1, "client": "a", "name": "x.", "type": "A"}\n'
                        '{"time": 2, "cli') == [{"time": 1, "client": "a", "name": "x.", "type": "A"}]
