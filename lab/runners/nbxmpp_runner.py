@@ -44,7 +44,7 @@ import sys
 import time
 import uuid
 
-from cli_support import SYSTEM_CA, CaseFailed, groups, stopped, token
+from cli_support import SYSTEM_CA, CaseFailed, concurrency, groups, stopped, token
 
 
 def _imports():
@@ -539,8 +539,11 @@ def run_case(spec: dict, entry: dict) -> dict:
             result["detail"] = "server not in the spec"
         else:
             run = CaseRun(spec, entry)
+            result["started"] = time.time()
             try:
-                result.update(status="pass", detail="; ".join([CASES[case](run), *run.notes]))
+                detail = CASES[case](run)
+                # Every note is a retry: a pass after one is flaky, never pass.
+                result.update(status="flaky" if run.notes else "pass", detail="; ".join([detail, *run.notes]))
             except CaseFailed as failure:
                 result.update(status="fail", detail=str(failure))
             except Exception as error:
@@ -552,6 +555,7 @@ def run_case(spec: dict, entry: dict) -> dict:
             text = "\n".join(TRACE.lines)
             result["trace"] = text if len(text) <= 12000 else text[:3000] + "\n[...]\n" + text[-9000:]
         result["seconds"] = round(time.monotonic() - started, 3)
+        result["ended"] = time.time()
     return result
 
 
@@ -565,13 +569,20 @@ def group(spec: dict) -> list:
 
 
 def cases(spec: dict) -> list:
-    """One child process per (server, target) group, all at once, each bounded in time."""
+    """One child process per (server, target) group, at most spec["concurrency"] at once, each
+    bounded in time from its own start."""
     import threading
     entries = spec.get("cases", [])
     timeout = float(spec.get("timeout", 20))
     results: list = [None] * len(entries)
 
+    slots = threading.Semaphore(concurrency(spec))
+
     def run_group(indexes):
+        with slots:  # at most spec["concurrency"] groups at once; their budgets start here
+            run_group_now(indexes)
+
+    def run_group_now(indexes):
         limit = sum(_budget(entries[i]["case"], timeout) for i in indexes) + 10
         child = subprocess.Popen([sys.executable, os.path.abspath(__file__), "group",
                                   json.dumps({**spec, "cases": [entries[i] for i in indexes]})],
