@@ -122,8 +122,12 @@ def bring_up(file: Optional[Path], fresh: bool = False, test: bool = False, conc
                           f"files in {lab.state_dir}", highlight=False)
         else:
             console.print(f"lab [bold]{lab.name}[/] is up to date (nothing restarted): {servers}", highlight=False)
-        with project.phases("federation (S1, S8)"):
-            federated = print_federation(Interop(lab, runtime, concurrency))
+        try:
+            with project.phases("federation (S1, S8)"):
+                federated = print_federation(Interop(lab, runtime, concurrency))
+        except KeyboardInterrupt:
+            raise Interrupted(f"lab {lab.name} is up and ready; its federation check was interrupted "
+                              f"(lab test --only S1,S8 runs it again)") from None
     console.print("phases: " + " · ".join(f"{name} {seconds:.1f}s" for name, seconds in project.phases.seconds.items()),
                   highlight=False)
     if test:
@@ -313,8 +317,12 @@ def run_catalogue(interop: Interop, cases, servers=None, stack_names=None) -> bo
     True if nothing failed or was in error."""
     lab = interop.lab
     started = time.monotonic()
-    with console.status(f"running {len(cases)} interop cases ({interop.concurrency} at once per stack)"):
-        results = interop.run(cases, servers, stack_names)
+    try:
+        with console.status(f"running {len(cases)} interop cases ({interop.concurrency} at once per stack)"):
+            results = interop.run(cases, servers, stack_names)
+    except KeyboardInterrupt:
+        raise Interrupted(f"lab test was interrupted: lab {lab.name} is as it was (its normal DNS zone served); "
+                          f"no report written") from None
     seconds = time.monotonic() - started
     names = [s.name for s in lab.servers]
     console.print(matrix_table(report.s2s_matrix(results, names), "server to server (row: from, column: to)"))

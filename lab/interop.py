@@ -23,7 +23,7 @@ from lab.errors import NotUp
 from lab.model import Lab, Server
 from lab.project import CLIENT_CA, DNS_SERVICE, PRIMARY, ZONE_PATH, stack_users
 from lab.results import ERROR, FAIL, FLAKY, NOT_SUPPORTED, PASS, CaseResult, reconcile
-from lab.runtime import File, Runtime, parallel
+from lab.runtime import File, Runtime, interrupts_ignored, parallel
 from lab.stacks import ClientStack, stacks
 from lab.zone import TTL, VARIANTS, build_zone
 
@@ -203,7 +203,9 @@ class Interop:
         stack_list = [stacks()[n] for n in self.lab.clients if not stack_names or n in stack_names]
         pairs = [(a, b) for a in servers for b in self.lab.servers if a is not b]
         plain = [c for c in cases if c.id not in FRESH_S2S]
-        per_stack = parallel(lambda stack: self.run_stack(stack, plain, servers, pairs), stack_list)
+        # Runners create nothing: Ctrl-C need not wait for them.
+        per_stack = parallel(lambda stack: self.run_stack(stack, plain, servers, pairs), stack_list,
+                             finish_on_interrupt=False)
         results = [r for stack_results in per_stack for r in stack_results]
         by_name = {s.name: s for s in self.lab.servers}
         results = [judge_features(r, by_name[r.server]) if r.case == "C6" else r for r in results]
@@ -294,10 +296,12 @@ class Interop:
                 fresh, skipped = self.fresh_pairs(case, stack.name, pairs, dropped)
                 results += skipped
                 per_stack.append((stack, fresh))
-            ran = parallel(lambda item: self.run_stack(item[0], [case], servers, item[1]), per_stack)
+            ran = parallel(lambda item: self.run_stack(item[0], [case], servers, item[1]), per_stack,
+                           finish_on_interrupt=False)
             queries = dns_queries(self.runtime.logs(DNS_SERVICE, since=int(since) - 1))
         finally:
-            self.serve_zone(None)
+            with interrupts_ignored():  # the lab is left with its normal zone, whatever happens
+                self.serve_zone(None)
         by_name = {s.name: s for s in self.lab.servers}
         for stack_results in ran:
             for r in stack_results:

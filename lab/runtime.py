@@ -7,11 +7,15 @@ the API (put_archive), never as bind mounts, so a remote engine (DOCKER_HOST) wo
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import io
+import signal
 import tarfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, TypeVar
 
@@ -40,17 +44,48 @@ def connect() -> docker.DockerClient:
         raise LabError(f"cannot reach the Docker engine (is it running? DOCKER_HOST?): {reason}") from None
 
 
-def parallel(function: Callable[[T], R], items: Iterable[T]) -> list[R]:
-    """``function`` over ``items`` at once; the first error is raised after all have finished."""
+def parallel(function: Callable[[T], R], items: Iterable[T], finish_on_interrupt: bool = True) -> list[R]:
+    """``function`` over ``items`` at once; the first error is raised after all have finished.
+
+    On Ctrl-C, items not started are dropped and, with ``finish_on_interrupt``, those running
+    are waited for (further Ctrl-C ignored) before KeyboardInterrupt goes on: the caller's
+    cleanup must never run while a worker may still create something.
+    """
     items = list(items)
     if not items:
         return []
-    with ThreadPoolExecutor(max_workers=len(items)) as pool:
-        futures = [pool.submit(function, item) for item in items]
+    pool = ThreadPoolExecutor(max_workers=len(items))
+    futures = [pool.submit(function, item) for item in items]
+    try:
+        # In slices: Ctrl-C is seen between them even where a signal does not wake a wait.
+        while concurrent.futures.wait(futures, timeout=0.2).not_done:
+            pass
+    except KeyboardInterrupt:
+        for future in futures:
+            future.cancel()
+        if finish_on_interrupt:
+            with interrupts_ignored():
+                concurrent.futures.wait(futures)
+        raise
+    finally:
+        pool.shutdown(wait=False)
     errors = [f.exception() for f in futures if f.exception() is not None]
     if errors:
         raise errors[0]
     return [f.result() for f in futures]
+
+
+@contextmanager
+def interrupts_ignored():
+    """Ctrl-C does nothing inside (cleanup that must finish); main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @dataclass(frozen=True)

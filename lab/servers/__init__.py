@@ -38,6 +38,8 @@ class ServerKind:
     # so that S8 observes a fresh authentication and S9/S10 a fresh DNS lookup, without a
     # restart. A non-zero exit means it failed.
     close_s2s_command: tuple[str, ...] | None = None
+    # Command (given the domain) that succeeds once accounts can be created (None: at once).
+    admin_ready_command: Callable[[str], list[str]] | None = None
 
     @property
     def image(self) -> str:
