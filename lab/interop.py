@@ -226,7 +226,7 @@ class Interop:
     def run_runner(self, stack: ClientStack, planned: list[dict]) -> list[CaseResult]:
         if not planned:
             return []
-        spec = {"ca": CLIENT_CA, "timeout": CASE_BUDGET, "concurrency": self.concurrency,
+        spec = {"ca": CLIENT_CA, "timeout": CASE_BUDGET, "concurrency": self.concurrency * stack.concurrency_scale,
                 "servers": {s.name: {"domain": s.domain, "accounts": s.accounts, "muc": s.muc_domain,
                                      "users": stack_users(stack, s)}
                             for s in self.lab.servers},

@@ -24,6 +24,9 @@ class ClientStack:
     description: str = ""
     # Further files of lab/runners/ the runner imports (put beside it in the container).
     support: tuple[str, ...] = ()
+    # How many times the lab's concurrency this stack runs at once: more where its cases
+    # mostly wait (xmppc sleeps 10 s before every message), costing no CPU meanwhile.
+    concurrency_scale: int = 1
 
     @property
     def service(self) -> str:
