@@ -99,7 +99,8 @@ def print_federation(interop: Interop) -> bool:
             detail = f"  ({escape(delivery.detail)})"
         elif observed is not None and observed.status not in (PASS, FLAKY):
             detail = f"  ({escape(observed.detail)})"
-        console.print(f"  {verdict}  {delivery.server} -> {delivery.target}  "
+        domain = {server.name: server.domain for server in interop.lab.servers}
+        console.print(f"  {verdict}  {domain[delivery.server]} -> {domain[delivery.target]}  "
                       f"{AUTH_NAMES.get(method, method)}{detail}", highlight=False)
     return not any(r.status in FAILED for r in results)
 

