@@ -87,19 +87,15 @@ def print_federation(interop: Interop) -> bool:
     console.print("federation (one message each way, sender's server -> recipient's server; "
                   "auth as the recipient logged it):")
     auth = {(r.server, r.target): r for r in results if r.case == "S8"}
+    domain = {server.name: server.domain for server in interop.lab.servers}
     for delivery in [r for r in results if r.case == "S1"]:
         observed = auth.get((delivery.server, delivery.target))
-        good = delivery.status in (PASS, FLAKY) and observed is not None and observed.status in (PASS, FLAKY)
-        verdict = "[green]pass[/]" if good else "[red]FAIL[/]"
-        if delivery.status == FLAKY or (observed and observed.status == FLAKY):
-            verdict = "[yellow]flaky[/]"
+        pair = [r for r in (delivery, observed) if r is not None]
+        bad = next((r for r in pair if r.status not in (PASS, FLAKY)), None)
+        verdict = ("[red]FAIL[/]" if bad or observed is None else
+                   "[yellow]flaky[/]" if any(r.status == FLAKY for r in pair) else "[green]pass[/]")
         method = observed.evidence.get("auth") if observed else None
-        detail = ""
-        if delivery.status not in (PASS, FLAKY):
-            detail = f"  ({escape(delivery.detail)})"
-        elif observed is not None and observed.status not in (PASS, FLAKY):
-            detail = f"  ({escape(observed.detail)})"
-        domain = {server.name: server.domain for server in interop.lab.servers}
+        detail = f"  ({escape(bad.detail)})" if bad else ""
         console.print(f"  {verdict}  {domain[delivery.server]} -> {domain[delivery.target]}  "
                       f"{AUTH_NAMES.get(method, method)}{detail}", highlight=False)
     return not any(r.status in FAILED for r in results)

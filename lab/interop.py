@@ -19,9 +19,9 @@ import time
 from datetime import datetime
 
 from lab.catalogue import BY_ID, CASES, FEATURE_VARS, Case
-from lab.errors import NotUp
+from lab.errors import LabError, NotUp
 from lab.model import Lab, Server
-from lab.project import CLIENT_CA, DNS_SERVICE, PRIMARY, ZONE_PATH, stack_users
+from lab.project import CLIENT_CA, DNS_SERVICE, PRIMARY, ZONE_PATH, run_runner, stack_users
 from lab.results import ERROR, FAIL, FLAKY, NOT_SUPPORTED, PASS, CaseResult, reconcile
 from lab.runtime import File, Runtime, interrupts_ignored, parallel
 from lab.stacks import ClientStack, stacks
@@ -231,13 +231,11 @@ class Interop:
                                      "users": stack_users(stack, s)}
                             for s in self.lab.servers},
                 "cases": planned}
-        code, output = self.runtime.exec(stack.service, stack.command("cases", spec))
         try:
-            reported = json.loads(output.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            tail = " | ".join(output.strip().splitlines()[-3:]) or "(no output)"
-            return [CaseResult(p["case"], TITLES[p["case"]], stack.name, p["server"], p["target"], ERROR,
-                               f"the {stack.name} runner failed (exit {code}): {tail}") for p in planned]
+            reported = run_runner(self.runtime, stack, "cases", spec)
+        except LabError as error:
+            return [CaseResult(p["case"], TITLES[p["case"]], stack.name, p["server"], p["target"], ERROR, str(error))
+                    for p in planned]
         return reconcile(stack.name, TITLES, planned, reported)
 
     # --- cases that need fresh s2s connections --------------------------------------------

@@ -52,6 +52,16 @@ def stack_users(stack: ClientStack, server: Server) -> dict[str, str]:
     return {role: f"{stack.name}-{role}" for role in ("alice", "bob") if f"{stack.name}-{role}" in server.accounts}
 
 
+def run_runner(runtime: Runtime, stack: ClientStack, command: str, spec: dict):
+    """A stack's runner in its container: the JSON document on its last line of output."""
+    code, output = runtime.exec(stack.service, stack.command(command, spec))
+    try:
+        return json.loads(output.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        tail = " | ".join(output.strip().splitlines()[-3:]) or "(no output)"
+        raise LabError(f"the {stack.name} runner failed ({command}, exit {code}): {tail}") from None
+
+
 class Project:
     def __init__(self, lab: Lab, runtime: Runtime, say: Say = lambda text, transient=False: None):
         self.lab, self.runtime, self.say = lab, runtime, say
@@ -150,12 +160,7 @@ class Project:
         return changed
 
     def run_runner(self, command: str, spec: dict, stack: ClientStack = PRIMARY):
-        code, output = self.runtime.exec(stack.service, stack.command(command, spec))
-        try:
-            return json.loads(output.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            raise LabError(f"the {stack.name} runner failed ({command}, exit {code}): "
-                           f"{' | '.join(output.strip().splitlines()[-3:])}") from None
+        return run_runner(self.runtime, stack, command, spec)
 
     def wait_ready(self) -> None:
         """Until every server opens an XMPP stream offering STARTTLS, or one dies or times out."""

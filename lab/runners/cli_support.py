@@ -413,6 +413,13 @@ def concurrency(spec: dict) -> int:
     return max(1, int(spec.get("concurrency") or 4))
 
 
+def passed(detail: str, notes: list) -> dict:
+    """The result of a case that passed. Every note is a retry that was needed: then it is
+    flaky, never pass, and the notes say why."""
+    notes = list(dict.fromkeys(notes))
+    return {"status": "flaky" if notes else "pass", "detail": "; ".join([detail, *notes])}
+
+
 def groups(entries: list) -> dict:
     """{(server, target): [indexes of its entries]}, groups and indexes in the order of ``entries``."""
     found: dict = {}
@@ -441,15 +448,11 @@ def run_case(tool: str, case_functions: dict, spec: dict, entry: dict) -> dict:
             ctx = Context(spec, entry)
             result["started"] = time.time()
             try:
-                result.update(status="pass", detail=case_functions[case](ctx))
+                result.update(passed(case_functions[case](ctx), ctx.notes))
             except CaseFailed as failure:
                 result.update(status="fail", detail=str(failure))
             except Exception as error:  # a runner bug: report it as an error, not a verdict
                 result.update(status="error", detail=f"runner error: {type(error).__name__}: {error}")
-            if ctx.notes:  # every note is a retry: a pass after one is flaky
-                result["detail"] += f" [{'; '.join(dict.fromkeys(ctx.notes))}]"
-                if result["status"] == "pass":
-                    result["status"] = "flaky"
     finally:
         if ctx is not None:
             ctx.close()

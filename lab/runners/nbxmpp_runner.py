@@ -44,7 +44,7 @@ import sys
 import time
 import uuid
 
-from cli_support import SYSTEM_CA, CaseFailed, concurrency, groups, stopped, token
+from cli_support import SYSTEM_CA, CaseFailed, concurrency, groups, passed, stopped, token
 
 
 def _imports():
@@ -541,9 +541,7 @@ def run_case(spec: dict, entry: dict) -> dict:
             run = CaseRun(spec, entry)
             result["started"] = time.time()
             try:
-                detail = CASES[case](run)
-                # Every note is a retry: a pass after one is flaky, never pass.
-                result.update(status="flaky" if run.notes else "pass", detail="; ".join([detail, *run.notes]))
+                result.update(passed(CASES[case](run), run.notes))
             except CaseFailed as failure:
                 result.update(status="fail", detail=str(failure))
             except Exception as error:

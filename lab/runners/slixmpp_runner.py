@@ -25,6 +25,8 @@ import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from xml.sax.saxutils import escape, quoteattr
 
+from cli_support import concurrency, passed  # beside this file in the container
+
 STREAM_HEADER = ("<?xml version='1.0'?><stream:stream to='{domain}' version='1.0' xmlns='jabber:client' "
                  "xmlns:stream='http://etherx.jabber.org/streams'>")
 TLS_NS = "urn:ietf:params:xml:ns:xmpp-tls"
@@ -1120,8 +1122,7 @@ class DeepRunner:
                         run = CaseRun(self, entry)
                         run.notes.append(f"first attempt failed ({failure}), second worked")
                         detail = await asyncio.wait_for(function(run), self.timeout + 3)
-                    # Passed only after a retry (the whole case, or a login): flaky, never pass.
-                    result.update(status="flaky" if run.notes else "pass", detail="; ".join([detail, *run.notes]))
+                    result.update(passed(detail, run.notes))
                 except CaseFailed as failure:
                     result.update(status="fail", detail=str(failure))
                 except asyncio.TimeoutError:
@@ -1158,11 +1159,6 @@ class DeepRunner:
                     results[index] = await self.run_case(entries[index])
 
         await asyncio.gather(*(run_group(indexes) for indexes in groups.values()))
-
-
-def concurrency(spec: dict) -> int:
-    """Cases in flight at once, as the lab asked (CPU work: TLS, SASL, on the servers' cores)."""
-    return max(1, int(spec.get("concurrency") or 4))
 
 
 def cases(spec: dict) -> None:
