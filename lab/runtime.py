@@ -55,7 +55,8 @@ def parallel(function: Callable[[T], R], items: Iterable[T], finish_on_interrupt
     if not items:
         return []
     pool = ThreadPoolExecutor(max_workers=len(items))
-    futures = [pool.submit(function, item) for item in items]
+    with interrupts_deferred():  # a Ctrl-C between two submits would leave a worker unwaited for
+        futures = [pool.submit(function, item) for item in items]
     try:
         # In slices: Ctrl-C is seen between them even where a signal does not wake a wait.
         while concurrent.futures.wait(futures, timeout=0.2).not_done:
@@ -86,6 +87,26 @@ def interrupts_ignored():
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def interrupts_deferred():
+    """Ctrl-C inside is raised when the block ends, not in it.
+
+    For a call that makes something on the engine: interrupted mid-request, the engine
+    still makes it, after the cleanup has looked for what to remove.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    seen = []
+    previous = signal.signal(signal.SIGINT, lambda *_: seen.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if seen:
+        raise KeyboardInterrupt
 
 
 @dataclass(frozen=True)
@@ -167,9 +188,10 @@ class Runtime:
             return
         ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
         try:
-            # internal: nothing in the lab can reach outside it.
-            self.client.networks.create(self.network_name, driver="bridge", internal=True, ipam=ipam,
-                                        labels=self.labels(), check_duplicate=True)
+            with interrupts_deferred():
+                # internal: nothing in the lab can reach outside it.
+                self.client.networks.create(self.network_name, driver="bridge", internal=True, ipam=ipam,
+                                            labels=self.labels(), check_duplicate=True)
         except docker.errors.APIError as error:
             raise LabError(f"cannot create network {self.network_name} ({subnet}): {error.explanation}") from None
 
@@ -188,17 +210,18 @@ class Runtime:
         api = self.client.api
         name = self.container_name(service.name)
         try:
-            created = api.create_container(
-                service.image, name=name, command=service.command, detach=True,
-                labels=self.labels(**{LABEL_ROLE: service.role, LABEL_SERVICE: service.name,
-                                      LABEL_CONFIG_HASH: config_hash}),
-                host_config=api.create_host_config(dns=[dns] if dns else None, init=True),
-                networking_config=api.create_networking_config(
-                    {self.network_name: api.create_endpoint_config(ipv4_address=service.address)}),
-            )
-            if service.files:
-                api.put_archive(created["Id"], "/", tar_of(service.files))
-            api.start(created["Id"])
+            with interrupts_deferred():  # Ctrl-C at its end: no container made behind the cleanup's back
+                created = api.create_container(
+                    service.image, name=name, command=service.command, detach=True,
+                    labels=self.labels(**{LABEL_ROLE: service.role, LABEL_SERVICE: service.name,
+                                          LABEL_CONFIG_HASH: config_hash}),
+                    host_config=api.create_host_config(dns=[dns] if dns else None, init=True),
+                    networking_config=api.create_networking_config(
+                        {self.network_name: api.create_endpoint_config(ipv4_address=service.address)}),
+                )
+                if service.files:
+                    api.put_archive(created["Id"], "/", tar_of(service.files))
+                api.start(created["Id"])
         except docker.errors.APIError as error:
             raise LabError(f"cannot start {service.name} ({name}): {error.explanation or error}") from None
 

@@ -1,4 +1,5 @@
-"""parallel() under Ctrl-C, without Docker: the caller's cleanup must never race a worker."""
+"""parallel() and engine calls under Ctrl-C, without Docker: the caller's cleanup must never race
+a worker or a request the engine is still carrying out."""
 
 import _thread
 import threading
@@ -6,7 +7,7 @@ import time
 
 import pytest
 
-from lab.runtime import parallel
+from lab.runtime import interrupts_deferred, parallel
 
 
 def slow(finished):
@@ -43,3 +44,13 @@ def test_the_first_error_is_raised_after_all_finished():
     with pytest.raises(ValueError, match="one"):
         parallel(work, [1, 2])
     assert finished == [2]
+
+
+def test_ctrl_c_inside_a_deferred_block_is_raised_when_the_block_ends():
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            threading.Timer(0.05, _thread.interrupt_main).start()
+            time.sleep(0.3)  # stands for a create request the engine carries out anyway
+            done.append("created")
+    assert done == ["created"]
