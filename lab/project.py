@@ -106,7 +106,7 @@ class Project:
             services.append(Service(
                 name=stack.service, role="client", image=images.tag_for(stack.service), address=address,
                 files={**{f"{RUNNER_DIR}/{name}": File((REPO_DIR / "lab" / "runners" / name).read_bytes())
-                          for name in (stack.runner, *stack.support)},
+                          for name in stack.files},
                        CLIENT_CA: File(authority.cert_pem)},
             ))
         return services

@@ -1,21 +1,18 @@
-"""What the runners of the command-line client stacks share (xmppc, go-sendxmpp, sendxmpp),
-and the few pieces nbxmpp's runner uses as well (CaseFailed, token, SYSTEM_CA, the grouping
-of cases).
+"""What the runners of the command-line client stacks share (xmppc, go-sendxmpp, sendxmpp):
+running tools, observing their SRV use, and a small receiving end. The harness (harness.py)
+runs their cases.
 
 Put beside each runner at /opt/xmpp-lab/ (``support`` of its stack in lab/stacks/), so a
 runner imports it by name: the script's own folder is on sys.path. Standard library only.
 
-- running tools: Ran, run() (killed with its children at a timeout), clip(), kill()
+- running tools: Ran, run() (killed with its children at a timeout), Context.run()
 - SRV use: srv_lookup() (stdlib DNS client), observed() (strace output), srv_verdict()
 - Receiver: a small stdlib XMPP client that logs in and waits for one message
-- Context (one case) and main(): `RUNNER cases SPEC_JSON` runs every (server, target)
-  group in a thread of its own under a watchdog and prints one JSON list of results
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import os
 import random
 import re
@@ -23,28 +20,16 @@ import socket
 import ssl
 import struct
 import subprocess
-import sys
 import threading
 import time
-import uuid
 import xml.etree.ElementTree as ET
 
+from harness import Case, CaseFailed, clip, kill_group, login_refused, token
+
 SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
-S2S = {"S1"}                   # cases that need a second (target) server
-
-
-class CaseFailed(Exception):
-    pass
-
-
-def token(n: int = 8) -> str:
-    return uuid.uuid4().hex[:n]
 
 
 # --- subprocesses ----------------------------------------------------------------------------
-
-PROCESSES: set = set()
-PROCESS_LOCK = threading.Lock()
 
 
 class Ran:
@@ -67,39 +52,27 @@ class Ran:
         return body
 
 
-def clip(text: str, limit: int) -> str:
-    text = text.strip()
-    if len(text) <= limit:
-        return text
-    head = limit // 3
-    return text[:head] + f"\n[... {len(text) - limit} characters left out ...]\n" + text[-(limit - head):]
-
-
-def kill(process) -> None:
-    try:
-        os.killpg(process.pid, 9)
-    except OSError:
-        pass
-
-
-def run(argv, timeout: float, *, stdin: str | None = None, env: dict | None = None, secrets=()) -> Ran:
-    """Run a tool to its end, killed (with its children) after ``timeout`` seconds."""
+def run(argv, timeout: float, *, stdin: str | None = None, env: dict | None = None, secrets=(),
+        running: set | None = None, lock: threading.Lock | None = None) -> Ran:
+    """Run a tool to its end, killed (with its children) after ``timeout`` seconds; while it
+    runs, its process is in ``running`` (a case's: killed when the case's budget runs out)."""
     started = time.monotonic()
+    running, lock = (set() if running is None else running), lock or threading.Lock()
     process = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env={**os.environ, **(env or {})}, start_new_session=True)
-    with PROCESS_LOCK:
-        PROCESSES.add(process)
+    with lock:
+        running.add(process)
     timed_out = False
     try:
         out, err = process.communicate(stdin.encode() if stdin is not None else None, timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
-        kill(process)
+        kill_group(process)
         out, err = process.communicate()
     finally:
-        with PROCESS_LOCK:
-            PROCESSES.discard(process)
+        with lock:
+            running.discard(process)
     return Ran(argv, process.returncode, out.decode(errors="replace"), err.decode(errors="replace"),
                timed_out, time.monotonic() - started, secrets)
 
@@ -277,21 +250,12 @@ class Receiver:
                     raise CaseFailed(f"receiver: iq {iq_id} answered with an error")
                 return element
 
-    def login(self, notes: list) -> str:
-        """The bound full JID. A server that answers <internal-server-error/> before the session
-        (jabberd2 does when a connection reuses a just-closed one's descriptor) gets one retry."""
+    def login(self) -> str:
+        """The bound full JID (a stream error before it: see login_refused)."""
         try:
             return self._login()
         except StreamError as error:
-            if str(error) != "internal-server-error" or self.full_jid:
-                raise CaseFailed(f"receiver: {self.user}@{self.domain}: stream error {error}") from None
-            notes.append(f"{self.domain} answered the receiver's login with internal-server-error once; retried")
-            self.close()
-            time.sleep(0.5)
-            try:
-                return self._login()
-            except StreamError as again:
-                raise CaseFailed(f"receiver: {self.user}@{self.domain}: stream error {again}") from None
+            raise login_refused(f"receiver {self.user}@{self.domain}", str(error)) from None
 
     def _login(self) -> str:
         self.deadline = time.monotonic() + self.timeout
@@ -360,150 +324,15 @@ class Receiver:
 
 # --- one case ---------------------------------------------------------------------------------
 
-class Context:
-    """One case: the spec, where it runs, and everything worth showing when it fails."""
-
-    def __init__(self, spec: dict, entry: dict):
-        self.spec, self.case = spec, entry["case"]
-        self.server, self.target = entry["server"], entry.get("target")
-        self.timeout = float(spec.get("timeout", 20))
-        self.ca = spec["ca"]
-        self.trace: list[str] = []
-        self.notes: list[str] = []     # worth knowing even when the case passes (retries)
-        self.ends: list = []           # receivers/listeners: closed at the end, their logs traced
-
-    def domain(self, server: str) -> str:
-        return self.spec["servers"][server]["domain"]
-
-    def account(self, server: str, user: str) -> tuple[str, str]:
-        return f"{user}@{self.domain(server)}", self.spec["servers"][server]["accounts"][user]
-
-    def secrets(self) -> list[str]:
-        return [password for server in self.spec["servers"].values() for password in server["accounts"].values()]
+class Context(Case):
+    """One case of a command-line stack: its tool runs are traced, passwords hidden."""
 
     def run(self, argv, timeout, **kwargs) -> Ran:
-        ran = run(argv, timeout, secrets=self.secrets(), **kwargs)
+        ran = run(argv, timeout, secrets=self.secrets(), running=self.processes, lock=self.lock, **kwargs)
         self.trace.append(ran.text())
         return ran
-
-    def opened(self, end):
-        self.ends.append(end)
-        return end
-
-    def close(self) -> None:
-        for end in self.ends:
-            end.close()
-            self.trace.append(end.transcript())
-
-    def trace_text(self) -> str:
-        return clip("\n\n".join(self.trace), 12000)
 
 
 def env(ca: str) -> dict:
     """Environment of a tool run that trusts only ``ca`` (OpenSSL and Go's crypto/x509 read it)."""
     return {"SSL_CERT_FILE": ca, "SSL_CERT_DIR": "/nonexistent", "HOME": "/root"}
-
-
-
-
-# --- running the spec -------------------------------------------------------------------------
-
-def concurrency(spec: dict) -> int:
-    """Cases (or nbxmpp groups) in flight at once, as the lab asked."""
-    return max(1, int(spec.get("concurrency") or 4))
-
-
-def passed(detail: str, notes: list) -> dict:
-    """The result of a case that passed. Every note is a retry that was needed: then it is
-    flaky, never pass, and the notes say why."""
-    notes = list(dict.fromkeys(notes))
-    return {"status": "flaky" if notes else "pass", "detail": "; ".join([detail, *notes])}
-
-
-def groups(entries: list) -> dict:
-    """{(server, target): [indexes of its entries]}, groups and indexes in the order of ``entries``."""
-    found: dict = {}
-    for index, entry in enumerate(entries):
-        found.setdefault((entry.get("server"), entry.get("target")), []).append(index)
-    return found
-
-
-def stopped(entry: dict, detail: str, seconds: float) -> dict:
-    """The result of a case that was stopped before it reported one."""
-    return {**{k: entry.get(k) for k in ("case", "server", "target")}, "status": "error",
-            "detail": detail, "trace": "", "seconds": seconds}
-
-
-def run_case(tool: str, case_functions: dict, spec: dict, entry: dict) -> dict:
-    started = time.monotonic()
-    case, server, target = entry.get("case"), entry.get("server"), entry.get("target")
-    result = {"case": case, "server": server, "target": target, "status": "error", "detail": "", "trace": ""}
-    ctx = None
-    try:
-        if case not in case_functions:
-            result["detail"] = f"the {tool} runner cannot express {case}"
-        elif server not in spec["servers"] or (case in S2S and target not in spec["servers"]):
-            result["detail"] = f"server {server if server not in spec['servers'] else target!r} not in the spec"
-        else:
-            ctx = Context(spec, entry)
-            result["started"] = time.time()
-            try:
-                result.update(passed(case_functions[case](ctx), ctx.notes))
-            except CaseFailed as failure:
-                result.update(status="fail", detail=str(failure))
-            except Exception as error:  # a runner bug: report it as an error, not a verdict
-                result.update(status="error", detail=f"runner error: {type(error).__name__}: {error}")
-    finally:
-        if ctx is not None:
-            ctx.close()
-            if result["status"] != "pass":
-                result["trace"] = ctx.trace_text()
-        result["seconds"] = round(time.monotonic() - started, 3)
-        result["ended"] = time.time()
-    return result
-
-
-def run_cases(tool: str, case_functions: dict, budget, spec: dict) -> list:
-    """Every (server, target) group in its own thread, the cases of a group in order; a
-    watchdog bounds the whole run (``budget(case, timeout)`` seconds a case), kills what
-    is left and reports it as error."""
-    entries = spec.get("cases", [])
-    timeout = float(spec.get("timeout", 20))
-    results: list = [None] * len(entries)
-    by_group = groups(entries)
-
-    slots = threading.Semaphore(concurrency(spec))
-
-    def run_group(indexes):
-        for index in indexes:
-            with slots:  # the case's budget starts once it has its slot
-                results[index] = run_case(tool, case_functions, spec, entries[index])
-
-    threads = [threading.Thread(target=run_group, args=(indexes,), daemon=True) for indexes in by_group.values()]
-    for thread in threads:
-        thread.start()
-    budgets = [budget(entry["case"], timeout) for entry in entries]
-    limit = max(max((sum(budgets[i] for i in g) for g in by_group.values()), default=0),
-                sum(budgets) / concurrency(spec) + max(budgets, default=0)) + 15
-    deadline = time.monotonic() + limit
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    with PROCESS_LOCK:
-        for process in list(PROCESSES):
-            kill(process)
-    return [result or stopped(entries[i], f"the runner's watchdog stopped it after {limit:.0f}s", round(limit, 3))
-            for i, result in enumerate(results)]
-
-
-def main(tool: str, case_functions: dict, budget, prepare=None) -> None:
-    """`RUNNER cases SPEC_JSON`: ``prepare()`` (if given), then the cases; prints, as the
-    last stdout line, one JSON list with one result per case of the spec (same order)."""
-    command, spec = sys.argv[1], json.loads(sys.argv[2])
-    if command != "cases":
-        raise SystemExit(f"unknown command {command} (only: cases)")
-    if prepare is not None:
-        prepare()
-    results = run_cases(tool, case_functions, budget, spec)
-    sys.stdout.write("\n" + json.dumps(results) + "\n")
-    sys.stdout.flush()
-    os._exit(0)  # threads still stuck in a tool are not waited for

@@ -32,8 +32,8 @@ import subprocess
 import threading
 import time
 
-from cli_support import (PROCESS_LOCK, PROCESSES, STRACE, SYSTEM_CA, CaseFailed, Context, Ran, env, kill, main,
-                         observed, srv_addresses, srv_lookup, srv_verdict, token)
+from cli_support import STRACE, SYSTEM_CA, Context, Ran, env, observed, srv_addresses, srv_lookup, srv_verdict
+from harness import CaseFailed, Runner, delivered, kill_group, login_refused, main, token
 
 TOOL = "go-sendxmpp"
 
@@ -58,8 +58,8 @@ class Listener:
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, env={**os.environ, **env(ca or ctx.ca)},
                                         start_new_session=True)
-        with PROCESS_LOCK:
-            PROCESSES.add(self.process)
+        with ctx.lock:
+            ctx.processes.add(self.process)
         self.output, self.ended, self.ran, self.ready = "", False, None, None
         self.changed = threading.Condition()
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -104,11 +104,11 @@ class Listener:
                     os.killpg(self.process.pid, 15)
                     self.process.wait(2)
                 except (OSError, subprocess.TimeoutExpired):
-                    kill(self.process)
+                    kill_group(self.process)
             self.process.wait()
             self.reader.join(2)
-            with PROCESS_LOCK:
-                PROCESSES.discard(self.process)
+            with self.ctx.lock:
+                self.ctx.processes.discard(self.process)
             self.ran = Ran(self.argv, self.process.returncode, self.output, "", False,
                            time.monotonic() - self.started, self.ctx.secrets())
         return self.ran
@@ -135,18 +135,14 @@ class Listener:
 
 def listen(ctx: Context, server: str, user: str, *, password: str | None = None, ca: str | None = None,
            strace: bool = False) -> Listener:
-    """A listener that got its session (or ended trying): one retry when the server said
-    <internal-server-error/> before the login (jabberd2, see the report)."""
+    """A listener that got its session (or ended trying); a stream error before the login is
+    raised (see login_refused)."""
     jid, right = ctx.account(server, user)
-    for attempt in (1, 2):
-        listener = ctx.opened(Listener(ctx, jid, password or right, ca=ca, strace=strace))
-        if listener.wait_ready(ctx.timeout) or attempt == 2 or "internal-server-error" not in listener.output \
-                or "<success" in listener.output:
-            return listener
-        ctx.notes.append(f"{ctx.domain(server)} answered go-sendxmpp's connection with internal-server-error "
-                         f"before the login once; retried")
-        listener.stop()
-        time.sleep(0.5)
+    listener = ctx.opened(Listener(ctx, jid, password or right, ca=ca, strace=strace))
+    if not listener.wait_ready(ctx.timeout) and "internal-server-error" in listener.output \
+            and "<success" not in listener.output:
+        raise login_refused(f"{TOOL} listener {jid}", "internal-server-error")
+    return listener
 
 
 def refusal(output: str, default: str = "no error printed") -> str:
@@ -228,13 +224,10 @@ def deliver(ctx: Context, sender: tuple[str, str], recipient: tuple[str, str]) -
                          f"{refusal(listener.stop().out, NO_SESSION)}")
     body = f"lab {ctx.case} {TOOL} {token(12)}"
     started = time.monotonic()
-    for attempt in (1, 2):
-        ran = ctx.run(["go-sendxmpp", "-u", jid, "-p", password, listener.full_jid], ctx.timeout + 5,
-                      stdin=body + "\n", env=env(ctx.ca))
-        if ran.code == 0 or attempt == 2 or "internal-server-error" not in ran.out + ran.err:
-            break
-        ctx.notes.append(f"{ctx.domain(sender[0])} answered go-sendxmpp's connection with internal-server-error "
-                         f"before the login once; retried")
+    ran = ctx.run(["go-sendxmpp", "-u", jid, "-p", password, listener.full_jid], ctx.timeout + 5,
+                  stdin=body + "\n", env=env(ctx.ca))
+    if ran.code != 0 and "internal-server-error" in ran.out + ran.err:
+        raise login_refused(f"{TOOL} {jid}", "internal-server-error")
     if ran.timed_out:
         raise CaseFailed(f"{jid} -> {listener.full_jid}: go-sendxmpp killed after {ran.seconds:.0f}s")
     if ran.code != 0:
@@ -245,17 +238,17 @@ def deliver(ctx: Context, sender: tuple[str, str], recipient: tuple[str, str]) -
         raise CaseFailed(f"{jid} -> {listener.full_jid}: sent (exit 0) but not received within {ctx.timeout:g}s")
     arrived = time.monotonic() - started
     output = listener.stop().out
-    stanza = next((m for m in re.findall(r"<message\b[^>]*>", output.split(f"<body>{body}</body>")[0])[-1:]), "")
+    return delivered(f"{jid} -> {listener.full_jid}", {"from": None, "from_bare": jid, "id": None, "type": "chat",
+                                                       "body": body},
+                     received(output, body), arrived, ctx.timeout)
+
+
+def received(output: str, body: str) -> dict:
+    """from, id, type, body of the message with ``body`` in a listener's -d output."""
+    stanza = next(iter(re.findall(r"<message\b[^>]*>", output.split(f"<body>{body}</body>")[0])[-1:]), "")
     attributes = dict(re.findall(r"(\w+)=['\"]([^'\"]*)['\"]", stanza))
-    problems = []
-    if not attributes.get("from", "").startswith(f"{jid}/"):
-        problems.append(f"from {attributes.get('from')!r}")
-    if attributes.get("type") != "chat":
-        problems.append(f"type {attributes.get('type')!r}")
-    if problems:
-        raise CaseFailed(f"{jid} -> {listener.full_jid}: arrived altered: {', '.join(problems)}")
-    return (f"{jid} -> {listener.full_jid} in {arrived:.1f}s, body intact, from {attributes['from']}"
-            + (f", id {attributes['id']}" if attributes.get("id") else ", no id"))
+    return {"from": attributes.get("from"), "id": attributes.get("id"), "type": attributes.get("type"),
+            "body": body if stanza else None}
 
 
 def case_c5(ctx: Context) -> str:
@@ -277,4 +270,4 @@ def budget(case: str, timeout: float) -> float:
 
 
 if __name__ == "__main__":
-    main(TOOL, CASES, budget)
+    main(Runner(TOOL, CASES, case_class=Context, budget=budget))

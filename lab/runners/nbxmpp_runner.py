@@ -1,29 +1,18 @@
 """Test runner for the nbxmpp client stack (Debian's python3-nbxmpp, Gajim's library).
 
-Run inside the client container; needs only the standard library and nbxmpp (GLib main
-loop through PyGObject, headless). Usage:
-    nbxmpp_runner.py login SPEC_JSON      # connect + STARTTLS + SASL + bind
-    nbxmpp_runner.py send SPEC_JSON       # login, send one chat message, confirm with a ping
-    nbxmpp_runner.py receive SPEC_JSON    # login, initial presence, wait for a chat message
-    nbxmpp_runner.py federate SPEC_JSON   # same spec and result as slixmpp_runner federate
+Run inside the client container; needs only the standard library, the harness beside it,
+and nbxmpp (GLib main loop through PyGObject, headless). Usage:
     nbxmpp_runner.py cases SPEC_JSON      # interop catalogue cases C1 C2 C3 C5 C7 S1
-Each prints one JSON document on stdout. login/send/receive exit 0 when the check passed
-and 1 when it did not; federate always exits 0 (the verdicts are in the JSON).
+    nbxmpp_runner.py login SPEC_JSON      # connect + STARTTLS + SASL + bind (C1's control)
 
-`cases` takes the lab's spec ({"ca", "timeout", "servers", "cases": [{"case", "server",
-"target"}]}) and prints, as its last line, one result per case in the same order
-({"case", "server", "target", "status", "detail", "trace", "seconds"}). nbxmpp runs on one
-GLib main loop, so every (server, target) group runs in a child process of its own
-(`group` command), cases of a group in order; the parent bounds each child's time and
-reports a killed child's cases as error. Messages of C5/S1 go to the recipient's full JID
-(its session has presence priority -1), so a bare-JID message meant for another test
-session of the same account is never taken, nor one of ours lost to another session.
+nbxmpp runs on one GLib main loop, so the harness runs every (server, target) group in a
+child process of its own, cases of a group in order. Messages of C5/S1 go to the
+recipient's full JID (its session has presence priority -1), so a bare-JID message meant
+for another test session of the same account is never taken, nor one of ours lost to
+another session.
 
-SPEC for login/send/receive:
-    {"jid": "alice@prosody.test", "password": "...", "ca": "/etc/xmpp-lab/ca.pem",
-     "timeout": 20, "debug": false,
-     "to": "bob@ejabberd.test", "body": "...", "id": "...",       # send
-     "from": "bob@ejabberd.test", "body": "...", "id": "..."}     # receive: optional filters
+SPEC for login: {"jid": "alice@prosody.test", "password": "...", "ca": "/etc/xmpp-lab/ca.pem",
+"timeout": 20}
 
 Connection: only STARTTLS on the addresses of SRV _xmpp-client._tcp.<domain> (resolved by
 Gio, i.e. glibc and /etc/resolv.conf; Gio itself falls back to the domain's A/AAAA when
@@ -44,7 +33,9 @@ import sys
 import time
 import uuid
 
-from cli_support import SYSTEM_CA, CaseFailed, concurrency, groups, passed, stopped, token
+from harness import Case, CaseFailed, Runner, delivered, login_refused, main, token
+
+SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def _imports():
@@ -245,86 +236,6 @@ def login(spec: dict) -> dict:
     return result
 
 
-def send(spec: dict) -> dict:
-    session, result = _login(spec)
-    if not result["ok"]:
-        return result
-    message_id = spec.get("id") or f"lab-{uuid.uuid4().hex[:12]}"
-    body = spec.get("body") or f"interop check {spec['jid']} -> {spec['to']}"
-    session.send_chat(spec["to"], body, message_id)
-    problem = session.ping_server(spec.get("timeout", 20))
-    session.close()
-    result.update({"to": spec["to"], "id": message_id, "body": body, "ok": problem is None,
-                   **({"error": problem} if problem else {})})
-    return result
-
-
-def _matches(message: dict, spec: dict) -> bool:
-    return all(spec.get(key) is None or message.get(key) == spec[key] for key in ("from", "body", "id"))
-
-
-def receive(spec: dict) -> dict:
-    timeout = spec.get("timeout", 20)
-    session, result = _login(spec)
-    if not result["ok"]:
-        return result
-    session.send_presence()  # makes the server route bare-JID messages (and offline ones) here
-    started = time.monotonic()
-    got = wait_until(lambda: any(_matches(m, spec) for m in session.messages), timeout)
-    session.close()
-    matched = [m for m in session.messages if _matches(m, spec)]
-    result.update({"ok": got, "messages": matched or session.messages,
-                   "waited": round(time.monotonic() - started, 2)})
-    if not got:
-        result["error"] = f"no matching message within {timeout}s"
-    return result
-
-
-def federate(spec: dict) -> dict:
-    """Every pair [sender, recipient] exchanges one message; each is checked on arrival."""
-    cls = lab_client_class(spec["ca"])
-    timeout = spec["timeout"]
-    sessions = {jid: Session(cls, jid, password) for jid, password in spec["accounts"].items()}
-    for session in sessions.values():
-        session.client.connect()
-    wait_until(lambda: all(s.state != "connecting" for s in sessions.values()), timeout)
-    errors = {}
-    for jid, session in sessions.items():
-        if session.state != "active":
-            errors[jid] = f"{jid}: {(session.failure or {}).get('error') or 'no session'}"
-        else:
-            session.send_presence()
-    _tick(0.5)  # let initial presence settle so bare-JID messages go online
-
-    results, pending = {}, {}
-    for sender, recipient in spec["pairs"]:
-        key = f"{sender} -> {recipient}"
-        if sender in errors or recipient in errors:
-            results[key] = {"delivered": False, "error": errors.get(sender) or errors.get(recipient)}
-            continue
-        message_id = f"lab-{uuid.uuid4().hex[:12]}"
-        body = f"interop check {sender} -> {recipient}"
-        sessions[sender].send_chat(recipient, body, message_id)
-        pending[key] = (recipient, message_id, sender, body, time.monotonic())
-
-    def arrived(recipient, message_id):
-        return next((m for m in sessions[recipient].messages if m["id"] == message_id), None)
-
-    wait_until(lambda: all(arrived(p[0], p[1]) for p in pending.values()), timeout)
-    for key, (recipient, message_id, sender, body, sent_at) in pending.items():
-        message = arrived(recipient, message_id)
-        if message is None:
-            results[key] = {"delivered": False, "error": f"not delivered within {timeout}s"}
-            continue
-        intact = message["from"] == sender and message["body"] == body
-        results[key] = {"delivered": intact,
-                        **({} if intact else {"error": f"arrived altered: from {message['from']}, "
-                                                       f"body {message['body']!r}"})}
-    for session in sessions.values():
-        session.close()
-    return results
-
-
 # --- interop catalogue cases (the lab's `lab test`) -----------------------------------------
 
 class TraceHandler(logging.Handler):
@@ -349,20 +260,14 @@ def _describe(failure: dict | None) -> str:
     return " / ".join(p for p in parts if p) or "no session"
 
 
-class CaseRun:
-    def __init__(self, spec: dict, entry: dict):
-        self.spec, self.case = spec, entry["case"]
-        self.server, self.target = entry["server"], entry.get("target")
-        self.timeout = float(spec.get("timeout", 20))
+class CaseRun(Case):
+    """One case: its sessions, and nbxmpp's log of them as the trace."""
+
+    def __init__(self, spec: dict, entry: dict, budget: float):
+        super().__init__(spec, entry, budget)
         self.cls = lab_client_class(spec["ca"])
         self.sessions: list[Session] = []
-        self.notes: list[str] = []  # said after the detail of a passing case
-
-    def domain(self, server: str) -> str:
-        return self.spec["servers"][server]["domain"]
-
-    def account(self, server: str, user: str) -> tuple[str, str]:
-        return f"{user}@{self.domain(server)}", self.spec["servers"][server]["accounts"][user]
+        TRACE.lines = []  # one case at a time in this process
 
     def attempt(self, server: str, user: str, password: str | None = None, cls=None) -> Session:
         """A session, connected or failed (see .state / .failure)."""
@@ -376,9 +281,7 @@ class CaseRun:
     def login(self, server: str, user: str, presence: bool = False) -> Session:
         session = self.attempt(server, user)
         if session.state != "active" and (session.failure or {}).get("error") == "internal-server-error":
-            # jabberd2 now and then refuses a login under concurrent logins: one more try, said.
-            self.notes.append(f"{session.jid}: first login refused with internal-server-error, second worked")
-            session = self.attempt(server, user)
+            raise login_refused(str(session.jid), "internal-server-error")
         if session.state != "active":
             raise CaseFailed(f"{session.jid}: login failed: {_describe(session.failure)}")
         if presence:
@@ -394,6 +297,10 @@ class CaseRun:
                 session.close()
             except Exception:
                 pass
+
+    def trace_text(self) -> str:
+        text = "\n".join(TRACE.lines)
+        return text if len(text) <= 12000 else text[:3000] + "\n[...]\n" + text[-9000:]
 
 
 def _srv_addresses(domain: str) -> tuple[list[str], set]:
@@ -482,21 +389,17 @@ def _deliver(run: CaseRun, sender: Session, recipient: Session) -> str:
     message_id, body = f"lab-{token(12)}", f"lab {run.case} nbxmpp {token(12)}"
     started = time.monotonic()
     sender.send_chat(to, body, message_id)
-    if not wait_until(lambda: any(m["body"] == body for m in recipient.messages), run.timeout):
-        raise CaseFailed(f"{me} -> {to}: not delivered within {run.timeout:g}s")
-    took = time.monotonic() - started
-    message = next(m for m in recipient.messages if m["body"] == body)
-    problems = [f"{key} {message[key]!r}, sent {value!r}" for key, value in
-                (("from_full", me), ("id", message_id), ("type", "chat")) if message[key] != value]
-    if problems:
-        raise CaseFailed(f"{me} -> {to}: arrived altered: {'; '.join(problems)}")
-    return f"{sender.jid} -> {to} {took * 1000:.0f} ms"
+    wait_until(lambda: any(m["body"] == body for m in recipient.messages), run.timeout)
+    message = next((m for m in recipient.messages if m["body"] == body), None)
+    got = message and {**message, "from": message["from_full"]}
+    return delivered(f"{me} -> {to}", {"from": me, "id": message_id, "type": "chat", "body": body},
+                     got, time.monotonic() - started, run.timeout)
 
 
 def case_c5(run: CaseRun) -> str:
     alice = run.login(run.server, "alice")
     bob = run.login(run.server, "bob", presence=True)
-    return _deliver(run, alice, bob) + ", from/id/body intact"
+    return _deliver(run, alice, bob)
 
 
 def case_c7(run: CaseRun) -> str:
@@ -513,121 +416,22 @@ def case_s1(run: CaseRun) -> str:
     bob = run.login(run.target, "bob", presence=True)
     there = _deliver(run, alice, bob)
     back = _deliver(run, bob, alice)
-    return f"{there}, back {back}; from/id/body intact"
+    return f"{there}; back: {back}"
 
 
 CASES = {"C1": case_c1, "C2": case_c2, "C3": case_c3, "C5": case_c5, "C7": case_c7, "S1": case_s1}
 
 
-def _budget(case: str, timeout: float) -> float:
+def budget(case: str, timeout: float) -> float:
     return {"C1": 2 * timeout + 10, "C2": 2 * timeout + 10, "C5": 3 * timeout + 10, "S1": 4 * timeout + 10}.get(
         case, timeout + 10)
 
 
-def run_case(spec: dict, entry: dict) -> dict:
-    started = time.monotonic()
-    case = entry.get("case")
-    result = {"case": case, "server": entry.get("server"), "target": entry.get("target"),
-              "status": "error", "detail": "", "trace": ""}
-    TRACE.lines = []
-    run = None
-    try:
-        if case not in CASES:
-            result["detail"] = f"the nbxmpp runner cannot express {case}"
-        elif entry.get("server") not in spec["servers"] or (
-                case == "S1" and entry.get("target") not in spec["servers"]):
-            result["detail"] = "server not in the spec"
-        else:
-            run = CaseRun(spec, entry)
-            result["started"] = time.time()
-            try:
-                result.update(passed(CASES[case](run), run.notes))
-            except CaseFailed as failure:
-                result.update(status="fail", detail=str(failure))
-            except Exception as error:
-                result.update(status="error", detail=f"runner error: {type(error).__name__}: {error}")
-    finally:
-        if run is not None:
-            run.close()
-        if result["status"] != "pass":
-            text = "\n".join(TRACE.lines)
-            result["trace"] = text if len(text) <= 12000 else text[:3000] + "\n[...]\n" + text[-9000:]
-        result["seconds"] = round(time.monotonic() - started, 3)
-        result["ended"] = time.time()
-    return result
-
-
-def group(spec: dict) -> list:
-    """The cases of one (server, target) group, in order, in this process."""
-    logger = logging.getLogger("nbxmpp")
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.CRITICAL, stream=sys.stderr)
+    logger = logging.getLogger("nbxmpp")  # every stanza, into the case's trace
     logger.setLevel(logging.INFO)
     logger.addHandler(TRACE)
     logger.propagate = False
-    return [run_case(spec, entry) for entry in spec["cases"]]
-
-
-def cases(spec: dict) -> list:
-    """One child process per (server, target) group, at most spec["concurrency"] at once, each
-    bounded in time from its own start."""
-    import threading
-    entries = spec.get("cases", [])
-    timeout = float(spec.get("timeout", 20))
-    results: list = [None] * len(entries)
-
-    slots = threading.Semaphore(concurrency(spec))
-
-    def run_group(indexes):
-        with slots:  # at most spec["concurrency"] groups at once; their budgets start here
-            run_group_now(indexes)
-
-    def run_group_now(indexes):
-        limit = sum(_budget(entries[i]["case"], timeout) for i in indexes) + 10
-        child = subprocess.Popen([sys.executable, os.path.abspath(__file__), "group",
-                                  json.dumps({**spec, "cases": [entries[i] for i in indexes]})],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        why = None
-        try:
-            out, err = child.communicate(timeout=limit)
-            ran = json.loads(out.decode().strip().splitlines()[-1])
-            for index, result in zip(indexes, ran):
-                results[index] = result
-            return
-        except subprocess.TimeoutExpired:
-            os.killpg(child.pid, 9)
-            child.communicate()
-            why = f"the group's runner process was killed after {limit:.0f}s"
-        except (ValueError, IndexError):
-            tail = " | ".join(err.decode(errors="replace").strip().splitlines()[-3:])
-            why = f"the group's runner process failed (exit {child.returncode}): {tail}"
-        for index in indexes:
-            results[index] = stopped(entries[index], why, 0.0)
-
-    threads = [threading.Thread(target=run_group, args=(indexes,)) for indexes in groups(entries).values()]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
-
-
-def main() -> int:
-    command, spec = sys.argv[1], json.loads(sys.argv[2])
-    logging.basicConfig(level=logging.DEBUG if spec.get("debug") else logging.CRITICAL,
-                        stream=sys.stderr)
-    if command in ("cases", "group"):
-        results = cases(spec) if command == "cases" else group(spec)
-        sys.stdout.write("\n" + json.dumps(results) + "\n")
-        sys.stdout.flush()
-        return 0
-    commands = {"login": login, "send": send, "receive": receive, "federate": federate}
-    if command not in commands:
-        raise SystemExit(f"unknown command {command}")
-    result = commands[command](spec)
-    print(json.dumps(result))
-    if command == "federate":
-        return 0
-    return 0 if result.get("ok") else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    main(Runner("nbxmpp", CASES, case_class=CaseRun, budget=budget, isolate_groups=True,
+                commands={"login": login}))

@@ -2,8 +2,8 @@
 
 A stack is one module in this package defining ``STACK = ClientStack(...)``, an image
 folder ``images/client-<name>/`` and a runner script in ``lab/runners/`` that the lab
-puts into the stack's container. Every runner takes ``cases SPEC_JSON`` and prints one
-JSON list of results (see lab/runners/slixmpp_runner.py).
+puts into the stack's container, with the shared harness (lab/runners/harness.py) beside
+it. Every runner takes ``cases SPEC_JSON`` and prints one JSON list of results.
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ class ClientStack:
     # How many times the lab's concurrency this stack runs at once: more where its cases
     # mostly wait (xmppc sleeps 10 s before every message), costing no CPU meanwhile.
     concurrency_scale: int = 1
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The files of lab/runners/ put into the stack's container."""
+        return (self.runner, "harness.py", *self.support)
 
     @property
     def service(self) -> str:

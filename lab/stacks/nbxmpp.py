@@ -5,7 +5,6 @@ from lab.stacks import ClientStack
 STACK = ClientStack(
     name="nbxmpp",
     runner="nbxmpp_runner.py",
-    support=("cli_support.py",),
     cases=frozenset({"C1", "C2", "C3", "C5", "C7", "S1"}),
     description=(
         "Gajim's library, driven through its API: STARTTLS only, on the addresses of SRV _xmpp-client "

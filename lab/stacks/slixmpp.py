@@ -6,7 +6,7 @@ from lab.stacks import ClientStack
 STACK = ClientStack(
     name="slixmpp",
     runner="slixmpp_runner.py",
-    support=("cli_support.py",),
+    support=("probe.py", "slixmpp_client.py", "slixmpp_expect.py"),
     cases=frozenset(case.id for case in CASES if case.id != "S8"),  # S8 is observed by the lab
     description="asyncio XMPP library; also checks readiness and federation for `lab up`",
 )

@@ -1,0 +1,51 @@
+"""Readiness of servers at the XMPP level, standard library only: `ready` of the slixmpp
+runner (lab up waits with it until every server speaks XMPP)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+STREAM_HEADER = ("<?xml version='1.0'?><stream:stream to='{domain}' version='1.0' xmlns='jabber:client' "
+                 "xmlns:stream='http://etherx.jabber.org/streams'>")
+TLS_NS = "urn:ietf:params:xml:ns:xmpp-tls"
+
+
+def probe(domain: str, port: int = 5222) -> str | None:
+    """None when the server at ``domain`` opens a stream and offers STARTTLS, else why not."""
+    try:
+        with socket.create_connection((domain, port), timeout=3) as sock:
+            sock.sendall(STREAM_HEADER.format(domain=domain).encode())
+            received = b""
+            while b"</stream:features>" not in received and len(received) < 65536:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                received += chunk
+        text = received.decode(errors="replace")
+        if "</stream:features>" not in text:
+            return f"no stream features from {domain}:{port} (got {text[:120]!r})"
+        if TLS_NS not in text:
+            return f"{domain}:{port} does not offer STARTTLS"
+        return None
+    except OSError as error:
+        return f"{domain}:{port}: {error}"
+
+
+def ready(spec: dict) -> dict:
+    """Wait until every domain is ready or the timeout passes."""
+    deadline = time.monotonic() + spec["timeout"]
+
+    def wait(domain: str) -> dict:
+        started = time.monotonic()
+        while True:
+            problem = probe(domain)
+            if problem is None:
+                return {"ready": True, "seconds": round(time.monotonic() - started, 2)}
+            if time.monotonic() > deadline:
+                return {"ready": False, "error": problem}
+            time.sleep(0.25)
+
+    with ThreadPoolExecutor(max_workers=len(spec["domains"])) as pool:
+        return dict(zip(spec["domains"], pool.map(wait, spec["domains"])))
