@@ -156,14 +156,15 @@ def observed(strace_text: str) -> tuple[list[str], list[tuple[str, int]]]:
     return names, connects
 
 
-def srv_verdict(tool: str, domain: str, records, names, connects) -> str:
-    """Which SRV record was used; CaseFailed when the connection did not follow it."""
+def srv_verdict(tool: str, domain: str, records, names, connects, addresses: dict | None = None) -> str:
+    """Which SRV record was used; CaseFailed when the connection did not follow it.
+    ``addresses``: srv_addresses(records), looked up now when not given."""
     wanted = f"_xmpp-client._tcp.{domain}"
     if wanted not in names:
         raise CaseFailed(f"{tool} never asked DNS for {wanted} (asked: {sorted(set(names)) or 'nothing'})")
     if not connects:
         raise CaseFailed(f"{tool} made no TCP connection")
-    addresses = srv_addresses(records)
+    addresses = srv_addresses(records) if addresses is None else addresses
     ip, port = connects[-1]
     if (ip, port) not in addresses:
         raise CaseFailed(f"{tool} connected to {ip}:{port}, not to the SRV answer "

@@ -103,6 +103,11 @@ def login_facts(ran: Ran) -> dict:
     }
 
 
+def sent_message_id(log: str) -> str | None:
+    """The id xmppc gave the message it sent (libstrophe logs every stanza it sends)."""
+    return (re.findall(r'SENT: <message id="([^"]+)"', log) or [None])[0]
+
+
 def login(ctx: Context, server: str, user: str, *, strace: bool = False, password: str | None = None,
           ca: str | None = None) -> tuple[dict, str]:
     """(login facts, strace output or '') of one `xmppc -m roster list` (a login and nothing else)."""
@@ -175,7 +180,7 @@ def deliver(ctx: Context, sender: tuple[str, str], recipient: tuple[str, str]) -
     arrived = time.monotonic() - sent_at
     ran = finished(XMPPC_SEND_DELAY + ctx.timeout + 5)
     receiver.close()
-    sent_id = (re.findall(r'SENT: <message id="([^"]+)"', ran.err) or [None])[0]
+    sent_id = sent_message_id(ran.err)
     if message is None:
         facts = login_facts(ran)
         why = (f"xmppc sent it (id {sent_id})" if sent_id else
