@@ -6,7 +6,8 @@ can see is judged here, each verdict from evidence of this run:
   the pair's exchange, against the strongest method both kinds declare;
 - S9/S10: the lab DNS's query log shows the sending server asked for the variant's records
   during the case;
-- C6: the server's advertised disco#info against the kind's declared features.
+- C6: the server's advertised disco#info against the kind's declared features;
+- a failed s2s case gets the lines both servers logged about each other during it.
 Every function that judges is pure (captured data in, CaseResult out), so it is tested on
 real captured logs without Docker.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from datetime import datetime
 
@@ -84,6 +86,26 @@ def log_lines(text: str) -> list[tuple[float, str]]:
             continue
         lines.append((when, line))
     return lines
+
+
+TROUBLE = re.compile(r"error|fail|refus|denied|invalid|unable|timed? ?out", re.IGNORECASE)
+
+
+def server_side(result: CaseResult, sender: Server, receiver: Server,
+                logs: dict[str, list[tuple[float, str]]]) -> CaseResult:
+    """A failed s2s case with what its servers logged about each other during it (lines that
+    name the other server's domain or address and speak of trouble): the client saw the
+    symptom, this is the servers' side."""
+    since, until = (result.started or 0) - 0.5, (result.ended or time.time()) + 0.5
+    found = [f"{server.name}: {line.strip()}"
+             for server, peer in ((sender, receiver), (receiver, sender))
+             for when, line in logs.get(server.name, [])
+             if since <= when <= until and TROUBLE.search(line) and (peer.domain in line or peer.address in line)]
+    if not found:
+        return result
+    more = f" (+{len(found) - 1} more in the evidence)" if len(found) > 1 else ""
+    return dataclasses.replace(result, detail=f"{result.detail}; the servers logged: {found[0]}{more}",
+                               evidence={**result.evidence, "server_log": found[:20]})
 
 
 def judge_auth(exchange: CaseResult, sender: Server, receiver: Server,
@@ -213,6 +235,7 @@ class Interop:
             results += self.observe_auth(pairs)
         for case in [c for c in cases if c.id in VARIANTS]:
             results += self.run_variant(case, stack_list, servers, pairs)
+        results = self.with_server_side(results)
         order = {c.id: i for i, c in enumerate(CASES)}
         place = {s.name: i for i, s in enumerate(self.lab.servers)}
         return sorted(results, key=lambda r: (order.get(r.case, len(order)), r.stack, place.get(r.server, -1),
@@ -237,6 +260,20 @@ class Interop:
             return [CaseResult(p["case"], TITLES[p["case"]], stack.name, p["server"], p["target"], ERROR, str(error))
                     for p in planned]
         return reconcile(stack.name, TITLES, planned, reported)
+
+    def with_server_side(self, results: list[CaseResult]) -> list[CaseResult]:
+        """Failed s2s cases with their servers' side (see server_side)."""
+        failed = [r for r in results if r.status == FAIL and r.target and r.started]
+        if not failed:
+            return results
+        since = int(min(r.started for r in failed)) - 1
+        names = sorted({n for r in failed for n in (r.server, r.target)})
+        logs = dict(zip(names, parallel(
+            lambda name: log_lines(self.runtime.logs(name, since=since, timestamps=True)), names)))
+        by_name = {s.name: s for s in self.lab.servers}
+        failed_ids = {id(r) for r in failed}
+        return [server_side(r, by_name[r.server], by_name[r.target], logs) if id(r) in failed_ids else r
+                for r in results]
 
     # --- cases that need fresh s2s connections --------------------------------------------
 

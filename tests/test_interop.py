@@ -11,7 +11,7 @@ import pytest
 from lab import model
 from lab.catalogue import BY_ID
 from lab.interop import (OBSERVER, dns_queries, expected_auth, judge_auth, judge_features, judge_lookup,
-                         log_lines, plan)
+                         log_lines, plan, server_side)
 from lab.results import ERROR, FAIL, FLAKY, NOT_SUPPORTED, PASS, CaseResult, reconcile
 from lab.stacks import stacks
 
@@ -220,3 +220,44 @@ def test_c6_without_advertised_features_cannot_pass(servers):
 def test_test_concurrency_comes_from_lab_yml(tmp_path):
     (tmp_path / "lab.yml").write_text("test: {concurrency: 3}\nservers:\n  p: {kind: prosody, domain: p.test}\n")
     assert model.load(tmp_path / "lab.yml").test_concurrency == 3
+
+
+# --- the servers' side of a failed s2s case -----------------------------------------------------
+
+PAIR = Path(__file__).parent / "fixtures" / "jabberd2-pair"  # capture.sh there says how
+
+
+@pytest.fixture
+def jabberd2_pair(tmp_path):
+    """The two-jabberd2 lab of the capture (same name, so the same addresses)."""
+    path = tmp_path / "lab.yml"
+    path.write_text("name: jabberd2pair\nclients: [slixmpp]\nservers:\n"
+                    "  j1: {kind: jabberd2, domain: j1.test}\n  j2: {kind: jabberd2, domain: j2.test}\n")
+    return {s.name: s for s in model.load(path).servers}
+
+
+def pair_result(result_id: str) -> CaseResult:
+    r = next(r for r in json.loads((PAIR / "results.json").read_text())["results"] if r["id"] == result_id)
+    client_side = r["detail"].split("; the servers logged:")[0]
+    return CaseResult(r["case"], r["title"], "slixmpp", r["server"], r["target"], r["status"], client_side,
+                      started=r["started"], ended=r["ended"])
+
+
+def test_a_failed_s2s_case_gets_what_its_servers_logged_about_each_other(jabberd2_pair):
+    # Real: jabberd2 2.7.0 with OpenSSL 3 calls OBJ_create for every peer certificate
+    # (sx/ssl.c); the "oid exists" it leaves queued makes a later SSL read fatal, and the
+    # s2s stream carrying the disco#info result breaks.
+    logs = {name: log_lines((PAIR / f"{name}.log").read_text()) for name in ("j1", "j2")}
+    result = server_side(pair_result("S5/slixmpp/j2->j1"), jabberd2_pair["j2"], jabberd2_pair["j1"], logs)
+    assert result.status == FAIL
+    assert "the servers logged: j2: s2s:" in result.detail
+    assert "SSL handshake error (error:04000066:object identifier routines::oid exists)" in result.detail
+    assert all(jabberd2_pair["j1"].address in line or "j1.test" in line
+               for line in result.evidence["server_log"] if line.startswith("j2:"))
+
+
+def test_the_servers_side_is_only_what_they_logged_during_the_case(jabberd2_pair):
+    logs = {name: log_lines((PAIR / f"{name}.log").read_text()) for name in ("j1", "j2")}
+    failed = pair_result("S5/slixmpp/j2->j1")
+    before = dataclasses.replace(failed, started=failed.started - 3600, ended=failed.started - 3500)
+    assert server_side(before, jabberd2_pair["j2"], jabberd2_pair["j1"], logs) == before
