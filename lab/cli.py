@@ -24,6 +24,7 @@ from lab.interop import Interop
 from lab.project import Project
 from lab.results import FAILED, FLAKY, PASS
 from lab.runtime import Runtime, connect
+from lab import servers
 from lab.servers import CERTIFICATE
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -339,9 +340,22 @@ def run_catalogue(interop: Interop, cases, servers=None, stack_names=None) -> bo
 
 
 @app.command()
-def schema():
-    """Print the lab.yml JSON Schema (for editors)."""
-    print(json.dumps(model.schema(), indent=2))
+def schema(kind: bool = typer.Option(False, "--kind", help="The schema of kind.yml instead.")):
+    """Print the lab.yml JSON Schema (for editors); --kind: that of a server kind's kind.yml."""
+    print(json.dumps(servers.SCHEMA if kind else model.schema(Path.cwd()), indent=2))
+
+
+@app.command("kinds")
+@reports_errors
+def list_kinds(file: Optional[Path] = FileOption):
+    """Every server kind a lab here can use: where it comes from, its image, its features."""
+    lab_dir = file.resolve().parent if file else Path.cwd()
+    table = Table("kind", "from", "image", "s2s auth", "features", box=None)
+    for name, kind in servers.kinds(lab_dir).items():
+        source = "built-in" if kind.builtin else str(kind.folder)
+        image = kind.prebuilt or f"built from {kind.build_dir.relative_to(kind.folder)}/"
+        table.add_row(name, source, image, ", ".join(kind.s2s_auth), " ".join(sorted(kind.features)))
+    console.print(table)
 
 
 if __name__ == "__main__":

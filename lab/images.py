@@ -1,6 +1,7 @@
-"""Images: a Debian base (pulled, or made locally when no registry answers) and one
-image per folder under images/, tagged by a hash of that folder so an unchanged
-folder is never rebuilt.
+"""Images: a Debian base (pulled, or made locally when no registry answers); one image
+per build folder (images/<name>/ for the DNS and the client stacks, a kind's own folder
+for a server kind), tagged by a hash of that folder so an unchanged folder is never
+rebuilt; and a kind's prebuilt image, used as it is.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import docker.errors
 
 from lab import REPO_DIR
 from lab.errors import LabError
+from lab.servers import ServerKind
 
 IMAGES_DIR = REPO_DIR / "images"
 UPSTREAM_BASE = "debian:bookworm-slim"
@@ -80,18 +82,41 @@ def _mmdebstrap(say: Say) -> str:
                    f"(install it, e.g. 'sudo apt-get install mmdebstrap')")
 
 
-def tag_for(name: str) -> str:
-    """The tag of images/<name> as it is now: changes whenever a file in it changes."""
-    folder = IMAGES_DIR / name
+def tag_for(name: str, folder: Path | None = None) -> str:
+    """The tag of the build folder (default images/<name>) as it is now: changes whenever a
+    file in it changes."""
+    folder = folder or IMAGES_DIR / name
     digest = hashlib.sha256(BASE.encode())
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
     return f"xmpp-lab/{name}:{digest.hexdigest()[:12]}"
 
 
-def ensure_image(client: docker.DockerClient, name: str, say: Say) -> str:
-    """The tag of images/<name>, built first if missing."""
-    tag = tag_for(name)
+def kind_tag(kind: ServerKind) -> str:
+    """The image a server kind runs: its prebuilt reference, or the tag of its build folder."""
+    return kind.prebuilt or tag_for(kind.name, kind.build_dir)
+
+
+def ensure_kind_image(client: docker.DockerClient, kind: ServerKind, say: Say) -> str:
+    if kind.prebuilt is None:
+        return ensure_image(client, kind.name, say, kind.build_dir)
+    if _exists(client, kind.prebuilt):
+        return kind.prebuilt
+    say(f"pulling {kind.prebuilt} (kind {kind.name})", transient=True)
+    try:
+        client.images.pull(kind.prebuilt)
+    except (docker.errors.APIError, docker.errors.ImageNotFound) as error:
+        reason = getattr(error, "explanation", None) or str(error)
+        raise LabError(f"{kind.folder / 'kind.yml'}: image {kind.prebuilt} is not on this engine and cannot be "
+                       f"pulled ({reason.strip()}): load it with 'docker load -i FILE.tar', or tag a local image "
+                       f"as {kind.prebuilt}") from None
+    return kind.prebuilt
+
+
+def ensure_image(client: docker.DockerClient, name: str, say: Say, folder: Path | None = None) -> str:
+    """The tag of the build folder (default images/<name>), built first if missing."""
+    folder = folder or IMAGES_DIR / name
+    tag = tag_for(name, folder)
     if _exists(client, tag):
         return tag
     ensure_base(client, say)
@@ -99,7 +124,7 @@ def ensure_image(client: docker.DockerClient, name: str, say: Say) -> str:
     buildargs = {"BASE": BASE, **{k: os.environ[k] for k in PROXY_ARGS if k in os.environ}}
     log: list[str] = []
     try:
-        for chunk in client.api.build(path=str(IMAGES_DIR / name), tag=tag, buildargs=buildargs,
+        for chunk in client.api.build(path=str(folder), tag=tag, buildargs=buildargs,
                                       rm=True, forcerm=True, decode=True):
             if "error" in chunk:
                 tail = " | ".join(line for line in log[-3:] if line)

@@ -7,18 +7,17 @@ the model is whole.
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 import ipaddress
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import jsonschema
 import yaml
 
+from lab import config_file
 from lab.errors import ConfigError
-from lab.servers import ServerKind, kinds
+from lab.servers import ServerKind, kind_folders, load_kind
 from lab.stacks import stacks
 
 PACKAGE_DIR = Path(__file__).parent
@@ -87,10 +86,10 @@ class Lab:
         raise ConfigError(f"{self.file}: no server named {name!r} (servers: {', '.join(s.name for s in self.servers)})")
 
 
-def schema() -> dict:
-    """The lab.yml JSON Schema, with the server kinds this installation knows."""
+def schema(lab_dir: Path | None = None) -> dict:
+    """The lab.yml JSON Schema, with the server kinds a lab in ``lab_dir`` can use."""
     result = json.loads((PACKAGE_DIR / "schema.json").read_text())
-    result["$defs"]["server"]["properties"]["kind"]["enum"] = sorted(kinds())
+    result["$defs"]["server"]["properties"]["kind"]["enum"] = sorted(kind_folders(lab_dir))
     result["properties"]["clients"]["items"]["enum"] = sorted(stacks())
     return result
 
@@ -105,106 +104,8 @@ def load(path: Path) -> Lab:
 
 
 def parse(text: str, path: Path) -> Lab:
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: YAML syntax error: {getattr(error, 'problem', None) or error}") from None
-    if root is None:
-        raise ConfigError(f"{path}:1: the file is empty; expected a mapping with at least 'servers'")
-    _reject_duplicate_keys(root, path)
-    data = yaml.safe_load(text)
-    _validate(data, root, path)
+    data, root = config_file.parse(text, path, schema(path.parent), "expected a mapping with at least 'servers'")
     return _build(data, root, path)
-
-
-def _reject_duplicate_keys(node: yaml.Node, path: Path) -> None:
-    if isinstance(node, yaml.MappingNode):
-        seen = set()
-        for key, value in node.value:
-            if key.value in seen:
-                raise ConfigError(f"{path}:{key.start_mark.line + 1}: duplicate key {key.value!r}")
-            seen.add(key.value)
-            _reject_duplicate_keys(value, path)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _reject_duplicate_keys(item, path)
-
-
-def _node_at(root: yaml.Node, keys) -> tuple[yaml.Node, yaml.Node | None]:
-    """The value node at ``keys`` (as deep as it exists) and the key node naming it."""
-    node, key_node = root, None
-    for key in keys:
-        if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if k.value == str(key)), None)
-            if match is None:
-                break
-            key_node, node = match
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-        else:
-            break
-    return node, key_node
-
-
-def _located(path: Path, root: yaml.Node, keys, message: str, line_keys=None) -> ConfigError:
-    """An error at ``keys``, on the line of ``line_keys`` (default: the same keys)."""
-    node, key_node = _node_at(root, keys if line_keys is None else line_keys)
-    line = (key_node or node).start_mark.line + 1
-    dotted = ".".join(str(k) for k in keys)
-    return ConfigError(f"{path}:{line}: {dotted + ': ' if dotted else ''}{message}")
-
-
-def _validate(data, root: yaml.Node, path: Path) -> None:
-    validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
-    if not errors:
-        return
-    error = errors[0]
-    keys = list(error.absolute_path)
-    line_keys = keys
-    if error.validator == "additionalProperties":  # point at the unknown key itself
-        line_keys = keys + sorted(set(error.instance) - set(error.schema.get("properties", {})))[:1]
-    raise _located(path, root, keys, _describe(error), line_keys)
-
-
-def _describe(error: jsonschema.ValidationError) -> str:
-    """A short sentence saying what was expected, with a suggestion for typos."""
-    if error.validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        unknown = sorted(set(error.instance) - set(allowed))
-        hint = difflib.get_close_matches(unknown[0], allowed, n=1)
-        suggestion = f"; did you mean {hint[0]!r}?" if hint else f"; expected one of: {', '.join(allowed)}"
-        return f"unknown key {unknown[0]!r}{suggestion}"
-    if error.validator == "enum":
-        options = [str(o) for o in error.validator_value]
-        hint = difflib.get_close_matches(str(error.instance), options, n=1)
-        suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-        return f"{error.instance!r} is not one of: {', '.join(options)}{suggestion}"
-    if error.validator == "type":
-        expected = error.validator_value
-        expected = " or ".join(expected) if isinstance(expected, list) else expected
-        return f"expected {_a(expected)}, got {_type_name(error.instance)}"
-    if error.validator == "required":
-        return error.message.replace("property", "key")
-    if error.validator == "pattern":
-        description = error.schema.get("description")
-        return f"{error.instance!r} is not valid" + (f": {description}" if description else "")
-    if error.validator == "propertyNames":
-        return f"invalid name {error.instance!r}" if not isinstance(error.instance, dict) else error.message
-    if error.validator == "minProperties":
-        return "must not be empty"
-    return error.message
-
-
-def _a(word: str) -> str:
-    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
-
-
-def _type_name(value) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number",
-            float: "a number", type(None): "nothing"}.get(type(value), type(value).__name__)
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -243,23 +144,29 @@ def _build(data: dict, root: yaml.Node, path: Path) -> Lab:
         try:
             subnet = ipaddress.ip_network(subnet_text)
         except ValueError as error:
-            raise _located(path, root, ["network", "subnet"], str(error)) from None
+            raise config_file.located(path, root, ["network", "subnet"], str(error)) from None
         if subnet.num_addresses < 256:
-            raise _located(path, root, ["network", "subnet"], "expected at least a /24")
+            raise config_file.located(path, root, ["network", "subnet"], "expected at least a /24")
 
-    known = kinds()
+    folders, loaded = kind_folders(path.parent), {}
+
+    def kind(name: str) -> ServerKind:  # read once, and only the kinds the lab uses
+        if name not in loaded:
+            loaded[name] = load_kind(folders[name])
+        return loaded[name]
+
     servers, seen_domains = [], {}
     server_address = addresses(list(merged["servers"]), subnet, SERVER_HOSTS)
     for server_name, spec in merged["servers"].items():
         settings = _merge(merged["server"], spec)
         domain = settings["domain"]
         if domain in seen_domains:
-            raise _located(path, root, ["servers", server_name, "domain"],
+            raise config_file.located(path, root, ["servers", server_name, "domain"],
                            f"domain {domain!r} is already served by {seen_domains[domain]!r}")
         seen_domains[domain] = server_name
         servers.append(Server(
             name=server_name,
-            kind=known[settings["kind"]],
+            kind=kind(settings["kind"]),
             domain=domain,
             address=server_address[server_name],
             accounts={**merged["accounts"], **settings["accounts"]},

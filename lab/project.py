@@ -17,7 +17,7 @@ from typing import Callable
 from lab import REPO_DIR, ca, images
 from lab.errors import Interrupted, LabError
 from lab.model import Lab, Server
-from lab.render import TLS_PATHS, render_server
+from lab.render import render_server
 from lab.runtime import LABEL_ROLE, LABEL_SERVICE, File, Runtime, Service, interrupts_ignored, parallel
 from lab.stacks import RUNNER_DIR, ClientStack, stacks
 from lab.zone import TTL, build_zone
@@ -70,8 +70,11 @@ class Project:
     # --- files in the state directory ------------------------------------------------------
 
     def image_names(self) -> list[str]:
-        return ["dns", *(stacks()[name].service for name in self.lab.clients),
-                *sorted({s.kind.image for s in self.lab.servers})]
+        """The images of images/ the lab runs (its server kinds bring their own)."""
+        return ["dns", *(stacks()[name].service for name in self.lab.clients)]
+
+    def kinds(self) -> list:
+        return list({s.kind.name: s.kind for s in self.lab.servers}.values())
 
     def services(self) -> list[Service]:
         """Everything the lab runs, with its files; written to the state directory too."""
@@ -89,17 +92,17 @@ class Project:
             issued = ca.load_or_issue(state / "servers" / server.name, authority, server.names)
             chain = issued.cert_pem + authority.cert_pem
             files = {
-                TLS_PATHS["ca"]: File(authority.cert_pem),
-                TLS_PATHS["cert"]: File(chain),
-                TLS_PATHS["key"]: File(issued.key_pem, 0o600),
-                TLS_PATHS["bundle"]: File(chain + issued.key_pem, 0o600),
+                server.kind.tls_paths["ca"]: File(authority.cert_pem),
+                server.kind.tls_paths["cert"]: File(chain),
+                server.kind.tls_paths["key"]: File(issued.key_pem, 0o600),
+                server.kind.tls_paths["bundle"]: File(chain + issued.key_pem, 0o600),
             }
             config_dir = state / "servers" / server.name / "config"
             config_dir.mkdir(parents=True, exist_ok=True)
             for target, text in render_server(lab, server).items():
                 (config_dir / Path(target).name).write_text(text)
                 files[target] = File(text.encode())
-            services.append(Service(name=server.name, role="server", image=images.tag_for(server.kind.image),
+            services.append(Service(name=server.name, role="server", image=images.kind_tag(server.kind),
                                     address=server.address, files=files))
         for name, address in lab.client_addresses.items():
             stack = stacks()[name]
@@ -123,6 +126,8 @@ class Project:
         with self.phases("images"):
             for name in self.image_names():
                 images.ensure_image(client, name, self.say)
+            for kind in self.kinds():
+                images.ensure_kind_image(client, kind, self.say)
         try:
             with self.phases("certificates, zone, configs"):
                 dns, *others = self.services()
@@ -167,7 +172,8 @@ class Project:
         started = time.monotonic()
         waiting = list(self.lab.servers)
         while waiting:
-            result = self.run_runner("ready", {"domains": [s.domain for s in waiting], "timeout": 2})
+            result = self.run_runner("ready", {"domains": [s.domain for s in waiting], "timeout": 2,
+                                               "ports": {s.domain: s.kind.ready_port for s in waiting}})
             for server in list(waiting):
                 container = self.runtime.container(server.name)
                 if result[server.domain]["ready"]:
@@ -205,7 +211,7 @@ class Project:
     def wait_admin(self, server: Server) -> None:
         """Until the server's admin command works: its client port can answer before that
         (ejabberd: register then fails with unknown_user, about once in 40 warm ups)."""
-        command = server.kind.admin_ready_command(server.domain)
+        command = server.kind.admin_ready(server.domain)
         deadline = time.monotonic() + server.ready_timeout
         while True:
             code, output = self.runtime.exec(server.name, command)
@@ -219,7 +225,7 @@ class Project:
 
     def create_account(self, account: tuple[Server, str, str]) -> None:
         server, user, password = account
-        code, output = self.runtime.exec(server.name, server.kind.register_command(user, server.domain, password))
+        code, output = self.runtime.exec(server.name, server.kind.register(user, server.domain, password))
         if code != 0:
             last = (output.strip().splitlines() or ["(no output)"])[-1]
             raise LabError(f"creating account {user}@{server.domain} on {server.name} failed (exit {code}): {last}")
@@ -239,7 +245,8 @@ class Project:
             row["ready"] = None
         client = self.runtime.container(PRIMARY.service)
         if client is not None and client.status == "running":
-            probed = self.run_runner("ready", {"domains": self.lab.domains, "timeout": 0})
+            probed = self.run_runner("ready", {"domains": self.lab.domains, "timeout": 0,
+                                               "ports": {s.domain: s.kind.ready_port for s in self.lab.servers}})
             for row in rows:
                 if row["domain"]:
                     row["ready"] = probed[row["domain"]]["ready"]

@@ -1,29 +1,19 @@
 """Server configs rendered from Jinja2 templates.
 
-Templates are looked up in ``templates/`` beside lab.yml first (a lab can override any
-file), then in the repo's ``templates/``; each kind's files are under ``<kind>/``.
+A kind's templates are looked up in ``templates/<kind>/`` beside lab.yml first (a lab can
+override any file), then in the kind's own folder (``kinds/<kind>/templates/``).
 """
 
 from __future__ import annotations
 
 import jinja2
 
-from lab import REPO_DIR
 from lab.errors import LabError
 from lab.model import Lab, Server
-from lab.zone import C2S_DIRECT_TLS_PORT
-
-# Where the lab puts TLS material in every server container.
-TLS_PATHS = {
-    "ca": "/etc/xmpp-lab/ca.pem",
-    "cert": "/etc/xmpp-lab/cert.pem",      # leaf + CA
-    "key": "/etc/xmpp-lab/key.pem",
-    "bundle": "/etc/xmpp-lab/bundle.pem",  # leaf + CA + key, for servers that want one file
-}
 
 
-def environment(lab: Lab) -> jinja2.Environment:
-    search_path = [lab.file.parent / "templates", REPO_DIR / "templates"]
+def environment(lab: Lab, server: Server) -> jinja2.Environment:
+    search_path = [lab.file.parent / "templates" / server.kind.name, server.kind.templates]
     return jinja2.Environment(loader=jinja2.FileSystemLoader([str(p) for p in search_path]),
                               undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
@@ -34,10 +24,12 @@ def template_context(lab: Lab, server: Server) -> dict:
         "lab": lab,
         "server": server,
         "domain": server.domain,
-        "paths": TLS_PATHS,
+        "paths": server.kind.tls_paths,
+        "ports": server.kind.ports,
+        "features": server.kind.features,
         "log_level": server.log_level,
         "muc_domain": server.muc_domain,
-        "direct_tls_port": C2S_DIRECT_TLS_PORT if "direct-tls" in server.kind.features else None,
+        "direct_tls_port": server.kind.ports["c2s_direct_tls"] if "direct-tls" in server.kind.features else None,
         # Peers that can only do dialback; everyone else must present a verified certificate.
         "dialback_peers": [p.domain for p in peers if "certificate" not in p.kind.s2s_auth],
     }
@@ -45,10 +37,10 @@ def template_context(lab: Lab, server: Server) -> dict:
 
 def render_server(lab: Lab, server: Server) -> dict[str, str]:
     """Rendered config files of ``server``: path in the container -> text."""
-    env = environment(lab)
+    env = environment(lab, server)
     context = template_context(lab, server)
     try:
-        return {target: env.get_template(f"{server.kind.name}/{template}").render(context)
+        return {target: env.get_template(template).render(context)
                 for template, target in server.kind.config_files.items()}
     except jinja2.TemplateError as error:
         raise LabError(f"{_template_location(error, server)}: template error: {error.message}") from None

@@ -9,9 +9,6 @@ from __future__ import annotations
 from lab.model import Lab
 
 TTL = 2  # short: a changed zone (a DNS variant) is seen within seconds
-C2S_PORT = 5222
-S2S_PORT = 5269
-C2S_DIRECT_TLS_PORT = 5223
 
 
 def srv(service: str, domain: str, port: int, target: str, priority: int = 0) -> dict:
@@ -29,15 +26,16 @@ VARIANTS = ("S9", "S10")
 def build_zone(lab: Lab, variant: str | None = None) -> dict:
     records = []
     for server in lab.servers:
+        ports = server.kind.ports
         for name in server.names:
             target = f"xmpp.{name}" if variant == "S9" else name
             records.append({"name": target, "type": "A", "address": server.address})
             if variant != "S10":
-                records.append(srv("_xmpp-server._tcp", name, S2S_PORT, target))
+                records.append(srv("_xmpp-server._tcp", name, ports["s2s"], target))
         target = f"xmpp.{server.domain}" if variant == "S9" else server.domain
-        records.append(srv("_xmpp-client._tcp", server.domain, C2S_PORT, target))
+        records.append(srv("_xmpp-client._tcp", server.domain, ports["c2s"], target))
         if "direct-tls" in server.kind.features:
             # Less preferred than STARTTLS: clients that merge both lists (XEP-0368) use
             # _xmpp-client first, as on most public servers; C12 asks for _xmpps-client itself.
-            records.append(srv("_xmpps-client._tcp", server.domain, C2S_DIRECT_TLS_PORT, target, priority=10))
+            records.append(srv("_xmpps-client._tcp", server.domain, ports["c2s_direct_tls"], target, priority=10))
     return {"origin": "test", "ttl": TTL, "records": records}

@@ -34,13 +34,15 @@ def probe(domain: str, port: int = 5222) -> str | None:
 
 
 def ready(spec: dict) -> dict:
-    """Wait until every domain is ready or the timeout passes."""
+    """Wait until every domain is ready or the timeout passes. spec: {"domains": [...],
+    "ports": {domain: port} (default 5222), "timeout": seconds}."""
     deadline = time.monotonic() + spec["timeout"]
+    ports = spec.get("ports") or {}
 
     def wait(domain: str) -> dict:
         started = time.monotonic()
         while True:
-            problem = probe(domain)
+            problem = probe(domain, ports.get(domain, 5222))
             if problem is None:
                 return {"ready": True, "seconds": round(time.monotonic() - started, 2)}
             if time.monotonic() > deadline:

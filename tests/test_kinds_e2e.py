@@ -1,0 +1,58 @@
+"""End to end: a server kind that is not part of the package, only a folder beside lab.yml
+(kinds/<name>/: kind.yml, templates/, its own Dockerfile FROM the lab's base installing a
+Debian server package). It is built, comes up, federates with the built-in kinds and
+passes the catalogue's cases it declares. Removed by label afterwards.
+"""
+
+import json
+import shutil
+import uuid
+
+import docker
+import pytest
+
+from lab.servers import BUILTIN_KINDS
+from test_e2e import lab_command, labelled
+
+pytestmark = pytest.mark.docker
+
+
+def test_a_kind_from_a_folder_beside_lab_yml_federates_and_passes_what_it_declares(tmp_path):
+    client = docker.from_env()
+    name = f"e2e-kind-{uuid.uuid4().hex[:6]}"
+    folder = tmp_path / "kinds" / "inhouse"
+    shutil.copytree(BUILTIN_KINDS / "prosody", folder)  # Prosody under another name, its own files
+    kind_yml = (folder / "kind.yml").read_text()
+    (folder / "kind.yml").write_text(kind_yml.replace("description: Prosody 0.12 (Debian bookworm)",
+                                                      "description: an in-house build (Prosody underneath)"))
+    template = folder / "templates" / "prosody.cfg.lua.j2"
+    template.write_text("-- in-house template\n" + template.read_text())
+    path = tmp_path / "lab.yml"
+    path.write_text(f"name: {name}\nclients: [slixmpp]\nservers:\n"
+                    f"  own: {{kind: inhouse, domain: own.test}}\n"
+                    f"  ejabberd: {{kind: ejabberd, domain: ejabberd.test}}\n"
+                    f"  jabberd2: {{kind: jabberd2, domain: jabberd2.test}}\n")
+    try:
+        kinds = lab_command("kinds", "-f", str(path))
+        assert kinds.returncode == 0 and f"inhouse   {folder}" in kinds.stdout, kinds.stdout + kinds.stderr
+
+        up = lab_command("up", "-f", str(path))
+        assert up.returncode == 0, up.stdout + up.stderr
+        for peer, method in (("ejabberd.test", "certificate (SASL EXTERNAL)"), ("jabberd2.test", "dialback")):
+            assert f"own.test -> {peer}  {method}" in up.stdout, up.stdout
+            assert f"{peer} -> own.test" in up.stdout, up.stdout
+        rendered = tmp_path / ".lab" / name / "servers" / "own" / "config" / "prosody.cfg.lua"
+        assert rendered.read_text().startswith("-- in-house template\n")
+
+        tested = lab_command("test", "-f", str(path), "--server", "own")
+        [report] = (tmp_path / ".lab" / name / "results").glob("*/results.json")
+        results = json.loads(report.read_text())["results"]
+        statuses = {r["id"]: r["status"] for r in results}
+        assert statuses["C6/slixmpp/own"] == "pass"  # every declared disco feature advertised
+        assert statuses["S1/slixmpp/own->ejabberd"] == "pass"
+        assert statuses["S6/slixmpp/own->jabberd2"] == "not supported"  # jabberd2 declares no MUC
+        bad = {i: s for i, s in statuses.items() if s not in ("pass", "flaky", "not supported")}
+        assert not bad and tested.returncode == 0, bad
+    finally:
+        lab_command("down", "-f", str(path))
+        assert not labelled(client, name)
