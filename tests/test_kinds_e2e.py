@@ -11,7 +11,8 @@ import uuid
 import docker
 import pytest
 
-from lab.servers import BUILTIN_KINDS
+from lab import images
+from lab.servers import BUILTIN_KINDS, load_kind
 from test_e2e import lab_command, labelled
 
 pytestmark = pytest.mark.docker
@@ -55,4 +56,35 @@ def test_a_kind_from_a_folder_beside_lab_yml_federates_and_passes_what_it_declar
         assert not bad and tested.returncode == 0, bad
     finally:
         lab_command("down", "-f", str(path))
+        assert not labelled(client, name)
+
+
+def test_a_prebuilt_image_comes_from_a_local_tag_and_a_missing_one_is_one_error(tmp_path):
+    client = docker.from_env()
+    name = f"e2e-pre-{uuid.uuid4().hex[:6]}"
+    local = f"xmpp-lab-e2e/prebuilt:{name}"
+    prosody = load_kind(BUILTIN_KINDS / "prosody")
+    client.images.get(images.ensure_kind_image(client, prosody, lambda *a, **k: None)).tag(local)
+    folder = tmp_path / "kinds" / "prebuilt"
+    shutil.copytree(BUILTIN_KINDS / "prosody", folder, ignore=shutil.ignore_patterns("image"))
+    kind_yml = (folder / "kind.yml").read_text()
+    path = tmp_path / "lab.yml"
+    path.write_text(f"name: {name}\nclients: [slixmpp]\nservers:\n"
+                    f"  pre: {{kind: prebuilt, domain: pre.test}}\n  prosody: {{kind: prosody, domain: prosody.test}}\n")
+    try:
+        (folder / "kind.yml").write_text(kind_yml.replace("image: {build: image}", f"image: {local}"))
+        up = lab_command("up", "-f", str(path))
+        assert up.returncode == 0 and "pre.test -> prosody.test  certificate" in up.stdout, up.stdout + up.stderr
+        lab_command("down", "-f", str(path))
+
+        missing = f"xmpp-lab-e2e/missing:{name}"
+        (folder / "kind.yml").write_text(kind_yml.replace("image: {build: image}", f"image: {missing}"))
+        up = lab_command("up", "-f", str(path))
+        assert up.returncode == 1 and "Traceback" not in up.stderr
+        assert f"image {missing} is not on this engine and cannot be pulled" in up.stderr
+        assert "docker load" in up.stderr and len(up.stderr.strip().splitlines()) == 1, up.stderr
+        assert not labelled(client, name)
+    finally:
+        lab_command("down", "-f", str(path))
+        client.images.remove(local)
         assert not labelled(client, name)
