@@ -95,3 +95,32 @@ def test_a_broken_kind_yml_is_one_located_error(tmp_path, change, error):
     with pytest.raises(ConfigError) as raised:
         model.load(path)
     assert str(raised.value).startswith(f"{tmp_path / 'kinds' / 'myprosody'}/{error}"), str(raised.value)
+
+
+# --- reading a peer's authentication from the receiver's log ----------------------------------
+
+def test_prosody_tells_certificate_from_dialback():
+    prosody = kinds()["prosody"]
+    assert prosody.inbound_auth(log("prosody"), "ejabberd.test", "prosody.test")[0] == CERTIFICATE
+    assert prosody.inbound_auth(log("prosody"), "jabberd2.test", "prosody.test")[0] == DIALBACK
+    assert prosody.inbound_auth(log("prosody"), "other.test", "prosody.test") is None
+
+
+def test_prosody_reads_only_lines_of_the_local_host_asked_about():
+    # The run authenticated ejabberd.test to prosody.test only, never to its MUC host.
+    assert kinds()["prosody"].inbound_auth(log("prosody"), "ejabberd.test", "conference.prosody.test") is None
+
+
+def test_ejabberd_and_jabberd2_name_the_method_themselves():
+    ejabberd, jabberd2 = kinds()["ejabberd"], kinds()["jabberd2"]
+    assert ejabberd.inbound_auth(log("ejabberd"), "prosody.test", "ejabberd.test")[0] == CERTIFICATE
+    assert ejabberd.inbound_auth(log("ejabberd"), "jabberd2.test", "ejabberd.test")[0] == DIALBACK
+    assert jabberd2.inbound_auth(log("jabberd2"), "prosody.test", "jabberd2.test")[0] == DIALBACK
+    assert jabberd2.inbound_auth(log("jabberd2"), "prosody.test", "other.test") is None
+
+
+def test_the_latest_authentication_counts():
+    ejabberd = kinds()["ejabberd"]
+    later = log("ejabberd") + ("\n[info] (tls|<0.1.0>) Accepted inbound s2s EXTERNAL authentication "
+                               "jabberd2.test -> ejabberd.test (x)")
+    assert ejabberd.inbound_auth(later, "jabberd2.test", "ejabberd.test")[0] == CERTIFICATE
