@@ -19,7 +19,6 @@ from lab.project import Project
 from lab.results import FAILED
 from lab.runtime import Runtime, connect
 
-REPO = Path(__file__).resolve().parent.parent
 TARGET = 60.0
 
 
@@ -35,9 +34,9 @@ def timed_run(interop: Interop, stacks: list[str] | None) -> tuple[float, int, i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lab", type=Path, default=REPO / "lab.yml")
+    parser.add_argument("--lab", type=Path, default=None, help="lab.yml (default: ./lab.yml, else the default lab)")
     args = parser.parse_args()
-    lab = model.load(args.lab)
+    lab = model.load_lab(args.lab)
     runtime = Runtime(connect(), lab.name)
     Project(lab, runtime).up()
     interop = Interop(lab, runtime)

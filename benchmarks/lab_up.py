@@ -21,7 +21,6 @@ from lab import images, model
 from lab.project import Project
 from lab.runtime import Runtime, connect
 
-REPO = Path(__file__).resolve().parent.parent
 UP_TARGET, DOWN_TARGET = 1.3, 3.0
 
 
@@ -50,9 +49,9 @@ def up_to_ready(client, lab: model.Lab) -> float:
     return sum(seconds for name, seconds in phases.items() if name != "images")
 
 
-def variant(source: Path, directory: Path, name: str, only: str | None = None) -> model.Lab:
+def variant(source: Path | None, directory: Path, name: str, only: str | None = None) -> model.Lab:
     """The lab in ``source`` under another name (so its own subnet), optionally with one server."""
-    data = yaml.safe_load(source.read_text())
+    data = yaml.safe_load((source or model.DEFAULT_LAB).read_text())
     data["name"] = name
     if only:
         data["servers"] = {only: data["servers"][only]}
@@ -63,7 +62,7 @@ def variant(source: Path, directory: Path, name: str, only: str | None = None) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lab", type=Path, default=REPO / "lab.yml")
+    parser.add_argument("--lab", type=Path, default=None, help="lab.yml (default: ./lab.yml, else the default lab)")
     parser.add_argument("--cold", action="store_true", help="also time building every image from nothing")
     args = parser.parse_args()
     client = connect()

@@ -2,5 +2,6 @@
 
 from pathlib import Path
 
-# images/ and templates/ live beside the package in the checkout.
-REPO_DIR = Path(__file__).resolve().parent.parent
+# Everything the lab needs ships inside the package: server kinds (kinds/), the images of
+# the DNS and the client stacks (dockerfiles/), the runners, the default lab and schemas.
+PACKAGE_DIR = Path(__file__).resolve().parent

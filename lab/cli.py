@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from lab import REPO_DIR, catalogue, model, report
+from lab import catalogue, model, report
 from lab.errors import ConfigError, Interrupted, LabError
 from lab.interop import Interop
 from lab.project import Project
@@ -39,13 +39,6 @@ ConcurrencyOption = typer.Option(None, "--concurrency", min=1,
                                       "lab.yml, else 2 per engine core).")
 
 AUTH_NAMES = {CERTIFICATE: "certificate (SASL EXTERNAL)", "dialback": "dialback", None: "auth not observed"}
-
-
-def lab_file(path: Optional[Path]) -> Path:
-    if path is not None:
-        return path
-    here = Path("lab.yml")
-    return here if here.exists() else REPO_DIR / "lab.yml"
 
 
 def reports_errors(command):
@@ -78,7 +71,7 @@ def reports_errors(command):
 
 
 def open_lab(path: Optional[Path]) -> tuple[model.Lab, Runtime]:
-    lab = model.load(lab_file(path))
+    lab = model.load_lab(path)
     return lab, Runtime(connect(), lab.name)
 
 
@@ -150,7 +143,7 @@ def reset(file: Optional[Path] = FileOption,
           hard: bool = typer.Option(False, "--hard", help="Also make a new CA and new certificates.")):
     """Put every server back to a fresh state: data wiped, accounts created again (images and CA kept)."""
     if hard:
-        lab = model.load(lab_file(file))
+        lab = model.load_lab(file)
         shutil.rmtree(lab.state_dir / "ca", ignore_errors=True)
         shutil.rmtree(lab.state_dir / "servers", ignore_errors=True)
     bring_up(file, fresh=True)
@@ -224,7 +217,7 @@ def exec_(ctx: typer.Context, name: str = typer.Argument(..., help="A server nam
 @reports_errors
 def accounts(file: Optional[Path] = FileOption):
     """The test accounts of every server: JID and password."""
-    lab = model.load(lab_file(file))
+    lab = model.load_lab(file)
     table = Table("jid", "password", "server", box=None)
     for server in lab.servers:
         for user, password in server.accounts.items():
@@ -241,7 +234,7 @@ app.add_typer(ca_app, name="ca")
 def ca_export(path: Path = typer.Argument(..., help="Where to write the CA certificate (PEM)."),
               file: Optional[Path] = FileOption):
     """Write the lab CA certificate, e.g. to trust the lab in a desktop client."""
-    lab = model.load(lab_file(file))
+    lab = model.load_lab(file)
     source = lab.state_dir / "ca" / "ca.pem"
     if not source.exists():
         raise LabError(f"lab {lab.name} has no CA yet: run 'lab up' first")
@@ -337,6 +330,18 @@ def run_catalogue(interop: Interop, cases, servers=None, stack_names=None) -> bo
     console.print(f"\n{len(results)} results in {seconds:.1f}s; reports: {directory}/"
                   f"{{results.json,junit.xml,report.html}}", highlight=False)
     return not any(r.status in FAILED for r in results)
+
+
+@app.command()
+@reports_errors
+def init():
+    """Write a starter lab.yml (the default lab) here; an existing one is left alone."""
+    path = Path("lab.yml")
+    if path.exists():
+        raise LabError(f"{path.resolve()} exists: lab init never overwrites it")
+    path.write_text(model.starter_lab())
+    console.print(f"wrote {path.resolve()}: edit it, then 'lab up' (kinds of your own go in ./kinds/)",
+                  highlight=False)
 
 
 @app.command()

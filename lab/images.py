@@ -1,5 +1,5 @@
 """Images: a Debian base (pulled, or made locally when no registry answers); one image
-per build folder (images/<name>/ for the DNS and the client stacks, a kind's own folder
+per build folder (lab/dockerfiles/<name>/ for the DNS and the client stacks, a kind's own folder
 for a server kind), tagged by a hash of that folder so an unchanged folder is never
 rebuilt; and a kind's prebuilt image, used as it is.
 """
@@ -17,11 +17,11 @@ from typing import Callable
 import docker
 import docker.errors
 
-from lab import REPO_DIR
+from lab import PACKAGE_DIR
 from lab.errors import LabError
 from lab.servers import ServerKind
 
-IMAGES_DIR = REPO_DIR / "images"
+IMAGES_DIR = PACKAGE_DIR / "dockerfiles"
 UPSTREAM_BASE = "debian:bookworm-slim"
 # Every image builds FROM this tag (build arg BASE); it is the upstream image when one
 # can be pulled, else a Debian rootfs made by mmdebstrap and imported.
@@ -83,7 +83,7 @@ def _mmdebstrap(say: Say) -> str:
 
 
 def tag_for(name: str, folder: Path | None = None) -> str:
-    """The tag of the build folder (default images/<name>) as it is now: changes whenever a
+    """The tag of the build folder (default dockerfiles/<name>) as it is now: changes whenever a
     file in it changes."""
     folder = folder or IMAGES_DIR / name
     digest = hashlib.sha256(BASE.encode())
@@ -114,7 +114,7 @@ def ensure_kind_image(client: docker.DockerClient, kind: ServerKind, say: Say) -
 
 
 def ensure_image(client: docker.DockerClient, name: str, say: Say, folder: Path | None = None) -> str:
-    """The tag of the build folder (default images/<name>), built first if missing."""
+    """The tag of the build folder (default dockerfiles/<name>), built first if missing."""
     folder = folder or IMAGES_DIR / name
     tag = tag_for(name, folder)
     if _exists(client, tag):

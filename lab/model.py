@@ -22,6 +22,7 @@ from lab.stacks import stacks
 
 PACKAGE_DIR = Path(__file__).parent
 DEFAULTS = yaml.safe_load((PACKAGE_DIR / "defaults.yml").read_text())
+DEFAULT_LAB = PACKAGE_DIR / "default-lab.yml"  # one server of each built-in kind
 
 # Host numbers inside the lab subnet: the DNS at a fixed one; servers and client stacks
 # at numbers picked from their names, so adding or removing one moves no other.
@@ -92,6 +93,22 @@ def schema(lab_dir: Path | None = None) -> dict:
     result["$defs"]["server"]["properties"]["kind"]["enum"] = sorted(kind_folders(lab_dir))
     result["properties"]["clients"]["items"]["enum"] = sorted(stacks())
     return result
+
+
+def load_lab(path: Path | None) -> Lab:
+    """The lab of ``path``; without one, ./lab.yml; without that, the default lab, as if it
+    were ./lab.yml (its state in ./.lab/, its kinds searched in ./kinds/)."""
+    if path is not None:
+        return load(path)
+    if Path("lab.yml").exists():
+        return load(Path("lab.yml"))
+    return parse(DEFAULT_LAB.read_text(), Path.cwd() / "lab.yml")
+
+
+def starter_lab() -> str:
+    """What `lab init` writes: the default lab, its schema comment pointing at the installed schema."""
+    lines = DEFAULT_LAB.read_text().splitlines(keepends=True)
+    return f"# yaml-language-server: $schema={PACKAGE_DIR / 'schema.json'}\n" + "".join(lines[1:])
 
 
 def load(path: Path) -> Lab:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from lab import REPO_DIR, ca, images
+from lab import PACKAGE_DIR, ca, images
 from lab.errors import Interrupted, LabError
 from lab.model import Lab, Server
 from lab.render import render_server
@@ -70,7 +70,7 @@ class Project:
     # --- files in the state directory ------------------------------------------------------
 
     def image_names(self) -> list[str]:
-        """The images of images/ the lab runs (its server kinds bring their own)."""
+        """The images of dockerfiles/ the lab runs (its server kinds bring their own)."""
         return ["dns", *(stacks()[name].service for name in self.lab.clients)]
 
     def kinds(self) -> list:
@@ -84,7 +84,7 @@ class Project:
 
         services = [Service(
             name=DNS_SERVICE, role="dns", image=images.tag_for("dns"), address=lab.dns_address,
-            files={"/opt/xmpp-lab/labdns.py": File((REPO_DIR / "lab" / "labdns.py").read_bytes()),
+            files={"/opt/xmpp-lab/labdns.py": File((PACKAGE_DIR / "labdns.py").read_bytes()),
                    # The real zone is put in once the server runs (see up).
                    ZONE_PATH: File(json.dumps({"origin": "test", "ttl": TTL, "records": []}).encode())},
         )]
@@ -108,7 +108,7 @@ class Project:
             stack = stacks()[name]
             services.append(Service(
                 name=stack.service, role="client", image=images.tag_for(stack.service), address=address,
-                files={**{f"{RUNNER_DIR}/{name}": File((REPO_DIR / "lab" / "runners" / name).read_bytes())
+                files={**{f"{RUNNER_DIR}/{name}": File((PACKAGE_DIR / "runners" / name).read_bytes())
                           for name in stack.files},
                        CLIENT_CA: File(authority.cert_pem)},
             ))

@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def default_lab() -> model.Lab:
-    return model.load(REPO / "lab.yml")
+    return model.parse(model.DEFAULT_LAB.read_text(), REPO / "lab.yml")  # as ./lab.yml at the repo root
 
 
 def write_lab(directory: Path, text: str) -> Path:

@@ -1,5 +1,6 @@
 """lab.yml -> model, and every malformed lab.yml in tests/cases/ with its expected error."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -59,4 +60,6 @@ def test_published_schema_is_valid_and_accepts_the_default_lab():
     import jsonschema
     import yaml
     jsonschema.Draft202012Validator.check_schema(model.schema())
-    jsonschema.validate(yaml.safe_load((CASES.parent.parent / "lab.yml").read_text()), model.schema())
+    jsonschema.validate(yaml.safe_load(model.DEFAULT_LAB.read_text()), model.schema())
+    kind_schema = json.loads((model.PACKAGE_DIR / "kind.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(kind_schema)

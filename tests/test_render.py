@@ -13,8 +13,7 @@ from lab.errors import LabError
 from lab.render import render_server
 
 GOLDEN = Path(__file__).parent / "golden"
-REPO = Path(__file__).resolve().parent.parent
-LABS = {"default": REPO / "lab.yml"}
+LABS = {"default": model.DEFAULT_LAB}
 
 
 def rendered():

@@ -1,7 +1,7 @@
 """Client stacks that run the interop cases.
 
 A stack is one module in this package defining ``STACK = ClientStack(...)``, an image
-folder ``images/client-<name>/`` and a runner script in ``lab/runners/`` that the lab
+folder ``lab/dockerfiles/client-<name>/`` and a runner script in ``lab/runners/`` that the lab
 puts into the stack's container, with the shared harness (lab/runners/harness.py) beside
 it. Every runner takes ``cases SPEC_JSON`` and prints one JSON list of results.
 """
@@ -35,7 +35,7 @@ class ClientStack:
 
     @property
     def service(self) -> str:
-        """Container (service) name, and the image folder under images/."""
+        """Container (service) name, and the image folder under lab/dockerfiles/."""
         return f"client-{self.name}"
 
     def command(self, action: str, spec: dict) -> list[str]:

@@ -1,0 +1,53 @@
+"""The lab as a tool: installed (not editable) into a fresh virtualenv, it runs from an empty
+directory, every kind, image folder and runner inside the package."""
+
+import shutil
+import subprocess
+import venv
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """The `lab` command of a fresh virtualenv with the package installed from the checkout."""
+    where = tmp_path_factory.mktemp("venv")
+    venv.create(where, with_pip=True)
+    # From a copy: pip builds in the source tree, and a build/ left there could add stale files.
+    source = tmp_path_factory.mktemp("source") / "lab"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", ".venv", ".lab", "build", "*.egg-info",
+                                                                "__pycache__"))
+    done = subprocess.run([str(where / "bin" / "python"), "-m", "pip", "install", "-q", str(source)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return where / "bin" / "lab"
+
+
+def run(lab: Path, directory: Path, *args):
+    return subprocess.run([str(lab), *args], cwd=directory, capture_output=True, text=True, timeout=120)
+
+
+def test_from_an_empty_directory_it_knows_its_kinds_and_commands(installed, tmp_path):
+    kinds = run(installed, tmp_path, "kinds")
+    assert kinds.returncode == 0, kinds.stderr
+    assert [line.split()[:2] for line in kinds.stdout.splitlines()[1:]] == [
+        ["ejabberd", "built-in"], ["jabberd2", "built-in"], ["prosody", "built-in"]]
+    up_help = run(installed, tmp_path, "up", "--help")
+    assert up_help.returncode == 0 and "Bring the lab up" in up_help.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
+
+
+def test_lab_init_writes_a_starter_lab_once(installed, tmp_path):
+    first = run(installed, tmp_path, "init")
+    assert first.returncode == 0, first.stderr
+    text = (tmp_path / "lab.yml").read_text()
+    schema = Path(text.splitlines()[0].split("$schema=")[1])
+    assert schema.name == "schema.json" and schema.is_file() and "site-packages" in str(schema)
+    assert "kind: jabberd2" in text
+    (tmp_path / "lab.yml").write_text(text + "# mine\n")
+    again = run(installed, tmp_path, "init")
+    assert again.returncode == 1 and "never overwrites" in again.stderr
+    assert (tmp_path / "lab.yml").read_text().endswith("# mine\n")
