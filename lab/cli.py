@@ -102,7 +102,7 @@ def bring_up(file: Optional[Path], fresh: bool = False, test: bool = False, conc
         def say(text: str, transient: bool = False):
             if not transient:
                 console.print(f"[dim]{text}[/]", highlight=False)
-            status.update(text[:100])
+            status.update("\n".join(line[:100] for line in text.splitlines()))
 
         project = Project(lab, runtime, say=say)
         changed = project.up(fresh=fresh)

@@ -11,6 +11,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -115,16 +117,72 @@ def ensure_kind_image(client: docker.DockerClient, kind: ServerKind, say: Say) -
 
 def ensure_image(client: docker.DockerClient, name: str, say: Say, folder: Path | None = None) -> str:
     """The tag of the build folder (default dockerfiles/<name>), built first if missing."""
-    folder = folder or IMAGES_DIR / name
-    tag = tag_for(name, folder)
-    if _exists(client, tag):
-        return tag
+    ensure_images(client, {name: folder or IMAGES_DIR / name}, say)
+    return tag_for(name, folder)
+
+
+def ensure_images(client: docker.DockerClient, folders: dict[str, Path], say: Say) -> None:
+    """Every image of ``folders`` ({name: build folder}) that is missing, built at the same
+    time (they are independent: each only needs the base), with live progress."""
+    missing = {name: folder for name, folder in folders.items() if not _exists(client, tag_for(name, folder))}
+    if not missing:
+        return
     ensure_base(client, say)
-    say(f"building image {name}")
+    progress = BuildProgress(say, list(missing))
+    errors: list[Exception] = []
+
+    def build(name: str) -> None:
+        try:
+            _build(client, name, missing[name], progress)
+        except Exception as error:  # raised below, once every build has ended
+            errors.append(error)
+    # Daemon threads: on Ctrl-C the command ends at once and the engine, its request gone,
+    # stops the builds; a pool's threads would be waited for at exit.
+    threads = [threading.Thread(target=build, args=(name,), daemon=True) for name in missing]
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads):
+        time.sleep(0.5)
+        progress.show()
+    if errors:
+        raise errors[0]
+
+
+class BuildProgress:
+    """What each build is doing, shown as one status text: per image its step and time."""
+
+    def __init__(self, say: Say, names: list[str]):
+        self.say, self.started = say, time.monotonic()
+        self.state = {name: ("waiting", self.started, None) for name in names}
+        self.lock = threading.Lock()
+
+    def step(self, name: str, text: str) -> None:
+        with self.lock:
+            _, began, _ = self.state[name]
+            self.state[name] = (text, began, None)
+        self.show()
+
+    def done(self, name: str) -> None:
+        with self.lock:
+            _, began, _ = self.state[name]
+            self.state[name] = ("built", began, time.monotonic() - began)
+        self.say(f"built image {name} in {time.monotonic() - began:.0f}s")
+
+    def show(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            lines = [f"building {len(self.state)} images ({now - self.started:.0f}s)"]
+            for name, (text, began, took) in self.state.items():
+                lines.append(f"  {name:<18} {text[:64]} ({(took if took is not None else now - began):.0f}s)")
+        self.say("\n".join(lines), transient=True)
+
+
+def _build(client: docker.DockerClient, name: str, folder: Path, progress: BuildProgress) -> None:
     buildargs = {"BASE": BASE, **{k: os.environ[k] for k in PROXY_ARGS if k in os.environ}}
     log: list[str] = []
+    progress.step(name, "sending the build context")
     try:
-        for chunk in client.api.build(path=str(folder), tag=tag, buildargs=buildargs,
+        for chunk in client.api.build(path=str(folder), tag=tag_for(name, folder), buildargs=buildargs,
                                       rm=True, forcerm=True, decode=True):
             if "error" in chunk:
                 tail = " | ".join(line for line in log[-3:] if line)
@@ -134,7 +192,7 @@ def ensure_image(client: docker.DockerClient, name: str, say: Say, folder: Path 
                 if line.strip():
                     log.append(line.strip())
                     if line.startswith("Step "):
-                        say(f"building image {name}: {line.strip()}", transient=True)
+                        progress.step(name, line.strip())
     except docker.errors.APIError as error:
         raise LabError(f"building image {name} failed: {error.explanation or error}") from None
-    return tag
+    progress.done(name)

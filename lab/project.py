@@ -76,6 +76,17 @@ class Project:
     def kinds(self) -> list:
         return list({s.kind.name: s.kind for s in self.lab.servers}.values())
 
+    def ensure_images(self) -> None:
+        """Every image the lab runs: the missing ones built at the same time; a kind's
+        prebuilt image taken as it is (or pulled)."""
+        client = self.runtime.client
+        built = {name: images.IMAGES_DIR / name for name in self.image_names()}
+        built.update({kind.name: kind.build_dir for kind in self.kinds() if kind.prebuilt is None})
+        for kind in self.kinds():
+            if kind.prebuilt is not None:
+                images.ensure_kind_image(client, kind, self.say)
+        images.ensure_images(client, built, self.say)
+
     def services(self) -> list[Service]:
         """Everything the lab runs, with its files; written to the state directory too."""
         lab, state = self.lab, self.lab.state_dir
@@ -122,12 +133,8 @@ class Project:
         ``fresh`` recreates every server container (their data lives only in the
         container). On any failure, Ctrl-C included, everything of the lab is removed.
         """
-        client = self.runtime.client
         with self.phases("images"):
-            for name in self.image_names():
-                images.ensure_image(client, name, self.say)
-            for kind in self.kinds():
-                images.ensure_kind_image(client, kind, self.say)
+            self.ensure_images()
         try:
             with self.phases("certificates, zone, configs"):
                 dns, *others = self.services()
