@@ -20,7 +20,7 @@ import yaml
 
 from lab import model
 from lab.project import Project
-from lab.runtime import Runtime, connect
+from lab.runtime import LABEL_LAB, Runtime, connect
 
 UP_TARGET, DOWN_TARGET = 1.3, 3.0
 
@@ -33,6 +33,10 @@ def timed(function) -> float:
 
 def cold_build(client, lab: model.Lab) -> float:
     """Remove the lab's images (base too) and build them all again."""
+    running = client.containers.list(all=True, filters={"label": LABEL_LAB})
+    if running:
+        raise SystemExit(f"--cold removes every lab image: take the labs down first "
+                         f"({', '.join(sorted({c.labels[LABEL_LAB] for c in running}))} up)")
     for image in client.images.list():
         if any(tag.startswith("xmpp-lab/") for tag in image.tags):
             client.images.remove(image.id, force=True)
