@@ -14,7 +14,7 @@ from dataclasses import dataclass
 class Case:
     id: str
     title: str
-    scope: str               # "c2s": per stack x server; "s2s": per ordered server pair
+    scope: str               # "c2s": per stack x server; "s2s": per ordered server pair; "c2s+s2s": both
     needs: str | None = None  # feature the server (c2s) / target server (s2s) must declare
 
 
@@ -42,7 +42,12 @@ CASES = [
     Case("S9", "SRV to a distinct target host", "s2s"),
     Case("S10", "no SRV: A record on 5269", "s2s"),
 ]
-BY_ID = {case.id: case for case in CASES}
+# Fault scenarios (F1-F8 of shared/notes/interop-catalogue.md): run only when asked for,
+# by ID (--only F6) or all of them (--faults). Scope "c2s+s2s": per server and per pair.
+FAULTS = [
+    Case("F6", "IPv6 only (AAAA records alone): C1 and S1 over IPv6", "c2s+s2s"),
+]
+BY_ID = {case.id: case for case in CASES + FAULTS}
 
 # Declared features that a server advertises in the disco#info of its own domain (C6
 # compares them). The others are seen elsewhere: stream-management and direct-tls in the
@@ -55,12 +60,13 @@ FEATURE_VARS = {
 }
 
 
-def selected(only: list[str] | None) -> list[Case]:
-    """The cases named in ``only`` (all when None), in catalogue order."""
+def selected(only: list[str] | None, faults: bool = False) -> list[Case]:
+    """The cases named in ``only`` (when None: every C and S case, and the faults if asked),
+    in catalogue order."""
     if not only:
-        return list(CASES)
+        return list(CASES) + (list(FAULTS) if faults else [])
     unknown = [i for i in only if i.upper() not in BY_ID]
     if unknown:
         raise ValueError(f"unknown case {', '.join(unknown)} (cases: {', '.join(BY_ID)})")
     wanted = {i.upper() for i in only}
-    return [case for case in CASES if case.id in wanted]
+    return [case for case in CASES + FAULTS if case.id in wanted or (faults and case in FAULTS)]

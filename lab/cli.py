@@ -285,7 +285,8 @@ def matrix_table(rows: list[list[str]], title: str) -> Table:
 
 @app.command(name="test")
 @reports_errors
-def test_(only: Optional[list[str]] = typer.Option(None, "--only", help="Case IDs, e.g. C1,S1 (default: all)."),
+def test_(only: Optional[list[str]] = typer.Option(None, "--only", help="Case IDs, e.g. C1,S1,F6 (default: every C and S case)."),
+          faults: bool = typer.Option(False, "--faults", help="Add the fault scenarios (F cases)."),
           server: Optional[list[str]] = typer.Option(None, "--server", help="Only these servers (c2s, and as source)."),
           stack: Optional[list[str]] = typer.Option(None, "--stack", help="Only these client stacks."),
           concurrency: Optional[int] = ConcurrencyOption,
@@ -293,7 +294,7 @@ def test_(only: Optional[list[str]] = typer.Option(None, "--only", help="Case ID
     """Run the interop catalogue on the running lab and report both matrices."""
     lab, runtime = open_lab(file)
     try:
-        cases = catalogue.selected(split(only))
+        cases = catalogue.selected(split(only), faults)
     except ValueError as error:
         raise ConfigError(f"--only: {error}") from None
     unknown = [s for s in split(stack) or [] if s not in lab.clients]

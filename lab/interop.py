@@ -20,7 +20,7 @@ import re
 import time
 from datetime import datetime
 
-from lab.catalogue import BY_ID, CASES, FEATURE_VARS, Case
+from lab.catalogue import BY_ID, CASES, FAULTS, FEATURE_VARS, Case
 from lab.errors import LabError, NotUp
 from lab.model import Lab, Server
 from lab.project import CLIENT_CA, DNS_SERVICE, PRIMARY, ZONE_PATH, run_runner, stack_users
@@ -31,7 +31,7 @@ from lab.zone import TTL, VARIANTS, build_zone
 
 CASE_BUDGET = 20.0   # seconds a case may take, counted from its own start in the runner
 OBSERVER = "observed"  # the "stack" of S8 results: the lab observes, slixmpp only exchanges
-TITLES = {case.id: case.title for case in CASES}
+TITLES = {case.id: case.title for case in CASES + FAULTS}
 # Only these cases make servers connect afresh: they run alone, after the others.
 FRESH_S2S = ("S8", *VARIANTS)
 
@@ -53,9 +53,10 @@ def plan(stack: ClientStack, cases: list[Case], servers: list[Server], pairs) ->
     """What ``stack``'s runner is asked to run, and what is reported as not supported instead."""
     planned, skipped = [], []
     for case in cases:
-        if case.scope == "s2s" and case.id not in stack.cases:
+        if case.scope != "c2s" and case.id not in stack.cases:
             continue  # s2s cells are about the servers: stacks that cannot do a case stay out
-        targets = [(s, None) for s in servers] if case.scope == "c2s" else pairs
+        targets = ([(s, None) for s in servers] if "c2s" in case.scope else []) + \
+            (list(pairs) if "s2s" in case.scope else [])
         for server, target in targets:
             needs_from = target or server
             where = dict(case=case.id, title=case.title, stack=stack.name, server=server.name,
@@ -175,6 +176,26 @@ def judge_lookup(result: CaseResult, variant: str, sender: Server, receiver: Ser
              f"then {host} {address['type']} ({address.get('rcode')}: {address.get('answers') or 'none'})")
     return dataclasses.replace(result, detail=f"{result.detail}; {proof}",
                                evidence={**result.evidence, "dns": [srv, address], "since": since, "until": until})
+
+
+def judge_ipv6(result: CaseResult, asker: str, askers: list[str], target: Server,
+               queries: list[dict], since: float) -> CaseResult:
+    """F6: an exchange under the IPv6-only zone counts only if the lab DNS saw ``asker`` (its
+    addresses ``askers``) look ``target`` up during the case and get its IPv6 address."""
+    if result.status not in (PASS, FLAKY):
+        return result
+    until = (result.ended or time.time()) + 0.5
+    asked = [q for q in queries if q.get("client") in askers and since <= q.get("time", 0) <= until]
+    found = next((q for q in asked if q["name"].rstrip(".") == target.domain and q["type"] == "AAAA"
+                  and target.address6 in (q.get("answers") or [])), None)
+    if found is None:
+        seen = ", ".join(f"{q['name'].rstrip('.')} {q['type']}" for q in asked) or "nothing"
+        return dataclasses.replace(result, status=ERROR, detail=(
+            f"exchanged, but the lab DNS saw no AAAA query from {asker} for {target.domain} answered with "
+            f"{target.address6} during the case (it asked: {seen}); {result.detail}"))
+    return dataclasses.replace(result, detail=f"{result.detail}; lab DNS: {asker} asked {target.domain} AAAA "
+                                              f"-> {target.address6} (no A records served)",
+                               evidence={**result.evidence, "dns": [found], "since": since, "until": until})
 
 
 def judge_features(result: CaseResult, server: Server) -> CaseResult:
@@ -320,8 +341,12 @@ class Interop:
         return results
 
     def run_variant(self, case: Case, stack_list, servers, pairs) -> list[CaseResult]:
-        """S9/S10 under their DNS variant, on fresh s2s connections; then the normal zone again."""
+        """S9/S10/F6 under their DNS variant, on fresh s2s connections; then the normal zone again."""
         results, per_stack = [], []
+        if case.id == "F6" and not self.lab.ipv6:
+            return [dataclasses.replace(r, status=NOT_SUPPORTED, reason="lab", detail=(
+                        "the lab network is IPv4 only (network: {ipv6: true} makes it dual-stack)"))
+                    for stack in stack_list for r in self.planned_as_results(stack, case, servers, pairs)]
         try:
             since = time.time()
             dropped = self.serve_zone(case.id)
@@ -338,12 +363,27 @@ class Interop:
             with interrupts_ignored():  # the lab is left with its normal zone, whatever happens
                 self.serve_zone(None)
         by_name = {s.name: s for s in self.lab.servers}
-        for stack_results in ran:
+        for (stack, _), stack_results in zip(per_stack, ran):
+            client = [a for a in (self.lab.client_addresses.get(stack.name),
+                                  self.lab.client_addresses6.get(stack.name)) if a]
             for r in stack_results:
-                if r.target in by_name and r.status != NOT_SUPPORTED:
+                if r.status == NOT_SUPPORTED:
+                    pass
+                elif case.id == "F6" and r.target in by_name:
+                    sender = by_name[r.server]
+                    r = judge_ipv6(r, sender.name, sender.addresses, by_name[r.target], queries, since)
+                elif case.id == "F6":
+                    r = judge_ipv6(r, stack.service, client, by_name[r.server], queries, since)
+                elif r.target in by_name:
                     r = judge_lookup(r, case.id, by_name[r.server], by_name[r.target], queries, since)
                 results.append(r)
         return results
+
+    def planned_as_results(self, stack: ClientStack, case: Case, servers, pairs) -> list[CaseResult]:
+        """What ``stack`` would run of ``case``, as results to fill in (not supported ones as they are)."""
+        planned, skipped = plan(stack, [case], servers, pairs)
+        return skipped + [CaseResult(p["case"], TITLES[p["case"]], stack.name, p["server"], p["target"], ERROR)
+                          for p in planned]
 
     def serve_zone(self, variant: str | None) -> dict[str, str | None]:
         """Serve the zone (or a DNS variant of it), make servers drop their s2s connections,

@@ -90,8 +90,10 @@ class QueryLog(DNSLogger):
         self.lock = threading.Lock()
 
     def log_reply(self, handler, reply):
+        client = handler.client_address[0]
         line = json.dumps({
-            "time": round(time.time(), 6), "client": handler.client_address[0], "proto": handler.protocol,
+            # An IPv4 client of a dual-stack socket shows as ::ffff:a.b.c.d: logged as a.b.c.d.
+            "time": round(time.time(), 6), "client": client.removeprefix("::ffff:"), "proto": handler.protocol,
             "name": str(reply.q.qname), "type": QTYPE[reply.q.qtype], "rcode": RCODE[reply.header.rcode],
             "answers": [str(rr.rdata) for rr in reply.rr]})
         with self.lock:
@@ -107,12 +109,12 @@ def serve(resolver: BaseResolver, address: str = "0.0.0.0", port: int = 53) -> l
     return servers
 
 
-def main(path: str) -> None:
-    serve(ReloadingResolver(path))
+def main(path: str, address: str = "0.0.0.0") -> None:
+    serve(ReloadingResolver(path), address)
     print(f"lab DNS serving {path}", flush=True)
     while True:
         time.sleep(3600)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])  # ZONE_FILE [ADDRESS]: "::" on a dual-stack lab

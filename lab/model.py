@@ -40,6 +40,11 @@ class Server:
     accounts: dict[str, str]
     log_level: str
     ready_timeout: float
+    address6: str | None = None  # on a dual-stack lab
+
+    @property
+    def addresses(self) -> list[str]:
+        return [self.address] + ([self.address6] if self.address6 else [])
 
     @property
     def muc_domain(self) -> str | None:
@@ -61,6 +66,11 @@ class Lab:
     servers: tuple[Server, ...]
     clients: tuple[str, ...]  # client stacks wired in, by name
     test_concurrency: int | None = None  # cases a runner has in flight (None: from the engine's cores)
+    subnet6: ipaddress.IPv6Network | None = None  # dual-stack labs only
+
+    @property
+    def ipv6(self) -> bool:
+        return self.subnet6 is not None
 
     @property
     def state_dir(self) -> Path:
@@ -72,9 +82,17 @@ class Lab:
         return str(self.subnet[DNS_HOST])
 
     @property
+    def dns_address6(self) -> str | None:
+        return str(self.subnet6[DNS_HOST]) if self.subnet6 else None
+
+    @property
     def client_addresses(self) -> dict[str, str]:
         """Address of each client stack's container, by stack name."""
         return addresses(self.clients, self.subnet, CLIENT_HOSTS)
+
+    @property
+    def client_addresses6(self) -> dict[str, str]:
+        return addresses(self.clients, self.subnet6, CLIENT_HOSTS) if self.subnet6 else {}
 
     @property
     def domains(self) -> list[str]:
@@ -141,7 +159,14 @@ def default_subnet(name: str) -> ipaddress.IPv4Network:
     return ipaddress.ip_network(f"10.{200 + index // 256}.{index % 256}.0/24")
 
 
-def addresses(names, subnet: ipaddress.IPv4Network, hosts: range) -> dict[str, str]:
+def default_subnet6(name: str) -> ipaddress.IPv6Network:
+    """An IPv6 unique local /64 (RFC 4193) whose global ID comes from the lab's name."""
+    digest = hashlib.sha256(f"ipv6 {name}".encode()).digest()
+    return ipaddress.ip_network(f"fd{digest[0]:02x}:{digest[1]:02x}{digest[2]:02x}:{digest[3]:02x}{digest[4]:02x}:"
+                                f"{digest[5]:02x}{digest[6]:02x}::/64")
+
+
+def addresses(names, subnet: ipaddress.IPv4Network | ipaddress.IPv6Network, hosts: range) -> dict[str, str]:
     taken: dict[int, str] = {}
     for name in sorted(names):
         slot = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % len(hosts)
@@ -173,7 +198,9 @@ def _build(data: dict, root: yaml.Node, path: Path) -> Lab:
         return loaded[name]
 
     servers, seen_domains = [], {}
+    subnet6 = default_subnet6(name) if merged["network"]["ipv6"] else None
     server_address = addresses(list(merged["servers"]), subnet, SERVER_HOSTS)
+    server_address6 = addresses(list(merged["servers"]), subnet6, SERVER_HOSTS) if subnet6 else {}
     for server_name, spec in merged["servers"].items():
         settings = _merge(merged["server"], spec)
         domain = settings["domain"]
@@ -189,8 +216,9 @@ def _build(data: dict, root: yaml.Node, path: Path) -> Lab:
             accounts={**merged["accounts"], **settings["accounts"]},
             log_level=settings["log_level"],
             ready_timeout=settings["ready_timeout"],
+            address6=server_address6.get(server_name),
         ))
     clients = merged["clients"] if merged["clients"] is not None else list(stacks())
     return Lab(name=name, file=path.resolve(), subnet=subnet, name_constraints=merged["ca"]["name_constraints"],
                servers=tuple(servers), clients=tuple(dict.fromkeys(["slixmpp", *clients])),
-               test_concurrency=merged["test"]["concurrency"])
+               test_concurrency=merged["test"]["concurrency"], subnet6=subnet6)

@@ -95,6 +95,9 @@ class Project:
 
         services = [Service(
             name=DNS_SERVICE, role="dns", image=images.tag_for("dns"), address=lab.dns_address,
+            address6=lab.dns_address6,
+            # On a dual-stack lab it answers on "::" (both families) instead of 0.0.0.0.
+            command=["python3", "-u", "/opt/xmpp-lab/labdns.py", ZONE_PATH, "::"] if lab.ipv6 else None,
             files={"/opt/xmpp-lab/labdns.py": File((PACKAGE_DIR / "labdns.py").read_bytes()),
                    # The real zone is put in once the server runs (see up).
                    ZONE_PATH: File(json.dumps({"origin": "test", "ttl": TTL, "records": []}).encode())},
@@ -114,11 +117,12 @@ class Project:
                 (config_dir / Path(target).name).write_text(text)
                 files[target] = File(text.encode())
             services.append(Service(name=server.name, role="server", image=images.kind_tag(server.kind),
-                                    address=server.address, files=files))
+                                    address=server.address, address6=server.address6, files=files))
         for name, address in lab.client_addresses.items():
             stack = stacks()[name]
             services.append(Service(
                 name=stack.service, role="client", image=images.tag_for(stack.service), address=address,
+                address6=lab.client_addresses6.get(name),
                 files={**{f"{RUNNER_DIR}/{name}": File((PACKAGE_DIR / "runners" / name).read_bytes())
                           for name in stack.files},
                        CLIENT_CA: File(authority.cert_pem)},
@@ -142,7 +146,7 @@ class Project:
                 (self.lab.state_dir / "dns" / "zone.json").write_bytes(zone)
             with self.phases("network, dns"):
                 self.say("starting the lab DNS", transient=True)
-                self.runtime.ensure_network(str(self.lab.subnet))
+                self.runtime.ensure_network(str(self.lab.subnet), self.lab.subnet6 and str(self.lab.subnet6))
                 changed = [dns.name] if self.runtime.converge(dns, dns=None) else []
                 # The zone is read live by the DNS server: updating it restarts nothing.
                 self.runtime.update_file(dns.name, ZONE_PATH, File(zone))
@@ -153,7 +157,8 @@ class Project:
                     if container.labels.get(LABEL_SERVICE) not in wanted or (
                             fresh and container.labels.get(LABEL_ROLE) == "server"):
                         container.remove(force=True, v=True)
-                created = parallel(lambda s: self.runtime.converge(s, dns=self.lab.dns_address), others)
+                dns_servers = [a for a in (self.lab.dns_address, self.lab.dns_address6) if a]
+                created = parallel(lambda s: self.runtime.converge(s, dns=dns_servers), others)
                 changed += [s.name for s, c in zip(others, created) if c]
             with self.phases("servers ready"):
                 self.say("waiting for servers to speak XMPP", transient=True)

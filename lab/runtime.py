@@ -124,10 +124,13 @@ class Service:
     address: str
     files: dict[str, File] = field(default_factory=dict)
     command: list[str] | None = None
+    address6: str | None = None  # on a dual-stack lab
 
     def config_hash(self) -> str:
         """Changes when anything that defines the container changes."""
         digest = hashlib.sha256(f"{self.image}\0{self.address}\0{self.command}".encode())
+        if self.address6:  # (absent from the hash of an IPv4 lab: its containers stay as they are)
+            digest.update(f"\0{self.address6}".encode())
         for path in sorted(self.files):
             digest.update(f"\0{path}\0{self.files[path].mode}\0".encode() + self.files[path].data)
         return digest.hexdigest()
@@ -183,19 +186,26 @@ class Runtime:
 
     # --- creating ------------------------------------------------------------------------
 
-    def ensure_network(self, subnet: str) -> None:
-        if self.networks():
+    def ensure_network(self, subnet: str, subnet6: str | None = None) -> None:
+        existing = self.networks()
+        if existing:
+            had6 = existing[0].attrs.get("EnableIPv6", False)
+            if had6 != bool(subnet6):
+                raise LabError(f"network {self.network_name} is {'dual-stack' if had6 else 'IPv4 only'} but the lab "
+                               f"now says network.ipv6: {str(bool(subnet6)).lower()}: run 'lab down' first")
             return
-        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
+        # Docker has no default IPv6 pools: the lab's ULA /64 is always given.
+        pools = [docker.types.IPAMPool(subnet=subnet)] + ([docker.types.IPAMPool(subnet=subnet6)] if subnet6 else [])
         try:
             with interrupts_deferred():
                 # internal: nothing in the lab can reach outside it.
-                self.client.networks.create(self.network_name, driver="bridge", internal=True, ipam=ipam,
-                                            labels=self.labels(), check_duplicate=True)
+                self.client.networks.create(self.network_name, driver="bridge", internal=True,
+                                            ipam=docker.types.IPAMConfig(pool_configs=pools),
+                                            enable_ipv6=bool(subnet6), labels=self.labels(), check_duplicate=True)
         except docker.errors.APIError as error:
             raise LabError(f"cannot create network {self.network_name} ({subnet}): {error.explanation}") from None
 
-    def converge(self, service: Service, dns: str | None) -> bool:
+    def converge(self, service: Service, dns: list[str] | None) -> bool:
         """Make the service's container match ``service``; True when it was (re)created."""
         wanted = service.config_hash()
         existing = self.container(service.name)
@@ -206,7 +216,7 @@ class Runtime:
         self._create(service, wanted, dns)
         return True
 
-    def _create(self, service: Service, config_hash: str, dns: str | None) -> None:
+    def _create(self, service: Service, config_hash: str, dns: list[str] | None) -> None:
         api = self.client.api
         name = self.container_name(service.name)
         try:
@@ -215,9 +225,10 @@ class Runtime:
                     service.image, name=name, command=service.command, detach=True,
                     labels=self.labels(**{LABEL_ROLE: service.role, LABEL_SERVICE: service.name,
                                           LABEL_CONFIG_HASH: config_hash}),
-                    host_config=api.create_host_config(dns=[dns] if dns else None, init=True),
+                    host_config=api.create_host_config(dns=dns or None, init=True),
                     networking_config=api.create_networking_config(
-                        {self.network_name: api.create_endpoint_config(ipv4_address=service.address)}),
+                        {self.network_name: api.create_endpoint_config(ipv4_address=service.address,
+                                                                        ipv6_address=service.address6)}),
                 )
                 if service.files:
                     api.put_archive(created["Id"], "/", tar_of(service.files))

@@ -16,11 +16,13 @@ def srv(service: str, domain: str, port: int, target: str, priority: int = 0) ->
             "target": target}
 
 
-# DNS variants the interop cases S9 and S10 run under (served live, nothing restarts):
+# DNS variants the interop cases S9, S10 and the fault F6 run under (served live, nothing
+# restarts):
 # S9: every SRV record points at a distinct target host, xmpp.<domain>, and the domain
 #     itself has no A record, so only a server that follows SRV can connect;
-# S10: no _xmpp-server SRV records at all, so servers fall back to A on 5269.
-VARIANTS = ("S9", "S10")
+# S10: no _xmpp-server SRV records at all, so servers fall back to A on 5269;
+# F6: IPv6 only: AAAA records alone (dual-stack labs), so every connection is over IPv6.
+VARIANTS = ("S9", "S10", "F6")
 
 
 def build_zone(lab: Lab, variant: str | None = None) -> dict:
@@ -29,7 +31,10 @@ def build_zone(lab: Lab, variant: str | None = None) -> dict:
         ports = server.kind.ports
         for name in server.names:
             target = f"xmpp.{name}" if variant == "S9" else name
-            records.append({"name": target, "type": "A", "address": server.address})
+            if variant != "F6":
+                records.append({"name": target, "type": "A", "address": server.address})
+            if server.address6:
+                records.append({"name": target, "type": "AAAA", "address": server.address6})
             if variant != "S10":
                 records.append(srv("_xmpp-server._tcp", name, ports["s2s"], target))
         target = f"xmpp.{server.domain}" if variant == "S9" else server.domain

@@ -470,6 +470,23 @@ async def case_s7(run: CaseRun) -> str:
     return await run.mam_check(alice, bob)
 
 
+# --- faults -----------------------------------------------------------------------------------
+
+async def case_f6(run: CaseRun) -> str:
+    """Under the IPv6-only zone: C1's login through SRV (the session must be over IPv6), or
+    S1's exchange for a pair (the lab checks the servers' AAAA lookups)."""
+    if run.target:
+        return await case_s1(run)
+    client = await run.login(run.server, "alice", presence=False)
+    host, port = client.transport.get_extra_info("peername")[:2]
+    tls = client.transport.get_extra_info("ssl_object")
+    if ":" not in host or host.startswith("::ffff:"):
+        raise CaseFailed(f"the session runs over IPv4 ({host}:{port}) although only AAAA records are served")
+    if tls is None or "starttls" not in client.features:
+        raise CaseFailed("the session is not encrypted with STARTTLS")
+    return f"logged in over IPv6 to [{host}]:{port} via SRV, STARTTLS {tls.version()}, certificate verified"
+
+
 C2S_CASES = {"C1": case_c1, "C2": case_c2, "C3": case_c3, "C4": case_c4, "C5": case_c5, "C6": case_c6,
              "C7": case_c7, "C8": case_c8, "C9": case_c9, "C10": case_c10, "C11": case_c11, "C12": case_c12}
 S2S_CASES = {"S1": case_s1, "S2": case_s2, "S3": case_s3, "S4": case_s4, "S5": case_s5, "S6": case_s6,
@@ -483,4 +500,5 @@ def budget(case: str, timeout: float) -> float:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.CRITICAL)
-    main(Runner("slixmpp", {**C2S_CASES, **S2S_CASES}, case_class=CaseRun, budget=budget, commands={"ready": ready}))
+    main(Runner("slixmpp", {**C2S_CASES, **S2S_CASES, "F6": case_f6}, case_class=CaseRun, budget=budget,
+                commands={"ready": ready}))

@@ -1,12 +1,12 @@
 """slixmpp (Debian python3-slixmpp 1.8.3): the deep runner, every case."""
 
-from lab.catalogue import CASES
+from lab.catalogue import CASES, FAULTS
 from lab.stacks import ClientStack
 
 STACK = ClientStack(
     name="slixmpp",
     runner="slixmpp_runner.py",
     support=("probe.py", "slixmpp_client.py", "slixmpp_expect.py"),
-    cases=frozenset(case.id for case in CASES if case.id != "S8"),  # S8 is observed by the lab
+    cases=frozenset(case.id for case in CASES + FAULTS if case.id != "S8"),  # S8 is observed by the lab
     description="asyncio XMPP library; also checks readiness and federation for `lab up`",
 )
