@@ -5,7 +5,6 @@ log of a real run (tests/fixtures/ipv6/capture.sh)."""
 import dataclasses
 import ipaddress
 import json
-import socket
 from pathlib import Path
 
 import dns.message
