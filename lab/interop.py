@@ -101,7 +101,8 @@ def server_side(result: CaseResult, sender: Server, receiver: Server,
     found = [f"{server.name}: {line.strip()}"
              for server, peer in ((sender, receiver), (receiver, sender))
              for when, line in logs.get(server.name, [])
-             if since <= when <= until and TROUBLE.search(line) and (peer.domain in line or peer.address in line)]
+             if since <= when <= until and TROUBLE.search(line)
+             and any(name in line for name in (peer.domain, *peer.addresses))]
     if not found:
         return result
     more = f" (+{len(found) - 1} more in the evidence)" if len(found) > 1 else ""
@@ -158,7 +159,7 @@ def judge_lookup(result: CaseResult, variant: str, sender: Server, receiver: Ser
     if result.status not in (PASS, FLAKY):
         return result
     until = (result.ended or time.time()) + 0.5
-    asked = [q for q in queries if q.get("client") == sender.address and since <= q.get("time", 0) <= until]
+    asked = [q for q in queries if q.get("client") in sender.addresses and since <= q.get("time", 0) <= until]
     srv_name = f"_xmpp-server._tcp.{receiver.domain}"
     host = f"xmpp.{receiver.domain}" if variant == "S9" else receiver.domain
     srv = next((q for q in asked if q["name"].rstrip(".") == srv_name and q["type"] == "SRV"), None)
