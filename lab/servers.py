@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab import config_file
+from lab.errors import ConfigError
 
 BUILTIN_KINDS = Path(__file__).parent / "kinds"
 SCHEMA = json.loads((Path(__file__).parent / "kind.schema.json").read_text())
@@ -101,6 +102,9 @@ class ServerKind:
 def load_kind(folder: Path) -> ServerKind:
     """The kind in ``folder`` (its kind.yml checked as lab.yml is: file, line, key)."""
     path = folder / "kind.yml"
+    if folder.name == "dns" or folder.name.startswith("client-"):  # their images are the lab's own
+        raise ConfigError(f"{folder}: a kind may not be named {folder.name!r} (dns and client-* name the "
+                          f"lab's own images): rename the folder")
     data, root = config_file.read(path, SCHEMA, "expected a mapping with image, config_files, accounts, s2s, "
                                                 "features")
     for method, patterns in data["s2s"]["inbound_auth_patterns"].items():

@@ -60,6 +60,11 @@ def test_a_kind_beside_lab_yml_is_found_and_used(tmp_path):
     assert "myprosody" in model.schema(tmp_path)["$defs"]["server"]["properties"]["kind"]["enum"]
 
 
+def test_a_kind_may_not_take_the_name_of_the_labs_own_images(tmp_path):
+    with pytest.raises(ConfigError, match="a kind may not be named 'dns'"):
+        model.load(user_kind(tmp_path, name="dns"))
+
+
 def test_a_users_kind_of_a_built_in_name_wins(tmp_path):
     user_kind(tmp_path, name="prosody")
     assert kind_folders(tmp_path)["prosody"] == tmp_path / "kinds" / "prosody"
