@@ -45,6 +45,8 @@ CASES = [
 # Fault scenarios (F1-F8 of shared/notes/interop-catalogue.md): run only when asked for,
 # by ID (--only F6) or all of them (--faults). Scope "c2s+s2s": per server and per pair.
 FAULTS = [
+    Case("F1", "SRV target \".\": refused at once, no A/AAAA fallback", "s2s"),
+    Case("F2", "first SRV target dead, second alive: delivered", "s2s"),
     Case("F6", "IPv6 only (AAAA records alone): C1 and S1 over IPv6", "c2s+s2s"),
 ]
 BY_ID = {case.id: case for case in CASES + FAULTS}

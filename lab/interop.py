@@ -199,6 +199,62 @@ def judge_ipv6(result: CaseResult, asker: str, askers: list[str], target: Server
                                evidence={**result.evidence, "dns": [found], "since": since, "until": until})
 
 
+def asked_during(result: CaseResult, askers: list[str], queries: list[dict], since: float) -> list[dict]:
+    """The lab DNS queries from ``askers`` between ``since`` and the end of the case."""
+    until = (result.ended or time.time()) + 0.5
+    return [q for q in queries if q.get("client") in askers and since <= q.get("time", 0) <= until]
+
+
+def judge_f1(result: CaseResult, sender: Server, receiver: Server, queries: list[dict], since: float) -> CaseResult:
+    """F1: a refusal counts only if the lab DNS saw the sender get the "." SRV answer, and the
+    sender must not look the receiver's address up after it (no A/AAAA fallback), whatever
+    its user was told."""
+    asked = asked_during(result, sender.addresses, queries, since)
+    srv_name = f"_xmpp-server._tcp.{receiver.domain}"
+    srv = next((q for q in asked if q["name"].rstrip(".") == srv_name and q["type"] == "SRV"), None)
+    fallback = [q for q in asked if srv is not None and q["name"].rstrip(".") == receiver.domain
+                and q["type"] in ("A", "AAAA") and q["time"] >= srv["time"]]
+    if fallback:
+        observed = f"fell back to {receiver.domain} {fallback[0]['type']} after the SRV answer '.'"
+        return dataclasses.replace(result, status=FAIL, evidence={
+            **result.evidence, "dns": [srv, *fallback], "since": since, "observed": observed}, detail=(
+            f"observed: {observed} (lab DNS; RFC 6120 3.2.1: no fallback when the target is '.'); {result.detail}"))
+    if result.status not in (PASS, FLAKY):
+        return result
+    if srv is None:
+        return dataclasses.replace(result, status=ERROR, detail=(
+            f"refused, but the lab DNS saw no SRV query from {sender.name} for {srv_name} during the case "
+            f"(a cached answer?): the lab cannot tell why; {result.detail}"))
+    return dataclasses.replace(result, evidence={**result.evidence, "dns": [srv], "since": since}, detail=(
+        f"{result.detail}; lab DNS: {sender.name} asked {srv_name} SRV -> {', '.join(srv.get('answers') or [])}, "
+        f"and no A/AAAA of {receiver.domain} after it"))
+
+
+def judge_f2(result: CaseResult, sender: Server, receiver: Server, queries: list[dict], since: float) -> CaseResult:
+    """F2: a delivery counts only if the lab DNS saw the sender look up the dead first target
+    and then the live second one."""
+    expected = "delivered through the second SRV target (RFC 2782 order; RFC 6120 3.2.1)"
+    if result.status not in (PASS, FLAKY):
+        return dataclasses.replace(result, evidence={**result.evidence, "expected": expected,
+                                                      "observed": f"not delivered: {result.detail}"})
+    asked = asked_during(result, sender.addresses, queries, since)
+    # Lookups only: a server may resolve every target at once (jabberd2 does, live one first).
+    dead = next((q for q in asked if q["name"].rstrip(".") == f"dead.{receiver.domain}" and q.get("answers")), None)
+    live = next((q for q in asked if q["name"].rstrip(".") == receiver.domain and q["type"] in ("A", "AAAA")
+                 and q.get("answers")), None)
+    if not (dead and live):
+        return dataclasses.replace(result, status=ERROR, detail=(
+            f"delivered, but the lab DNS saw no lookup of both dead.{receiver.domain} and {receiver.domain} "
+            f"from {sender.name} during the case: the lab cannot tell which target was used; {result.detail}"))
+    took = re.search(r" in (\d+) ms", result.detail)
+    observed = f"delivered after {took.group(1)} ms" if took else "delivered"
+    return dataclasses.replace(result, detail=(
+        f"observed: {observed}; {sender.name} looked up dead.{receiver.domain} ({dead['answers'][0]}, no one "
+        f"there) and {receiver.domain}; "
+        f"{result.detail}"), evidence={**result.evidence, "dns": [dead, live], "since": since,
+                                      "observed": observed, "expected": expected})
+
+
 def judge_features(result: CaseResult, server: Server) -> CaseResult:
     """C6: every declared feature with a disco#info var must be advertised."""
     if result.status not in (PASS, FLAKY):
@@ -370,6 +426,10 @@ class Interop:
             for r in stack_results:
                 if r.status == NOT_SUPPORTED:
                     pass
+                elif case.id == "F1" and r.target in by_name:
+                    r = judge_f1(r, by_name[r.server], by_name[r.target], queries, since)
+                elif case.id == "F2" and r.target in by_name:
+                    r = judge_f2(r, by_name[r.server], by_name[r.target], queries, since)
                 elif case.id == "F6" and r.target in by_name:
                     sender = by_name[r.server]
                     r = judge_ipv6(r, sender.name, sender.addresses, by_name[r.target], queries, since)

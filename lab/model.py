@@ -29,6 +29,7 @@ DEFAULT_LAB = PACKAGE_DIR / "default-lab.yml"  # one server of each built-in kin
 DNS_HOST = 2
 SERVER_HOSTS = range(10, 200)
 CLIENT_HOSTS = range(200, 250)
+UNUSED_HOST = 251  # no container holds it: the dead SRV target of fault F2
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,10 @@ class Lab:
     @property
     def dns_address(self) -> str:
         return str(self.subnet[DNS_HOST])
+
+    @property
+    def unused_address(self) -> str:
+        return str(self.subnet[UNUSED_HOST])
 
     @property
     def dns_address6(self) -> str | None:

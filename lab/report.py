@@ -44,7 +44,12 @@ def c2s_matrix(results: list[CaseResult], servers: list[str]) -> list[list[str]]
 
 def to_json(results: list[CaseResult], lab: str) -> str:
     return json.dumps({"lab": lab, "summary": dict(sorted(counts(results).items())),
-                       "results": [{"id": r.id, **asdict(r)} for r in results]}, indent=2) + "\n"
+                       "results": [{"id": r.id, **asdict(r), **fault_outcome(r)} for r in results]}, indent=2) + "\n"
+
+
+def fault_outcome(result: CaseResult) -> dict:
+    """A fault scenario's observed and expected outcomes, as fields of their own."""
+    return {key: result.evidence[key] for key in ("observed", "expected") if key in result.evidence}
 
 
 def to_junit(results: list[CaseResult], lab: str) -> str:

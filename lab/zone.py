@@ -21,8 +21,12 @@ def srv(service: str, domain: str, port: int, target: str, priority: int = 0) ->
 # S9: every SRV record points at a distinct target host, xmpp.<domain>, and the domain
 #     itself has no A record, so only a server that follows SRV can connect;
 # S10: no _xmpp-server SRV records at all, so servers fall back to A on 5269;
+# F1: every _xmpp-server SRV target is "." (RFC 2782: the service is decidedly not
+#     available), so a sender must give up at once, with no A/AAAA fallback;
+# F2: two _xmpp-server SRV records: first dead.<domain>, an address no container holds,
+#     then the real target, so a sender must move on to the second;
 # F6: IPv6 only: AAAA records alone (dual-stack labs), so every connection is over IPv6.
-VARIANTS = ("S9", "S10", "F6")
+VARIANTS = ("S9", "S10", "F1", "F2", "F6")
 
 
 def build_zone(lab: Lab, variant: str | None = None) -> dict:
@@ -35,7 +39,13 @@ def build_zone(lab: Lab, variant: str | None = None) -> dict:
                 records.append({"name": target, "type": "A", "address": server.address})
             if server.address6:
                 records.append({"name": target, "type": "AAAA", "address": server.address6})
-            if variant != "S10":
+            if variant == "F1":
+                records.append(srv("_xmpp-server._tcp", name, 0, "."))
+            elif variant == "F2":
+                records.append(srv("_xmpp-server._tcp", name, ports["s2s"], f"dead.{name}"))
+                records.append({"name": f"dead.{name}", "type": "A", "address": lab.unused_address})
+                records.append(srv("_xmpp-server._tcp", name, ports["s2s"], target, priority=10))
+            elif variant != "S10":
                 records.append(srv("_xmpp-server._tcp", name, ports["s2s"], target))
         target = f"xmpp.{server.domain}" if variant == "S9" else server.domain
         records.append(srv("_xmpp-client._tcp", server.domain, ports["c2s"], target))

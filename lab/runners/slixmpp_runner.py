@@ -12,6 +12,7 @@ import asyncio
 import logging
 import socket
 import struct
+import time
 
 from harness import CaseFailed, Runner, main, token
 from probe import ready
@@ -472,6 +473,32 @@ async def case_s7(run: CaseRun) -> str:
 
 # --- faults -----------------------------------------------------------------------------------
 
+async def case_f1(run: CaseRun) -> str:
+    """Under the zone where every _xmpp-server SRV target is ".": a message to the target
+    server must come back at once as remote-server-not-found (RFC 6120 3.2.1, 8.3.3.16)."""
+    alice = await run.login(run.server, "alice", presence=False)
+    to, message_id = run.jid(run.target, "bob"), f"lab-{token(12)}"
+    started = time.monotonic()
+    run.send(alice, f"<message to={esc(to)} type='chat' id='{message_id}'><body>F1 {token()}</body></message>")
+    expected = "refused: remote-server-not-found, at once (RFC 6120 3.2.1, 8.3.3.16; RFC 2782)"
+    run.evidence["expected"] = expected
+    try:
+        reply = await run.expect(alice, lambda e: e.tag == MESSAGE and e.get("id") == message_id,
+                                 f"an error for the message to {to}")
+    except CaseFailed:
+        run.evidence["observed"] = f"no answer within {run.timeout:g}s"
+        raise
+    took = (time.monotonic() - started) * 1000
+    if reply.get("type") != "error":
+        run.evidence["observed"] = f"a non-error message came back after {took:.0f} ms"
+        raise CaseFailed(f"observed: {run.evidence['observed']}; expected: {expected}")
+    condition, kind = error_condition(reply)
+    run.evidence["observed"] = f"refused: {condition} after {took:.0f} ms"
+    if condition != "remote-server-not-found":
+        raise CaseFailed(f"observed: refused with {condition} ({kind}) after {took:.0f} ms; expected: {expected}")
+    return f"observed: refused: {condition} ({kind}) from {reply.get('from')} after {took:.0f} ms"
+
+
 async def case_f6(run: CaseRun) -> str:
     """Under the IPv6-only zone: C1's login through SRV (the session must be over IPv6), or
     S1's exchange for a pair (the lab checks the servers' AAAA lookups)."""
@@ -500,5 +527,6 @@ def budget(case: str, timeout: float) -> float:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.CRITICAL)
-    main(Runner("slixmpp", {**C2S_CASES, **S2S_CASES, "F6": case_f6}, case_class=CaseRun, budget=budget,
+    main(Runner("slixmpp", {**C2S_CASES, **S2S_CASES, "F1": case_f1, "F2": case_s1, "F6": case_f6},
+                case_class=CaseRun, budget=budget,
                 commands={"ready": ready}))

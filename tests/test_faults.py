@@ -1,0 +1,91 @@
+"""Faults F1 (SRV target ".") and F2 (first SRV target dead), without Docker: the zone
+variants, and the lab's verdicts on the lab DNS query log of a real run
+(tests/fixtures/faults/capture.sh). Findings of that run: jabberd2 2.7.0 looks the
+peer's address up after the "." answer (no RFC 6120 3.2.1 abort), and resolves every SRV
+target at once."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from lab import model
+from lab.interop import dns_queries, judge_f1, judge_f2
+from lab.results import ERROR, FAIL, PASS, CaseResult
+from lab.zone import build_zone
+
+FIXTURES = Path(__file__).parent / "fixtures" / "faults"
+CAPTURED = {r["id"]: r for r in json.loads((FIXTURES / "results.json").read_text())["results"]}
+QUERIES = dns_queries((FIXTURES / "dns.log").read_text())
+LAB = ("name: faults\nclients: [slixmpp]\nservers:\n  prosody: {kind: prosody, domain: prosody.test}\n"
+       "  ejabberd: {kind: ejabberd, domain: ejabberd.test}\n  jabberd2: {kind: jabberd2, domain: jabberd2.test}\n")
+
+
+@pytest.fixture
+def lab(tmp_path):
+    (tmp_path / "lab.yml").write_text(LAB)  # the capture's lab: same name, same addresses
+    return model.load(tmp_path / "lab.yml")
+
+
+def runner_said(result_id: str, status: str = PASS) -> CaseResult:
+    r = CAPTURED[result_id]
+    return CaseResult(r["case"], r["title"], "slixmpp", r["server"], r["target"], status, "as the runner said",
+                      started=r["started"], ended=r["ended"])
+
+
+def since(result_id: str) -> float:
+    return CAPTURED[result_id]["started"] - 6  # the variant was served a few seconds before
+
+
+def test_f1_serves_dot_targets_and_f2_a_dead_target_first(lab):
+    f1 = [r for r in build_zone(lab, "F1")["records"] if r["name"] == "_xmpp-server._tcp.prosody.test"]
+    assert f1 == [{"name": "_xmpp-server._tcp.prosody.test", "type": "SRV", "priority": 0, "weight": 5,
+                   "port": 0, "target": "."}]
+    f2 = sorted((r["priority"], r["target"]) for r in build_zone(lab, "F2")["records"]
+                if r["name"] == "_xmpp-server._tcp.prosody.test")
+    assert f2 == [(0, "dead.prosody.test"), (10, "prosody.test")]
+    dead = [r for r in build_zone(lab, "F2")["records"] if r["name"] == "dead.prosody.test"]
+    assert dead == [{"name": "dead.prosody.test", "type": "A", "address": lab.unused_address}]
+    assert lab.unused_address not in [s.address for s in lab.servers] + list(lab.client_addresses.values())
+
+
+def test_f1_passes_on_the_dot_answer_and_no_fallback(lab):
+    rid = "F1/slixmpp/prosody->ejabberd"
+    verdict = judge_f1(runner_said(rid), lab.server("prosody"), lab.server("ejabberd"), QUERIES, since(rid))
+    assert verdict.status == PASS
+    assert verdict.detail.endswith("prosody asked _xmpp-server._tcp.ejabberd.test SRV -> 0 5 0 ., and no A/AAAA "
+                                   "of ejabberd.test after it")
+
+
+def test_f1_fails_on_a_fallback_the_dns_saw_even_if_the_user_got_an_error(lab):
+    rid = "F1/slixmpp/jabberd2->ejabberd"  # jabberd2 answered remote-server-timeout, after an A lookup
+    verdict = judge_f1(runner_said(rid), lab.server("jabberd2"), lab.server("ejabberd"), QUERIES, since(rid))
+    assert verdict.status == FAIL
+    assert verdict.detail.startswith("observed: fell back to ejabberd.test A after the SRV answer '.'")
+    assert verdict.evidence["observed"] == "fell back to ejabberd.test A after the SRV answer '.'"
+
+
+def test_f1_without_the_srv_query_in_the_case_is_an_error(lab):
+    rid = "F1/slixmpp/prosody->ejabberd"
+    later = dataclasses.replace(runner_said(rid), started=CAPTURED[rid]["ended"] + 600,
+                                ended=CAPTURED[rid]["ended"] + 601)
+    verdict = judge_f1(later, lab.server("prosody"), lab.server("ejabberd"), QUERIES, later.started)
+    assert verdict.status == ERROR and "saw no SRV query from prosody" in verdict.detail
+
+
+def test_f2_passes_on_a_delivery_after_both_targets_were_looked_up(lab):
+    rid = "F2/slixmpp/jabberd2->prosody"
+    said = dataclasses.replace(runner_said(rid), detail="F2 A->B: x -> y in 2614 ms, from/id/type/body intact")
+    verdict = judge_f2(said, lab.server("jabberd2"), lab.server("prosody"), QUERIES, since(rid))
+    assert verdict.status == PASS
+    assert verdict.detail.startswith(f"observed: delivered after 2614 ms; jabberd2 looked up dead.prosody.test "
+                                     f"({lab.unused_address}, no one there) and prosody.test")
+    assert verdict.evidence["expected"].startswith("delivered through the second SRV target")
+
+
+def test_f2_not_delivered_keeps_its_fail_and_says_what_was_observed(lab):
+    rid = "F2/slixmpp/prosody->ejabberd"
+    verdict = judge_f2(dataclasses.replace(runner_said(rid, FAIL), detail="not delivered within 20s"),
+                       lab.server("prosody"), lab.server("ejabberd"), QUERIES, since(rid))
+    assert verdict.status == FAIL and verdict.evidence["observed"] == "not delivered: not delivered within 20s"
