@@ -94,3 +94,13 @@ def test_catalogue_selection():
     assert [c.id for c in catalogue.selected(["s1", "C2"])] == ["C2", "S1"]
     with pytest.raises(ValueError, match="unknown case X9"):
         catalogue.selected(["X9"])
+
+
+def test_a_faults_observed_and_expected_outcomes_are_fields_of_their_own():
+    fault = CaseResult("F1", "SRV target '.'", "slixmpp", "jabberd2", "ejabberd", FAIL, "fell back",
+                       evidence={"observed": "fell back to ejabberd.test A", "expected": "refused at once"})
+    [entry] = json.loads(to_json([fault], "lab"))["results"]
+    assert (entry["id"], entry["observed"], entry["expected"]) == (
+        "F1/slixmpp/jabberd2->ejabberd", "fell back to ejabberd.test A", "refused at once")
+    [plain] = json.loads(to_json([CaseResult("C1", "t", "slixmpp", "p", None, PASS)], "lab"))["results"]
+    assert "observed" not in plain
