@@ -320,6 +320,10 @@ def run_catalogue(interop: Interop, cases, servers=None, stack_names=None) -> bo
     console.print(matrix_table(report.s2s_matrix(results, names), "server to server (row: from, column: to)"))
     console.print()
     console.print(matrix_table(report.c2s_matrix(results, names), "client to server"))
+    titles = {r.case: r.title for r in results}
+    for case, rows in report.fault_matrices(results, names).items():
+        console.print()
+        console.print(matrix_table(rows, f"fault {case}: {titles[case]} (row: from, column: to; cell: observed)"))
     for label, status_set in (("failed or in error", FAILED), ("flaky (passed only on the retry)", (FLAKY,))):
         listed = [r for r in results if r.status in status_set]
         if listed:

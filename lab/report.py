@@ -19,13 +19,18 @@ def cell(results) -> str:
     return ", ".join(parts) or "-"
 
 
+def is_fault(result: CaseResult) -> bool:
+    return result.case.startswith("F")
+
+
 def s2s_matrix(results: list[CaseResult], servers: list[str]) -> list[list[str]]:
-    """Rows: source server; columns: target; cell: counts and the observed auth method (S8)."""
+    """Rows: source server; columns: target; cell: counts and the observed auth method (S8).
+    Fault scenarios have matrices of their own."""
     rows = [["from \\ to", *servers]]
     for source in servers:
         row = [source]
         for target in servers:
-            here = [r for r in results if r.target and r.server == source and r.target == target]
+            here = [r for r in results if r.target and r.server == source and r.target == target and not is_fault(r)]
             auth = next((r.evidence.get("auth") for r in here if r.case == "S8" and r.status == PASS), "")
             row.append("" if source == target else (cell(here) + (f" [{auth}]" if auth else "")))
         rows.append(row)
@@ -34,12 +39,31 @@ def s2s_matrix(results: list[CaseResult], servers: list[str]) -> list[list[str]]
 
 def c2s_matrix(results: list[CaseResult], servers: list[str]) -> list[list[str]]:
     """Rows: client stack; columns: server."""
-    stacks = sorted({r.stack for r in results if not r.target})
+    results = [r for r in results if not r.target and not is_fault(r)]
+    stacks = sorted({r.stack for r in results})
     rows = [["stack \\ server", *servers]]
     for stack in stacks:
-        rows.append([stack, *(cell([r for r in results if not r.target and r.stack == stack and r.server == s])
-                              for s in servers)])
+        rows.append([stack, *(cell([r for r in results if r.stack == stack and r.server == s]) for s in servers)])
     return rows
+
+
+def fault_matrices(results: list[CaseResult], servers: list[str]) -> dict[str, list[list[str]]]:
+    """Per fault scenario: rows sender, columns receiver (and a row of the servers' own c2s
+    part, where the fault has one); cell: the status and what was observed."""
+    def outcome(result: CaseResult | None) -> str:
+        if result is None:
+            return ""
+        seen = result.evidence.get("observed")
+        return result.status + (f": {seen}" if seen and result.status != PASS else f" ({seen})" if seen else "")
+    matrices = {}
+    for case in sorted({r.case for r in results if is_fault(r)}, key=lambda c: (len(c), c)):
+        here = {(r.server, r.target): r for r in results if r.case == case}
+        rows = [["from \\ to", *servers]]
+        rows += [[a, *("" if a == b else outcome(here.get((a, b))) for b in servers)] for a in servers]
+        if any(target is None for _, target in here):
+            rows.append(["(c2s)", *(outcome(here.get((s, None))) for s in servers)])
+        matrices[case] = rows
+    return matrices
 
 
 def to_json(results: list[CaseResult], lab: str) -> str:
@@ -66,6 +90,9 @@ def to_junit(results: list[CaseResult], lab: str) -> str:
         for result in members:
             case = ET.SubElement(suite, "testcase", classname=name, name=f"{result.case} {result.title}",
                                  time=f"{result.seconds:.3f}")
+            properties = ET.SubElement(case, "properties")
+            for key, value in fault_outcome(result).items():  # a fault's observed/expected outcome
+                ET.SubElement(properties, "property", name=key, value=str(value))
             if result.status in (FAIL, ERROR):
                 tag = "failure" if result.status == FAIL else "error"
                 ET.SubElement(case, tag, message=result.detail).text = result.trace or result.detail
@@ -74,11 +101,12 @@ def to_junit(results: list[CaseResult], lab: str) -> str:
             elif result.status == FLAKY:
                 # JUnit has no flaky: a passing test case whose output says so, and a property
                 # tools can count.
-                properties = ET.SubElement(case, "properties")
                 ET.SubElement(properties, "property", name="status", value=FLAKY)
                 ET.SubElement(case, "system-out").text = f"flaky: {result.detail}\n\n{result.trace}".strip()
             elif result.detail:
                 ET.SubElement(case, "system-out").text = result.detail
+            if not len(properties):
+                case.remove(properties)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
@@ -112,6 +140,8 @@ def to_html(results: list[CaseResult], lab: str, servers: list[str]) -> str:
              f"<style>{STYLE}</style></head><body><h1>xmpp interop lab: {html.escape(lab)}</h1>",
              "<h2>Server to server</h2>", _html_table(s2s_matrix(results, servers)),
              "<h2>Client to server</h2>", _html_table(c2s_matrix(results, servers)),
+             *(part for case, rows in fault_matrices(results, servers).items()
+               for part in (f"<h2>Fault {html.escape(case)}</h2>", _html_table(rows))),
              f"<h2>Failures and flaky cases ({len(failures)})</h2>"]
     for result in failures:
         parts.append(f"<h3 id='{html.escape(result.id)}'>{html.escape(result.id)} ({result.status}): "

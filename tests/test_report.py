@@ -104,3 +104,20 @@ def test_a_faults_observed_and_expected_outcomes_are_fields_of_their_own():
         "F1/slixmpp/jabberd2->ejabberd", "fell back to ejabberd.test A", "refused at once")
     [plain] = json.loads(to_json([CaseResult("C1", "t", "slixmpp", "p", None, PASS)], "lab"))["results"]
     assert "observed" not in plain
+
+
+def test_faults_have_matrices_of_their_own_with_the_observed_outcome():
+    from lab.report import fault_matrices
+    results = [
+        CaseResult("F1", "t", "slixmpp", "p", "e", PASS, "ok", evidence={"observed": "refused: x after 8 ms"}),
+        CaseResult("F1", "t", "slixmpp", "e", "p", FAIL, "no", evidence={"observed": "fell back to p A"}),
+        CaseResult("F6", "t", "slixmpp", "p", None, PASS, "v6"),
+        CaseResult("S1", "t", "slixmpp", "p", "e", PASS, "ok"),
+    ]
+    matrices = fault_matrices(results, ["p", "e"])
+    assert matrices["F1"] == [["from \\ to", "p", "e"], ["p", "", "pass (refused: x after 8 ms)"],
+                              ["e", "fail: fell back to p A", ""]]
+    assert matrices["F6"][-1] == ["(c2s)", "pass", ""]
+    assert s2s_matrix(results, ["p", "e"])[1][2] == "1 pass"  # the S matrix counts no fault
+    junit = ET.fromstring(to_junit(results[:1], "lab"))
+    assert junit.find(".//property[@name='observed']").get("value") == "refused: x after 8 ms"
