@@ -438,6 +438,9 @@ class Interop:
                 elif r.target in by_name:
                     r = judge_lookup(r, case.id, by_name[r.server], by_name[r.target], queries, since)
                 results.append(r)
+        if case in FAULTS:  # the lab is back to normal: S1 for every pair again, on the normal zone
+            back = self.run_stack(PRIMARY, [BY_ID["S1"]], servers, pairs)
+            results += [dataclasses.replace(r, stack=f"after-{case.id}") for r in back]
         return results
 
     def planned_as_results(self, stack: ClientStack, case: Case, servers, pairs) -> list[CaseResult]:
