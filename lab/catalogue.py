@@ -16,6 +16,7 @@ class Case:
     title: str
     scope: str               # "c2s": per stack x server; "s2s": per ordered server pair; "c2s+s2s": both
     needs: str | None = None  # feature the server (c2s) / target server (s2s) must declare
+    needs_both: bool = False  # s2s: the sending server must declare it too
 
 
 CASES = [
@@ -48,6 +49,7 @@ FAULTS = [
     Case("F1", "SRV target \".\": refused at once, no A/AAAA fallback", "s2s"),
     Case("F2", "first SRV target dead, second alive: delivered", "s2s"),
     Case("F6", "IPv6 only (AAAA records alone): C1 and S1 over IPv6", "c2s+s2s"),
+    Case("F7", "_xmpps-server only (direct TLS between servers): delivered", "s2s", "s2s-direct-tls", True),
 ]
 BY_ID = {case.id: case for case in CASES + FAULTS}
 

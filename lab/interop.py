@@ -58,15 +58,16 @@ def plan(stack: ClientStack, cases: list[Case], servers: list[Server], pairs) ->
         targets = ([(s, None) for s in servers] if "c2s" in case.scope else []) + \
             (list(pairs) if "s2s" in case.scope else [])
         for server, target in targets:
-            needs_from = target or server
+            needed_from = [target] + ([server] if case.needs_both else []) if target else [server]
             where = dict(case=case.id, title=case.title, stack=stack.name, server=server.name,
                          target=target and target.name, status=NOT_SUPPORTED)
             if case.id not in stack.cases:
                 skipped.append(CaseResult(**where, reason="stack",
                                           detail=f"the {stack.name} runner cannot express {case.id}"))
-            elif case.needs and case.needs not in needs_from.kind.features:
+            elif case.needs and any(case.needs not in s.kind.features for s in needed_from):
+                lacking = next(s for s in needed_from if case.needs not in s.kind.features)
                 skipped.append(CaseResult(**where, reason="server",
-                                          detail=f"{needs_from.kind.name} does not declare {case.needs}"))
+                                          detail=f"{lacking.kind.name} does not declare {case.needs}"))
             else:
                 planned.append({"case": case.id, "server": server.name, "target": target and target.name})
     return planned, skipped
@@ -255,6 +256,29 @@ def judge_f2(result: CaseResult, sender: Server, receiver: Server, queries: list
                                       "observed": observed, "expected": expected})
 
 
+def judge_f7(result: CaseResult, sender: Server, receiver: Server, queries: list[dict], since: float) -> CaseResult:
+    """F7: a delivery counts as direct TLS only if the lab DNS saw the sender look up the
+    _xmpps-server record and then tls.<receiver>, the name only that record leads to."""
+    expected = "delivered over direct TLS via _xmpps-server (XEP-0368)"
+    if result.status not in (PASS, FLAKY):
+        return dataclasses.replace(result, evidence={**result.evidence, "expected": expected,
+                                                      "observed": f"not delivered: {result.detail}"})
+    asked = asked_during(result, sender.addresses, queries, since)
+    srv_name, host = f"_xmpps-server._tcp.{receiver.domain}", f"tls.{receiver.domain}"
+    srv = next((q for q in asked if q["name"].rstrip(".") == srv_name and q["type"] == "SRV"), None)
+    tls = next((q for q in asked if q["name"].rstrip(".") == host and q["type"] in ("A", "AAAA") and q.get("answers")),
+               None)
+    if srv is None or tls is None:
+        observed = (f"delivered without looking up {host} (not through _xmpps-server: "
+                    f"{'asked' if srv else 'never asked'} {srv_name})")
+        return dataclasses.replace(result, status=FAIL, detail=f"observed: {observed}; {result.detail}",
+                                   evidence={**result.evidence, "observed": observed, "expected": expected})
+    return dataclasses.replace(result, detail=(
+        f"observed: delivered through {srv_name} -> {host} ({tls['answers'][0]}); {result.detail}"),
+        evidence={**result.evidence, "dns": [srv, tls], "since": since, "observed": "delivered over direct TLS",
+                  "expected": expected})
+
+
 def judge_features(result: CaseResult, server: Server) -> CaseResult:
     """C6: every declared feature with a disco#info var must be advertised."""
     if result.status not in (PASS, FLAKY):
@@ -430,6 +454,8 @@ class Interop:
                     r = judge_f1(r, by_name[r.server], by_name[r.target], queries, since)
                 elif case.id == "F2" and r.target in by_name:
                     r = judge_f2(r, by_name[r.server], by_name[r.target], queries, since)
+                elif case.id == "F7" and r.target in by_name:
+                    r = judge_f7(r, by_name[r.server], by_name[r.target], queries, since)
                 elif case.id == "F6" and r.target in by_name:
                     sender = by_name[r.server]
                     r = judge_ipv6(r, sender.name, sender.addresses, by_name[r.target], queries, since)

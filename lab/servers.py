@@ -30,7 +30,7 @@ TLS_PATHS = {
     "key": "/etc/xmpp-lab/key.pem",
     "bundle": "/etc/xmpp-lab/bundle.pem",  # leaf + CA + key, for servers that want one file
 }
-PORTS = {"c2s": 5222, "s2s": 5269, "c2s_direct_tls": 5223}
+PORTS = {"c2s": 5222, "s2s": 5269, "c2s_direct_tls": 5223, "s2s_direct_tls": 5270}
 
 
 def filled(command: tuple[str, ...], **values: str) -> list[str]:

@@ -25,8 +25,10 @@ def srv(service: str, domain: str, port: int, target: str, priority: int = 0) ->
 #     available), so a sender must give up at once, with no A/AAAA fallback;
 # F2: two _xmpp-server SRV records: first dead.<domain>, an address no container holds,
 #     then the real target, so a sender must move on to the second;
-# F6: IPv6 only: AAAA records alone (dual-stack labs), so every connection is over IPv6.
-VARIANTS = ("S9", "S10", "F1", "F2", "F6")
+# F6: IPv6 only: AAAA records alone (dual-stack labs), so every connection is over IPv6;
+# F7: _xmpps-server SRV records alone (XEP-0368 direct TLS for servers), pointing at
+#     tls.<domain>, a name that only a sender using them looks up.
+VARIANTS = ("S9", "S10", "F1", "F2", "F6", "F7")
 
 
 def build_zone(lab: Lab, variant: str | None = None) -> dict:
@@ -45,6 +47,9 @@ def build_zone(lab: Lab, variant: str | None = None) -> dict:
                 records.append(srv("_xmpp-server._tcp", name, ports["s2s"], f"dead.{name}"))
                 records.append({"name": f"dead.{name}", "type": "A", "address": lab.unused_address})
                 records.append(srv("_xmpp-server._tcp", name, ports["s2s"], target, priority=10))
+            elif variant == "F7":
+                records.append(srv("_xmpps-server._tcp", name, ports["s2s_direct_tls"], f"tls.{name}"))
+                records.append({"name": f"tls.{name}", "type": "A", "address": server.address})
             elif variant != "S10":
                 records.append(srv("_xmpp-server._tcp", name, ports["s2s"], target))
         target = f"xmpp.{server.domain}" if variant == "S9" else server.domain

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lab import model
-from lab.interop import dns_queries, judge_f1, judge_f2
+from lab.interop import dns_queries, judge_f1, judge_f2, judge_f7
 from lab.results import ERROR, FAIL, PASS, CaseResult
 from lab.zone import build_zone
 
@@ -89,3 +89,24 @@ def test_f2_not_delivered_keeps_its_fail_and_says_what_was_observed(lab):
     verdict = judge_f2(dataclasses.replace(runner_said(rid, FAIL), detail="not delivered within 20s"),
                        lab.server("prosody"), lab.server("ejabberd"), QUERIES, since(rid))
     assert verdict.status == FAIL and verdict.evidence["observed"] == "not delivered: not delivered within 20s"
+
+
+def test_f7_serves_xmpps_server_records_alone_to_a_name_only_they_lead_to(lab):
+    records = build_zone(lab, "F7")["records"]
+    assert [r for r in records if r["name"] == "_xmpps-server._tcp.prosody.test"] == [
+        {"name": "_xmpps-server._tcp.prosody.test", "type": "SRV", "priority": 0, "weight": 5, "port": 5270,
+         "target": "tls.prosody.test"}]
+    assert not [r for r in records if r["name"].startswith("_xmpp-server.")]
+
+
+def test_f7_passes_on_the_direct_tls_lookups_and_fails_on_a_fallback(lab):
+    rid = "F7/slixmpp/prosody->ejabberd"
+    verdict = judge_f7(runner_said(rid), lab.server("prosody"), lab.server("ejabberd"), QUERIES, since(rid))
+    assert verdict.status == PASS
+    assert verdict.detail.startswith("observed: delivered through _xmpps-server._tcp.ejabberd.test -> "
+                                     f"tls.ejabberd.test ({lab.server('ejabberd').address})")
+    # The same delivery with no lookup of tls.ejabberd.test seen: it cannot have used the record.
+    blind = [q for q in QUERIES if not q["name"].startswith("tls.")]
+    fallback = judge_f7(runner_said(rid), lab.server("prosody"), lab.server("ejabberd"), blind, since(rid))
+    assert fallback.status == FAIL and fallback.evidence["observed"].startswith(
+        "delivered without looking up tls.ejabberd.test")

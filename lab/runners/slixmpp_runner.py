@@ -527,6 +527,6 @@ def budget(case: str, timeout: float) -> float:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.CRITICAL)
-    main(Runner("slixmpp", {**C2S_CASES, **S2S_CASES, "F1": case_f1, "F2": case_s1, "F6": case_f6},
+    main(Runner("slixmpp", {**C2S_CASES, **S2S_CASES, "F1": case_f1, "F2": case_s1, "F6": case_f6, "F7": case_s1},
                 case_class=CaseRun, budget=budget,
                 commands={"ready": ready}))

@@ -49,6 +49,9 @@ ssl = {
 -- XEP-0368: TLS from the first byte for clients (SRV _xmpps-client).
 c2s_direct_tls_ports = { 5223 }
 
+-- XEP-0368 for servers: TLS from the first byte (SRV _xmpps-server).
+s2s_direct_tls_ports = { 5270 }
+
 -- DNS: libunbound (lua-unbound) reads /etc/resolv.conf; Prosody disables its
 -- hosts-file lookup, so every peer domain needs a DNS record.
 -- libunbound also answers NXDOMAIN itself for names under "test." (a default
