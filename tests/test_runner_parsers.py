@@ -97,3 +97,12 @@ def test_sendxmpp_sends_the_newline_that_ended_its_input():
 def test_sendxmpp_wrong_password():
     assert sendxmpp_runner.complaint(ran("sendxmpp-wrong-password", code=1)) == "Error 'AuthSend': error: not-authorized"
     assert sendxmpp_runner.complaint(ran("sendxmpp-message")) == "exit 0, no error line"
+
+
+def test_gosendxmpp_refused_before_login_by_internal_server_error_is_the_passing_fault():
+    # The tail of a listener's -d output from a CI run (jabberd2, twice, on both SRV records):
+    # its last line, go-sendxmpp's own, names "<success>" without any SASL success.
+    output = text("gosendxmpp-internal-server-error.out")
+    assert gosendxmpp_runner.refused_before_login(output)
+    assert not gosendxmpp_runner.refused_before_login(text("gosendxmpp-listener.out"))
+    assert not gosendxmpp_runner.refused_before_login(text("gosendxmpp-wrong-password.out"))

@@ -42,6 +42,7 @@ TOOL = "go-sendxmpp"
 
 NO_SESSION = "no session before the timeout, nothing printed"
 SASL_FAILURE = re.compile(r"<failure xmlns=['\"]urn:ietf:params:xml:ns:xmpp-sasl['\"]><([a-z-]+)")
+SASL_SUCCESS = re.compile(r"<success xmlns=['\"]urn:ietf:params:xml:ns:xmpp-sasl['\"]")
 
 
 class Listener:
@@ -139,10 +140,15 @@ def listen(ctx: Context, server: str, user: str, *, password: str | None = None,
     raised (see login_refused)."""
     jid, right = ctx.account(server, user)
     listener = ctx.opened(Listener(ctx, jid, password or right, ca=ca, strace=strace))
-    if not listener.wait_ready(ctx.timeout) and "internal-server-error" in listener.output \
-            and "<success" not in listener.output:
+    if not listener.wait_ready(ctx.timeout) and refused_before_login(listener.output):
         raise login_refused(f"{TOOL} listener {jid}", "internal-server-error")
     return listener
+
+
+def refused_before_login(output: str) -> bool:
+    """The server ended the stream with internal-server-error before SASL succeeded (the
+    SASL element itself: go-sendxmpp's own error line names "<success>" too)."""
+    return "<internal-server-error" in output and not SASL_SUCCESS.search(output)
 
 
 def refusal(output: str, default: str = "no error printed") -> str:
