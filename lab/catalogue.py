@@ -50,6 +50,7 @@ FAULTS = [
     Case("F2", "first SRV target dead, second alive: delivered", "s2s"),
     Case("F6", "IPv6 only (AAAA records alone): C1 and S1 over IPv6", "c2s+s2s"),
     Case("F7", "_xmpps-server only (direct TLS between servers): delivered", "s2s", "s2s-direct-tls", True),
+    Case("F8", "lab DNS down for 30 s, then back: federation recovers", "s2s"),
 ]
 BY_ID = {case.id: case for case in CASES + FAULTS}
 

@@ -361,6 +361,8 @@ def list_kinds(file: Optional[Path] = FileOption):
     """Every server kind a lab here can use: where it comes from, its image, its features."""
     lab_dir = file.resolve().parent if file else Path.cwd()
     table = Table("kind", "from", "image", "s2s auth", "features", box=None)
+    for column in table.columns:
+        column.overflow = "fold"  # a path is never cut short
     for name, kind in servers.kinds(lab_dir).items():
         source = "built-in" if kind.builtin else str(kind.folder)
         image = kind.prebuilt or f"built from {kind.build_dir.relative_to(kind.folder)}/"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import threading
 import time
 from datetime import datetime
 
@@ -33,7 +34,10 @@ CASE_BUDGET = 20.0   # seconds a case may take, counted from its own start in th
 OBSERVER = "observed"  # the "stack" of S8 results: the lab observes, slixmpp only exchanges
 TITLES = {case.id: case.title for case in CASES + FAULTS}
 # Only these cases make servers connect afresh: they run alone, after the others.
-FRESH_S2S = ("S8", *VARIANTS)
+FRESH_S2S = ("S8", "F8", *VARIANTS)
+# F8: the lab DNS is paused this long, from OUTAGE_START after the runner began; the
+# runner gives up RECOVERY_BUDGET after it is back.
+OUTAGE_START, OUTAGE, RECOVERY_BUDGET = 6.0, 30.0, 60.0
 
 
 def default_concurrency(engine_cores: int) -> int:
@@ -279,6 +283,24 @@ def judge_f7(result: CaseResult, sender: Server, receiver: Server, queries: list
                   "expected": expected})
 
 
+def judge_f8(result: CaseResult, down: float, back: float) -> CaseResult:
+    """F8: when the message arrived (the runner's ``delivered_at``) against when the lab DNS
+    went down and came back (unix times). The runner tries every 5 s: the recovery time is
+    known to within that."""
+    expected = "recovers once the DNS is back, with no restart (RFC 6120 3.2: lookups are retried)"
+    evidence = {**result.evidence, "dns_down_at": down, "dns_back_at": back, "expected": expected}
+    delivered = result.evidence.get("delivered_at")
+    if result.status in (PASS, FLAKY) and delivered:
+        observed = (f"recovered {delivered - back:.1f} s after the DNS came back" if delivered >= back
+                    else f"delivered during the outage, {delivered - down:.1f} s into it")
+        return dataclasses.replace(result, detail=f"observed: {observed}; {result.detail}",
+                                   evidence={**evidence, "observed": observed})
+    if result.status == FAIL:
+        return dataclasses.replace(result, evidence={**evidence, "observed": (
+            f"no recovery within {RECOVERY_BUDGET:g} s after the DNS came back")})
+    return result
+
+
 def judge_features(result: CaseResult, server: Server) -> CaseResult:
     """C6: every declared feature with a disco#info var must be advertised."""
     if result.status not in (PASS, FLAKY):
@@ -337,6 +359,8 @@ class Interop:
             results += self.observe_auth(pairs)
         for case in [c for c in cases if c.id in VARIANTS]:
             results += self.run_variant(case, stack_list, servers, pairs)
+        if any(c.id == "F8" for c in cases):
+            results += self.run_outage(BY_ID["F8"], pairs)
         results = self.with_server_side(results)
         order = {c.id: i for i, c in enumerate(CASES)}
         place = {s.name: i for i, s in enumerate(self.lab.servers)}
@@ -348,14 +372,15 @@ class Interop:
         planned, results = plan(stack, cases, servers, pairs)
         return results + self.run_runner(stack, planned)
 
-    def run_runner(self, stack: ClientStack, planned: list[dict]) -> list[CaseResult]:
+    def run_runner(self, stack: ClientStack, planned: list[dict], **extra) -> list[CaseResult]:
+        """``extra``: further spec fields (F8's outage times; a concurrency of its own)."""
         if not planned:
             return []
         spec = {"ca": CLIENT_CA, "timeout": CASE_BUDGET, "concurrency": self.concurrency * stack.concurrency_scale,
                 "servers": {s.name: {"domain": s.domain, "accounts": s.accounts, "muc": s.muc_domain,
                                      "users": stack_users(stack, s)}
                             for s in self.lab.servers},
-                "cases": planned}
+                "cases": planned, **extra}
         try:
             reported = run_runner(self.runtime, stack, "cases", spec)
         except LabError as error:
@@ -464,10 +489,45 @@ class Interop:
                 elif r.target in by_name:
                     r = judge_lookup(r, case.id, by_name[r.server], by_name[r.target], queries, since)
                 results.append(r)
-        if case in FAULTS:  # the lab is back to normal: S1 for every pair again, on the normal zone
-            back = self.run_stack(PRIMARY, [BY_ID["S1"]], servers, pairs)
-            results += [dataclasses.replace(r, stack=f"after-{case.id}") for r in back]
+        if case in FAULTS:
+            results += self.back_to_normal(case, servers, pairs)
         return results
+
+    def back_to_normal(self, case: Case, servers, pairs) -> list[CaseResult]:
+        """After a fault: S1 for every pair again (stack after-<fault>), to show the lab is
+        back to normal."""
+        return [dataclasses.replace(r, stack=f"after-{case.id}")
+                for r in self.run_stack(PRIMARY, [BY_ID["S1"]], servers, pairs)]
+
+    def run_outage(self, case: Case, pairs) -> list[CaseResult]:
+        """F8: every pair's users log in, the lab DNS is paused for OUTAGE seconds, and each
+        pair's message is tried every 5 s until it arrives; the recovery time is judged here."""
+        dropped = self.drop_s2s()
+        fresh, results = self.fresh_pairs(case, PRIMARY.name, pairs, dropped)
+        if not fresh:
+            return results
+        start = time.time()
+        outage = {"down_at": start + OUTAGE_START, "up_at": start + OUTAGE_START + OUTAGE,
+                  "give_up_at": start + OUTAGE_START + OUTAGE + RECOVERY_BUDGET}
+        planned = [{"case": case.id, "server": a.name, "target": b.name} for a, b in fresh]
+        box: dict = {}
+        runner = threading.Thread(target=lambda: box.update(results=self.run_runner(
+            PRIMARY, planned, outage=outage, concurrency=len(planned))), daemon=True)
+        dns = self.runtime.container(DNS_SERVICE)
+        try:
+            runner.start()
+            time.sleep(max(0.0, outage["down_at"] - time.time()))
+            dns.pause()
+            down = time.time()
+            time.sleep(max(0.0, outage["up_at"] - time.time()))
+        finally:
+            with interrupts_ignored():  # the lab DNS answers again, whatever happens
+                if self.runtime.container(DNS_SERVICE).status == "paused":
+                    dns.unpause()
+        back = time.time()
+        runner.join()
+        results += [judge_f8(r, down, back) for r in box.get("results", [])]
+        return results + self.back_to_normal(case, list(self.lab.servers), pairs)
 
     def planned_as_results(self, stack: ClientStack, case: Case, servers, pairs) -> list[CaseResult]:
         """What ``stack`` would run of ``case``, as results to fill in (not supported ones as they are)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lab import model
-from lab.interop import dns_queries, judge_f1, judge_f2, judge_f7
+from lab.interop import dns_queries, judge_f1, judge_f2, judge_f7, judge_f8
 from lab.results import ERROR, FAIL, PASS, CaseResult
 from lab.zone import build_zone
 
@@ -110,3 +110,30 @@ def test_f7_passes_on_the_direct_tls_lookups_and_fails_on_a_fallback(lab):
     fallback = judge_f7(runner_said(rid), lab.server("prosody"), lab.server("ejabberd"), blind, since(rid))
     assert fallback.status == FAIL and fallback.evidence["observed"].startswith(
         "delivered without looking up tls.ejabberd.test")
+
+
+F8 = {r["id"]: r for r in json.loads((FIXTURES / "f8-results.json").read_text())["results"]}
+
+
+def as_the_runner_said(result_id: str) -> CaseResult:
+    """An F8 result as the runner reported it, before the lab judged it."""
+    r = F8[result_id]
+    evidence = {"delivered_at": r["evidence"]["delivered_at"]} if "delivered_at" in r["evidence"] else {}
+    return CaseResult("F8", r["title"], "slixmpp", r["server"], r["target"], r["status"], "as the runner said",
+                      evidence=evidence)
+
+
+def test_f8_recovery_is_timed_from_the_moment_the_dns_came_back():
+    rid = "F8/slixmpp/prosody->ejabberd"
+    down, back = F8[rid]["evidence"]["dns_down_at"], F8[rid]["evidence"]["dns_back_at"]
+    verdict = judge_f8(as_the_runner_said(rid), down, back)
+    assert verdict.status == PASS and verdict.evidence["observed"] == "recovered 3.0 s after the DNS came back"
+    early = judge_f8(as_the_runner_said(rid), down, back + 100)
+    assert early.evidence["observed"].startswith("delivered during the outage")
+
+
+def test_f8_without_a_delivery_is_no_recovery():
+    rid = "F8/slixmpp/jabberd2->prosody"  # jabberd2's s2s TLS broke ("oid exists") once the DNS was back
+    evidence = F8[rid]["evidence"]
+    verdict = judge_f8(as_the_runner_said(rid), evidence["dns_down_at"], evidence["dns_back_at"])
+    assert verdict.status == FAIL and verdict.evidence["observed"] == "no recovery within 60 s after the DNS came back"

@@ -473,6 +473,30 @@ async def case_s7(run: CaseRun) -> str:
 
 # --- faults -----------------------------------------------------------------------------------
 
+async def case_f8(run: CaseRun) -> str:
+    """While the lab takes its DNS down and back (the spec's "outage": down_at, up_at,
+    give_up_at, unix times): both users log in before, then alice messages bob every 5 s
+    from just after the DNS went down until one arrives. The lab judges the recovery time."""
+    outage = run.spec["outage"]
+    alice = await run.login(run.server, "alice")
+    bob = await run.login(run.target, "bob")
+    await asyncio.sleep(max(0.0, outage["down_at"] + 1 - time.time()))
+    marker, to, tries = token(12), bob.boundjid.full, 0
+    while time.time() < outage["give_up_at"]:
+        tries += 1
+        run.send(alice, f"<message to={esc(to)} type='chat' id='lab-{token(10)}'><body>F8 {marker} "
+                        f"try {tries}</body></message>")
+        try:
+            got = await run.expect(bob, lambda e: e.tag == MESSAGE and marker in (e.findtext(f"{{{NS_CLIENT}}}body")
+                                                                                  or ""),
+                                   "the message", limit=min(5.0, max(0.1, outage["give_up_at"] - time.time())))
+        except CaseFailed:
+            continue
+        run.evidence["delivered_at"] = time.time()
+        return f"{got.findtext(f'{{{NS_CLIENT}}}body')!r} arrived (try {tries}, one every 5 s)"
+    raise CaseFailed(f"none of {tries} messages (one every 5 s) arrived by the end of the budget")
+
+
 async def case_f1(run: CaseRun) -> str:
     """Under the zone where every _xmpp-server SRV target is ".": a message to the target
     server must come back at once as remote-server-not-found (RFC 6120 3.2.1, 8.3.3.16)."""
@@ -521,12 +545,13 @@ S2S_CASES = {"S1": case_s1, "S2": case_s2, "S3": case_s3, "S4": case_s4, "S5": c
 
 def budget(case: str, timeout: float) -> float:
     """Every wait of a case ends at its deadline (``timeout`` from its start); then closing
-    its clients and its event loop."""
-    return timeout + 8
+    its clients and its event loop. F8 lasts as long as the lab's DNS outage and after."""
+    return 150.0 if case == "F8" else timeout + 8
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.CRITICAL)
-    main(Runner("slixmpp", {**C2S_CASES, **S2S_CASES, "F1": case_f1, "F2": case_s1, "F6": case_f6, "F7": case_s1},
+    main(Runner("slixmpp", {**C2S_CASES, **S2S_CASES, "F1": case_f1, "F2": case_s1, "F6": case_f6, "F7": case_s1,
+                 "F8": case_f8},
                 case_class=CaseRun, budget=budget,
                 commands={"ready": ready}))
