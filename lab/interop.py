@@ -7,7 +7,8 @@ can see is judged here, each verdict from evidence of this run:
 - S9/S10: the lab DNS's query log shows the sending server asked for the variant's records
   during the case;
 - C6: the server's advertised disco#info against the kind's declared features;
-- a failed s2s case gets the lines both servers logged about each other during it.
+- a failed s2s case gets the lines both servers logged about each other during it;
+- the fault scenarios (F cases) are set up here and judged in lab/faults.py.
 Every function that judges is pure (captured data in, CaseResult out), so it is tested on
 real captured logs without Docker.
 """
@@ -23,6 +24,7 @@ from datetime import datetime
 
 from lab.catalogue import BY_ID, CASES, FAULTS, FEATURE_VARS, Case
 from lab.errors import LabError, NotUp
+from lab.faults import OUTAGE, OUTAGE_START, RECOVERY_BUDGET, judge_f1, judge_f2, judge_f7, judge_f8, judge_ipv6
 from lab.model import Lab, Server
 from lab.project import CLIENT_CA, DNS_SERVICE, PRIMARY, ZONE_PATH, run_runner, stack_users
 from lab.results import ERROR, FAIL, FLAKY, NOT_SUPPORTED, PASS, CaseResult, reconcile
@@ -35,9 +37,6 @@ OBSERVER = "observed"  # the "stack" of S8 results: the lab observes, slixmpp on
 TITLES = {case.id: case.title for case in CASES + FAULTS}
 # Only these cases make servers connect afresh: they run alone, after the others.
 FRESH_S2S = ("S8", "F8", *VARIANTS)
-# F8: the lab DNS is paused this long, from OUTAGE_START after the runner began; the
-# runner gives up RECOVERY_BUDGET after it is back.
-OUTAGE_START, OUTAGE, RECOVERY_BUDGET = 6.0, 30.0, 60.0
 
 
 def default_concurrency(engine_cores: int) -> int:
@@ -182,123 +181,6 @@ def judge_lookup(result: CaseResult, variant: str, sender: Server, receiver: Ser
              f"then {host} {address['type']} ({address.get('rcode')}: {address.get('answers') or 'none'})")
     return dataclasses.replace(result, detail=f"{result.detail}; {proof}",
                                evidence={**result.evidence, "dns": [srv, address], "since": since, "until": until})
-
-
-def judge_ipv6(result: CaseResult, asker: str, askers: list[str], target: Server,
-               queries: list[dict], since: float) -> CaseResult:
-    """F6: an exchange under the IPv6-only zone counts only if the lab DNS saw ``asker`` (its
-    addresses ``askers``) look ``target`` up during the case and get its IPv6 address."""
-    if result.status not in (PASS, FLAKY):
-        return result
-    until = (result.ended or time.time()) + 0.5
-    asked = [q for q in queries if q.get("client") in askers and since <= q.get("time", 0) <= until]
-    found = next((q for q in asked if q["name"].rstrip(".") == target.domain and q["type"] == "AAAA"
-                  and target.address6 in (q.get("answers") or [])), None)
-    if found is None:
-        seen = ", ".join(f"{q['name'].rstrip('.')} {q['type']}" for q in asked) or "nothing"
-        return dataclasses.replace(result, status=ERROR, detail=(
-            f"exchanged, but the lab DNS saw no AAAA query from {asker} for {target.domain} answered with "
-            f"{target.address6} during the case (it asked: {seen}); {result.detail}"))
-    return dataclasses.replace(result, detail=f"{result.detail}; lab DNS: {asker} asked {target.domain} AAAA "
-                                              f"-> {target.address6} (no A records served)",
-                               evidence={**result.evidence, "dns": [found], "since": since, "until": until})
-
-
-def asked_during(result: CaseResult, askers: list[str], queries: list[dict], since: float) -> list[dict]:
-    """The lab DNS queries from ``askers`` between ``since`` and the end of the case."""
-    until = (result.ended or time.time()) + 0.5
-    return [q for q in queries if q.get("client") in askers and since <= q.get("time", 0) <= until]
-
-
-def judge_f1(result: CaseResult, sender: Server, receiver: Server, queries: list[dict], since: float) -> CaseResult:
-    """F1: a refusal counts only if the lab DNS saw the sender get the "." SRV answer, and the
-    sender must not look the receiver's address up after it (no A/AAAA fallback), whatever
-    its user was told."""
-    asked = asked_during(result, sender.addresses, queries, since)
-    srv_name = f"_xmpp-server._tcp.{receiver.domain}"
-    srv = next((q for q in asked if q["name"].rstrip(".") == srv_name and q["type"] == "SRV"), None)
-    fallback = [q for q in asked if srv is not None and q["name"].rstrip(".") == receiver.domain
-                and q["type"] in ("A", "AAAA") and q["time"] >= srv["time"]]
-    if fallback:
-        observed = f"fell back to {receiver.domain} {fallback[0]['type']} after the SRV answer '.'"
-        return dataclasses.replace(result, status=FAIL, evidence={
-            **result.evidence, "dns": [srv, *fallback], "since": since, "observed": observed}, detail=(
-            f"observed: {observed} (lab DNS; RFC 6120 3.2.1: no fallback when the target is '.'); {result.detail}"))
-    if result.status not in (PASS, FLAKY):
-        return result
-    if srv is None:
-        return dataclasses.replace(result, status=ERROR, detail=(
-            f"refused, but the lab DNS saw no SRV query from {sender.name} for {srv_name} during the case "
-            f"(a cached answer?): the lab cannot tell why; {result.detail}"))
-    return dataclasses.replace(result, evidence={**result.evidence, "dns": [srv], "since": since}, detail=(
-        f"{result.detail}; lab DNS: {sender.name} asked {srv_name} SRV -> {', '.join(srv.get('answers') or [])}, "
-        f"and no A/AAAA of {receiver.domain} after it"))
-
-
-def judge_f2(result: CaseResult, sender: Server, receiver: Server, queries: list[dict], since: float) -> CaseResult:
-    """F2: a delivery counts only if the lab DNS saw the sender look up the dead first target
-    and then the live second one."""
-    expected = "delivered through the second SRV target (RFC 2782 order; RFC 6120 3.2.1)"
-    if result.status not in (PASS, FLAKY):
-        return dataclasses.replace(result, evidence={**result.evidence, "expected": expected,
-                                                      "observed": f"not delivered: {result.detail}"})
-    asked = asked_during(result, sender.addresses, queries, since)
-    # Lookups only: a server may resolve every target at once (jabberd2 does, live one first).
-    dead = next((q for q in asked if q["name"].rstrip(".") == f"dead.{receiver.domain}" and q.get("answers")), None)
-    live = next((q for q in asked if q["name"].rstrip(".") == receiver.domain and q["type"] in ("A", "AAAA")
-                 and q.get("answers")), None)
-    if not (dead and live):
-        return dataclasses.replace(result, status=ERROR, detail=(
-            f"delivered, but the lab DNS saw no lookup of both dead.{receiver.domain} and {receiver.domain} "
-            f"from {sender.name} during the case: the lab cannot tell which target was used; {result.detail}"))
-    took = re.search(r" in (\d+) ms", result.detail)
-    observed = f"delivered after {took.group(1)} ms" if took else "delivered"
-    return dataclasses.replace(result, detail=(
-        f"observed: {observed}; {sender.name} looked up dead.{receiver.domain} ({dead['answers'][0]}, no one "
-        f"there) and {receiver.domain}; "
-        f"{result.detail}"), evidence={**result.evidence, "dns": [dead, live], "since": since,
-                                      "observed": observed, "expected": expected})
-
-
-def judge_f7(result: CaseResult, sender: Server, receiver: Server, queries: list[dict], since: float) -> CaseResult:
-    """F7: a delivery counts as direct TLS only if the lab DNS saw the sender look up the
-    _xmpps-server record and then tls.<receiver>, the name only that record leads to."""
-    expected = "delivered over direct TLS via _xmpps-server (XEP-0368)"
-    if result.status not in (PASS, FLAKY):
-        return dataclasses.replace(result, evidence={**result.evidence, "expected": expected,
-                                                      "observed": f"not delivered: {result.detail}"})
-    asked = asked_during(result, sender.addresses, queries, since)
-    srv_name, host = f"_xmpps-server._tcp.{receiver.domain}", f"tls.{receiver.domain}"
-    srv = next((q for q in asked if q["name"].rstrip(".") == srv_name and q["type"] == "SRV"), None)
-    tls = next((q for q in asked if q["name"].rstrip(".") == host and q["type"] in ("A", "AAAA") and q.get("answers")),
-               None)
-    if srv is None or tls is None:
-        observed = (f"delivered without looking up {host} (not through _xmpps-server: "
-                    f"{'asked' if srv else 'never asked'} {srv_name})")
-        return dataclasses.replace(result, status=FAIL, detail=f"observed: {observed}; {result.detail}",
-                                   evidence={**result.evidence, "observed": observed, "expected": expected})
-    return dataclasses.replace(result, detail=(
-        f"observed: delivered through {srv_name} -> {host} ({tls['answers'][0]}); {result.detail}"),
-        evidence={**result.evidence, "dns": [srv, tls], "since": since, "observed": "delivered over direct TLS",
-                  "expected": expected})
-
-
-def judge_f8(result: CaseResult, down: float, back: float) -> CaseResult:
-    """F8: when the message arrived (the runner's ``delivered_at``) against when the lab DNS
-    went down and came back (unix times). The runner tries every 5 s: the recovery time is
-    known to within that."""
-    expected = "recovers once the DNS is back, with no restart (RFC 6120 3.2: lookups are retried)"
-    evidence = {**result.evidence, "dns_down_at": down, "dns_back_at": back, "expected": expected}
-    delivered = result.evidence.get("delivered_at")
-    if result.status in (PASS, FLAKY) and delivered:
-        observed = (f"recovered {delivered - back:.1f} s after the DNS came back" if delivered >= back
-                    else f"delivered during the outage, {delivered - down:.1f} s into it")
-        return dataclasses.replace(result, detail=f"observed: {observed}; {result.detail}",
-                                   evidence={**evidence, "observed": observed})
-    if result.status == FAIL:
-        return dataclasses.replace(result, evidence={**evidence, "observed": (
-            f"no recovery within {RECOVERY_BUDGET:g} s after the DNS came back")})
-    return result
 
 
 def judge_features(result: CaseResult, server: Server) -> CaseResult:

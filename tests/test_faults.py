@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from lab import model
-from lab.interop import dns_queries, judge_f1, judge_f2, judge_f7, judge_f8
+from lab.faults import judge_f1, judge_f2, judge_f7, judge_f8
+from lab.interop import dns_queries
 from lab.results import ERROR, FAIL, PASS, CaseResult
 from lab.zone import build_zone
 

@@ -13,7 +13,8 @@ import pytest
 
 from lab import labdns, model
 from lab.catalogue import BY_ID, selected
-from lab.interop import dns_queries, judge_ipv6, plan
+from lab.faults import judge_ipv6
+from lab.interop import dns_queries, plan
 from lab.render import render_server
 from lab.results import ERROR, PASS, CaseResult
 from lab.stacks import stacks

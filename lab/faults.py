@@ -1,0 +1,138 @@
+"""Fault scenarios (F cases): the lab's verdict on each, from what it saw itself.
+
+The runner reports the exchange; these functions hold it against the lab DNS's query log
+(F1, F2, F6, F7) or the lab's own clock (F8), and give each result its observed and
+expected outcome. Pure: captured data in, CaseResult out (tests/test_faults.py,
+tests/test_ipv6.py run them on logs of real runs). What each fault expects, and why, is
+in docs/faults.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+
+from lab.model import Server
+from lab.results import ERROR, FAIL, FLAKY, PASS, CaseResult
+
+# F8: the lab DNS is paused this long, from OUTAGE_START after the runner began; the
+# runner gives up RECOVERY_BUDGET after it is back.
+OUTAGE_START, OUTAGE, RECOVERY_BUDGET = 6.0, 30.0, 60.0
+
+
+def asked_during(result: CaseResult, askers: list[str], queries: list[dict], since: float) -> list[dict]:
+    """The lab DNS queries from ``askers`` between ``since`` and the end of the case."""
+    until = (result.ended or time.time()) + 0.5
+    return [q for q in queries if q.get("client") in askers and since <= q.get("time", 0) <= until]
+
+
+def judge_f1(result: CaseResult, sender: Server, receiver: Server, queries: list[dict], since: float) -> CaseResult:
+    """F1: a refusal counts only if the lab DNS saw the sender get the "." SRV answer, and the
+    sender must not look the receiver's address up after it (no A/AAAA fallback), whatever
+    its user was told."""
+    asked = asked_during(result, sender.addresses, queries, since)
+    srv_name = f"_xmpp-server._tcp.{receiver.domain}"
+    srv = next((q for q in asked if q["name"].rstrip(".") == srv_name and q["type"] == "SRV"), None)
+    fallback = [q for q in asked if srv is not None and q["name"].rstrip(".") == receiver.domain
+                and q["type"] in ("A", "AAAA") and q["time"] >= srv["time"]]
+    if fallback:
+        observed = f"fell back to {receiver.domain} {fallback[0]['type']} after the SRV answer '.'"
+        return dataclasses.replace(result, status=FAIL, evidence={
+            **result.evidence, "dns": [srv, *fallback], "since": since, "observed": observed}, detail=(
+            f"observed: {observed} (lab DNS; RFC 6120 3.2.1: no fallback when the target is '.'); {result.detail}"))
+    if result.status not in (PASS, FLAKY):
+        return result
+    if srv is None:
+        return dataclasses.replace(result, status=ERROR, detail=(
+            f"refused, but the lab DNS saw no SRV query from {sender.name} for {srv_name} during the case "
+            f"(a cached answer?): the lab cannot tell why; {result.detail}"))
+    return dataclasses.replace(result, evidence={**result.evidence, "dns": [srv], "since": since}, detail=(
+        f"{result.detail}; lab DNS: {sender.name} asked {srv_name} SRV -> {', '.join(srv.get('answers') or [])}, "
+        f"and no A/AAAA of {receiver.domain} after it"))
+
+
+def judge_f2(result: CaseResult, sender: Server, receiver: Server, queries: list[dict], since: float) -> CaseResult:
+    """F2: a delivery counts only if the lab DNS saw the sender look up the dead first target
+    and then the live second one."""
+    expected = "delivered through the second SRV target (RFC 2782 order; RFC 6120 3.2.1)"
+    if result.status not in (PASS, FLAKY):
+        return dataclasses.replace(result, evidence={**result.evidence, "expected": expected,
+                                                      "observed": f"not delivered: {result.detail}"})
+    asked = asked_during(result, sender.addresses, queries, since)
+    # Lookups only: a server may resolve every target at once (jabberd2 does, live one first).
+    dead = next((q for q in asked if q["name"].rstrip(".") == f"dead.{receiver.domain}" and q.get("answers")), None)
+    live = next((q for q in asked if q["name"].rstrip(".") == receiver.domain and q["type"] in ("A", "AAAA")
+                 and q.get("answers")), None)
+    if not (dead and live):
+        return dataclasses.replace(result, status=ERROR, detail=(
+            f"delivered, but the lab DNS saw no lookup of both dead.{receiver.domain} and {receiver.domain} "
+            f"from {sender.name} during the case: the lab cannot tell which target was used; {result.detail}"))
+    took = re.search(r" in (\d+) ms", result.detail)
+    observed = f"delivered after {took.group(1)} ms" if took else "delivered"
+    return dataclasses.replace(result, detail=(
+        f"observed: {observed}; {sender.name} looked up dead.{receiver.domain} ({dead['answers'][0]}, no one "
+        f"there) and {receiver.domain}; "
+        f"{result.detail}"), evidence={**result.evidence, "dns": [dead, live], "since": since,
+                                      "observed": observed, "expected": expected})
+
+
+def judge_ipv6(result: CaseResult, asker: str, askers: list[str], target: Server,
+               queries: list[dict], since: float) -> CaseResult:
+    """F6: an exchange under the IPv6-only zone counts only if the lab DNS saw ``asker`` (its
+    addresses ``askers``) look ``target`` up during the case and get its IPv6 address."""
+    if result.status not in (PASS, FLAKY):
+        return result
+    until = (result.ended or time.time()) + 0.5
+    asked = [q for q in queries if q.get("client") in askers and since <= q.get("time", 0) <= until]
+    found = next((q for q in asked if q["name"].rstrip(".") == target.domain and q["type"] == "AAAA"
+                  and target.address6 in (q.get("answers") or [])), None)
+    if found is None:
+        seen = ", ".join(f"{q['name'].rstrip('.')} {q['type']}" for q in asked) or "nothing"
+        return dataclasses.replace(result, status=ERROR, detail=(
+            f"exchanged, but the lab DNS saw no AAAA query from {asker} for {target.domain} answered with "
+            f"{target.address6} during the case (it asked: {seen}); {result.detail}"))
+    return dataclasses.replace(result, detail=f"{result.detail}; lab DNS: {asker} asked {target.domain} AAAA "
+                                              f"-> {target.address6} (no A records served)",
+                               evidence={**result.evidence, "dns": [found], "since": since, "until": until})
+
+
+def judge_f7(result: CaseResult, sender: Server, receiver: Server, queries: list[dict], since: float) -> CaseResult:
+    """F7: a delivery counts as direct TLS only if the lab DNS saw the sender look up the
+    _xmpps-server record and then tls.<receiver>, the name only that record leads to."""
+    expected = "delivered over direct TLS via _xmpps-server (XEP-0368)"
+    if result.status not in (PASS, FLAKY):
+        return dataclasses.replace(result, evidence={**result.evidence, "expected": expected,
+                                                      "observed": f"not delivered: {result.detail}"})
+    asked = asked_during(result, sender.addresses, queries, since)
+    srv_name, host = f"_xmpps-server._tcp.{receiver.domain}", f"tls.{receiver.domain}"
+    srv = next((q for q in asked if q["name"].rstrip(".") == srv_name and q["type"] == "SRV"), None)
+    tls = next((q for q in asked if q["name"].rstrip(".") == host and q["type"] in ("A", "AAAA") and q.get("answers")),
+               None)
+    if srv is None or tls is None:
+        observed = (f"delivered without looking up {host} (not through _xmpps-server: "
+                    f"{'asked' if srv else 'never asked'} {srv_name})")
+        return dataclasses.replace(result, status=FAIL, detail=f"observed: {observed}; {result.detail}",
+                                   evidence={**result.evidence, "observed": observed, "expected": expected})
+    return dataclasses.replace(result, detail=(
+        f"observed: delivered through {srv_name} -> {host} ({tls['answers'][0]}); {result.detail}"),
+        evidence={**result.evidence, "dns": [srv, tls], "since": since, "observed": "delivered over direct TLS",
+                  "expected": expected})
+
+
+def judge_f8(result: CaseResult, down: float, back: float) -> CaseResult:
+    """F8: when the message arrived (the runner's ``delivered_at``) against when the lab DNS
+    went down and came back (unix times). The runner tries every 5 s: the recovery time is
+    known to within that."""
+    expected = "recovers once the DNS is back, with no restart (RFC 6120 3.2: lookups are retried)"
+    evidence = {**result.evidence, "dns_down_at": down, "dns_back_at": back, "expected": expected}
+    delivered = result.evidence.get("delivered_at")
+    if result.status in (PASS, FLAKY) and delivered:
+        observed = (f"recovered {delivered - back:.1f} s after the DNS came back" if delivered >= back
+                    else f"delivered during the outage, {delivered - down:.1f} s into it")
+        return dataclasses.replace(result, detail=f"observed: {observed}; {result.detail}",
+                                   evidence={**evidence, "observed": observed})
+    if result.status == FAIL:
+        return dataclasses.replace(result, evidence={**evidence, "observed": (
+            f"no recovery within {RECOVERY_BUDGET:g} s after the DNS came back")})
+    return result
