@@ -87,6 +87,10 @@ class Lab:
         return str(self.subnet[UNUSED_HOST])
 
     @property
+    def unused_address6(self) -> str | None:
+        return str(self.subnet6[UNUSED_HOST]) if self.subnet6 else None
+
+    @property
     def dns_address6(self) -> str | None:
         return str(self.subnet6[DNS_HOST]) if self.subnet6 else None
 

@@ -46,6 +46,8 @@ def build_zone(lab: Lab, variant: str | None = None) -> dict:
             elif variant == "F2":
                 records.append(srv("_xmpp-server._tcp", name, ports["s2s"], f"dead.{name}"))
                 records.append({"name": f"dead.{name}", "type": "A", "address": lab.unused_address})
+                if lab.unused_address6:
+                    records.append({"name": f"dead.{name}", "type": "AAAA", "address": lab.unused_address6})
                 records.append(srv("_xmpp-server._tcp", name, ports["s2s"], target, priority=10))
             elif variant == "F7":
                 records.append(srv("_xmpps-server._tcp", name, ports["s2s_direct_tls"], f"tls.{name}"))

@@ -57,7 +57,7 @@ def test_unknown_names_are_nxdomain_with_soa(server):
 
 def test_existing_name_without_that_type_is_nodata(server):
     port, _ = server
-    answer = ask(port, "prosody.test", "AAAA")
+    answer = ask(port, "prosody.test", "TXT")
     assert answer.rcode() == dns.rcode.NOERROR and not answer.answer
 
 

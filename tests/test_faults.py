@@ -19,7 +19,7 @@ from lab.zone import build_zone
 FIXTURES = Path(__file__).parent / "fixtures" / "faults"
 CAPTURED = {r["id"]: r for r in json.loads((FIXTURES / "results.json").read_text())["results"]}
 QUERIES = dns_queries((FIXTURES / "dns.log").read_text())
-LAB = ("name: faults\nclients: [slixmpp]\nservers:\n  prosody: {kind: prosody, domain: prosody.test}\n"
+LAB = ("name: faults\nclients: [slixmpp]\nnetwork: {ipv6: false}\nservers:\n  prosody: {kind: prosody, domain: prosody.test}\n"
        "  ejabberd: {kind: ejabberd, domain: ejabberd.test}\n  jabberd2: {kind: jabberd2, domain: jabberd2.test}\n")
 
 

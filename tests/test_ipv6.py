@@ -27,28 +27,36 @@ LAB = ("name: dualstack\nclients: [slixmpp]\nnetwork: {ipv6: true}\nservers:\n"
 
 
 @pytest.fixture
+def ipv4_lab(tmp_path):
+    (tmp_path / "v4").mkdir()
+    (tmp_path / "v4" / "lab.yml").write_text(LAB.replace("network: {ipv6: true}", "network: {ipv6: false}"))
+    return model.load(tmp_path / "v4" / "lab.yml")
+
+
+@pytest.fixture
 def lab(tmp_path):
     (tmp_path / "lab.yml").write_text(LAB)  # the capture's lab: same name, same addresses
     return model.load(tmp_path / "lab.yml")
 
 
-def test_a_dual_stack_lab_has_a_unique_local_64_from_its_name(lab, default_lab):
+def test_a_dual_stack_lab_has_a_unique_local_64_from_its_name(lab, default_lab, ipv4_lab):
     assert lab.subnet6 == model.default_subnet6("dualstack") and lab.subnet6.prefixlen == 64
     assert lab.subnet6.subnet_of(ipaddress.ip_network("fc00::/7"))
     assert model.default_subnet6("other") != lab.subnet6
     assert all(ipaddress.ip_address(s.address6) in lab.subnet6 for s in lab.servers)
     assert lab.dns_address6 == str(lab.subnet6[2]) and set(lab.client_addresses6) == {"slixmpp"}
-    assert not default_lab.ipv6 and default_lab.servers[0].address6 is None
+    assert default_lab.ipv6  # dual-stack is the default
+    assert not ipv4_lab.ipv6 and ipv4_lab.servers[0].address6 is None and ipv4_lab.dns_address6 is None
 
 
-def test_the_zone_has_aaaa_records_and_f6_serves_nothing_else(lab, default_lab):
+def test_the_zone_has_aaaa_records_and_f6_serves_nothing_else(lab, ipv4_lab):
     records = build_zone(lab)["records"]
     prosody = lab.server("prosody")
     assert {"name": "prosody.test", "type": "AAAA", "address": prosody.address6} in records
     assert {"name": "prosody.test", "type": "A", "address": prosody.address} in records
     only6 = build_zone(lab, "F6")["records"]
     assert not [r for r in only6 if r["type"] == "A"] and [r for r in only6 if r["type"] == "AAAA"]
-    assert not [r for r in build_zone(default_lab)["records"] if r["type"] == "AAAA"]
+    assert not [r for r in build_zone(ipv4_lab)["records"] if r["type"] == "AAAA"]
 
 
 def test_the_lab_dns_answers_aaaa_over_ipv6(lab):
@@ -65,12 +73,12 @@ def test_the_lab_dns_answers_aaaa_over_ipv6(lab):
             server.stop()
 
 
-def test_servers_listen_on_both_families_on_a_dual_stack_lab(lab, default_lab):
+def test_servers_listen_on_both_families_on_a_dual_stack_lab(lab, ipv4_lab):
     configs = {s.name: "\n".join(render_server(lab, s).values()) for s in lab.servers}
     assert 'ip: "::"' in configs["ejabberd"] and 'ip: "0.0.0.0"' not in configs["ejabberd"]
     assert "<ip>::</ip>" in configs["jabberd2"] and "<resolve-ipv6/>" in configs["jabberd2"]
-    plain = "\n".join(render_server(default_lab, default_lab.server("jabberd2")).values())
-    assert "<resolve-ipv6/>" not in plain  # IPv4 labs render as before (golden files)
+    plain = "\n".join(render_server(ipv4_lab, ipv4_lab.server("jabberd2")).values())
+    assert "<resolve-ipv6/>" not in plain and "<ip>0.0.0.0</ip>" in plain  # IPv4 labs (golden files too)
 
 
 def test_f6_is_asked_for_and_runs_per_server_and_per_pair(lab):
