@@ -45,7 +45,7 @@ def test_a_dual_stack_lab_has_a_unique_local_64_from_its_name(lab, default_lab, 
     assert model.default_subnet6("other") != lab.subnet6
     assert all(ipaddress.ip_address(s.address6) in lab.subnet6 for s in lab.servers)
     assert lab.dns_address6 == str(lab.subnet6[2]) and set(lab.client_addresses6) == {"slixmpp"}
-    assert default_lab.ipv6  # dual-stack is the default
+    assert not default_lab.ipv6  # not the default yet (README: IPv6)
     assert not ipv4_lab.ipv6 and ipv4_lab.servers[0].address6 is None and ipv4_lab.dns_address6 is None
 
 

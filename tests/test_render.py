@@ -13,7 +13,7 @@ from lab.errors import LabError
 from lab.render import render_server
 
 GOLDEN = Path(__file__).parent / "golden"
-LABS = {"default": model.DEFAULT_LAB, "ipv4": Path(__file__).parent / "labs" / "ipv4.yml"}
+LABS = {"default": model.DEFAULT_LAB, "dualstack": Path(__file__).parent / "labs" / "dualstack.yml"}
 
 
 def rendered():
