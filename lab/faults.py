@@ -53,8 +53,8 @@ def judge_f1(result: CaseResult, sender: Server, receiver: Server, queries: list
 
 
 def judge_f2(result: CaseResult, sender: Server, receiver: Server, queries: list[dict], since: float) -> CaseResult:
-    """F2: a delivery counts only if the lab DNS saw the sender look up the dead first target
-    and then the live second one."""
+    """F2: a delivery counts only if the lab DNS saw the sender look up both the dead first
+    target and the live second one (in any order: a server may resolve them all at once)."""
     expected = "delivered through the second SRV target (RFC 2782 order; RFC 6120 3.2.1)"
     if result.status not in (PASS, FLAKY):
         return dataclasses.replace(result, evidence={**result.evidence, "expected": expected,
@@ -77,7 +77,7 @@ def judge_f2(result: CaseResult, sender: Server, receiver: Server, queries: list
                                       "observed": observed, "expected": expected})
 
 
-def judge_ipv6(result: CaseResult, asker: str, askers: list[str], target: Server,
+def judge_f6(result: CaseResult, asker: str, askers: list[str], target: Server,
                queries: list[dict], since: float) -> CaseResult:
     """F6: an exchange under the IPv6-only zone counts only if the lab DNS saw ``asker`` (its
     addresses ``askers``) look ``target`` up during the case and get its IPv6 address."""

@@ -24,7 +24,7 @@ from datetime import datetime
 
 from lab.catalogue import BY_ID, CASES, FAULTS, FEATURE_VARS, Case
 from lab.errors import LabError, NotUp
-from lab.faults import OUTAGE, OUTAGE_START, RECOVERY_BUDGET, judge_f1, judge_f2, judge_f7, judge_f8, judge_ipv6
+from lab.faults import OUTAGE, OUTAGE_START, RECOVERY_BUDGET, judge_f1, judge_f2, judge_f7, judge_f8, judge_f6
 from lab.model import Lab, Server
 from lab.project import CLIENT_CA, DNS_SERVICE, PRIMARY, ZONE_PATH, run_runner, stack_users
 from lab.results import ERROR, FAIL, FLAKY, NOT_SUPPORTED, PASS, CaseResult, reconcile
@@ -365,9 +365,9 @@ class Interop:
                     r = judge_f7(r, by_name[r.server], by_name[r.target], queries, since)
                 elif case.id == "F6" and r.target in by_name:
                     sender = by_name[r.server]
-                    r = judge_ipv6(r, sender.name, sender.addresses, by_name[r.target], queries, since)
+                    r = judge_f6(r, sender.name, sender.addresses, by_name[r.target], queries, since)
                 elif case.id == "F6":
-                    r = judge_ipv6(r, stack.service, client, by_name[r.server], queries, since)
+                    r = judge_f6(r, stack.service, client, by_name[r.server], queries, since)
                 elif r.target in by_name:
                     r = judge_lookup(r, case.id, by_name[r.server], by_name[r.target], queries, since)
                 results.append(r)

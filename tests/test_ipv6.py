@@ -13,7 +13,7 @@ import pytest
 
 from lab import labdns, model
 from lab.catalogue import BY_ID, selected
-from lab.faults import judge_ipv6
+from lab.faults import judge_f6
 from lab.interop import dns_queries, plan
 from lab.render import render_server
 from lab.results import ERROR, PASS, CaseResult
@@ -103,7 +103,7 @@ def exchange(result_id: str) -> CaseResult:
 
 def test_f6_passes_on_the_aaaa_lookup_the_dns_answered(lab):
     sender, receiver = lab.server("jabberd2"), lab.server("prosody")
-    verdict = judge_ipv6(exchange("F6/slixmpp/jabberd2->prosody"), "jabberd2", sender.addresses, receiver,
+    verdict = judge_f6(exchange("F6/slixmpp/jabberd2->prosody"), "jabberd2", sender.addresses, receiver,
                          QUERIES, CAPTURED["F6/slixmpp/jabberd2->prosody"]["started"] - 3)
     assert verdict.status == PASS
     assert verdict.detail.endswith(f"jabberd2 asked prosody.test AAAA -> {receiver.address6} (no A records served)")
@@ -112,7 +112,7 @@ def test_f6_passes_on_the_aaaa_lookup_the_dns_answered(lab):
 def test_f6_without_the_lookup_in_the_case_is_an_error(lab):
     result = exchange("F6/slixmpp/jabberd2->prosody")
     late = dataclasses.replace(result, started=result.ended + 600, ended=result.ended + 601)
-    verdict = judge_ipv6(late, "jabberd2", lab.server("jabberd2").addresses, lab.server("prosody"), QUERIES,
+    verdict = judge_f6(late, "jabberd2", lab.server("jabberd2").addresses, lab.server("prosody"), QUERIES,
                          late.started)
     assert verdict.status == ERROR and "saw no AAAA query from jabberd2 for prosody.test" in verdict.detail
 
@@ -120,7 +120,7 @@ def test_f6_without_the_lookup_in_the_case_is_an_error(lab):
 def test_f6_c2s_checks_the_client_containers_lookup(lab):
     client = [lab.client_addresses["slixmpp"], lab.client_addresses6["slixmpp"]]
     result = exchange("F6/slixmpp/ejabberd")
-    verdict = judge_ipv6(result, "client-slixmpp", client, lab.server("ejabberd"), QUERIES, result.started - 3)
+    verdict = judge_f6(result, "client-slixmpp", client, lab.server("ejabberd"), QUERIES, result.started - 3)
     assert verdict.status == PASS
-    other = judge_ipv6(result, "client-slixmpp", ["10.0.0.1"], lab.server("ejabberd"), QUERIES, result.started - 3)
+    other = judge_f6(result, "client-slixmpp", ["10.0.0.1"], lab.server("ejabberd"), QUERIES, result.started - 3)
     assert other.status == ERROR
