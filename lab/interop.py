@@ -61,7 +61,10 @@ def plan(stack: ClientStack, cases: list[Case], servers: list[Server], pairs) ->
         targets = ([(s, None) for s in servers] if "c2s" in case.scope else []) + \
             (list(pairs) if "s2s" in case.scope else [])
         for server, target in targets:
-            needed_from = [target] + ([server] if case.needs_both else []) if target else [server]
+            if target is None:
+                needed_from = [server]
+            else:  # the target; the sender too where the case needs both ends
+                needed_from = [target, server] if case.needs_both else [target]
             where = dict(case=case.id, title=case.title, stack=stack.name, server=server.name,
                          target=target and target.name, status=NOT_SUPPORTED)
             if case.id not in stack.cases:
@@ -332,9 +335,10 @@ class Interop:
         """S9/S10/F6 under their DNS variant, on fresh s2s connections; then the normal zone again."""
         results, per_stack = [], []
         if case.id == "F6" and not self.lab.ipv6:
-            return [dataclasses.replace(r, status=NOT_SUPPORTED, reason="lab", detail=(
-                        "the lab network is IPv4 only (network: {ipv6: true} makes it dual-stack)"))
-                    for stack in stack_list for r in self.planned_as_results(stack, case, servers, pairs)]
+            why = "the lab network is IPv4 only (network: {ipv6: true} makes it dual-stack)"
+            return [CaseResult(p["case"], TITLES[p["case"]], stack.name, p["server"], p["target"], NOT_SUPPORTED,
+                               why, reason="lab")
+                    for stack in stack_list for p in plan(stack, [case], servers, pairs)[0]]
         try:
             since = time.time()
             dropped = self.serve_zone(case.id)
@@ -410,12 +414,6 @@ class Interop:
         runner.join()
         results += [judge_f8(r, down, back) for r in box.get("results", [])]
         return results + self.back_to_normal(case, list(self.lab.servers), pairs)
-
-    def planned_as_results(self, stack: ClientStack, case: Case, servers, pairs) -> list[CaseResult]:
-        """What ``stack`` would run of ``case``, as results to fill in (not supported ones as they are)."""
-        planned, skipped = plan(stack, [case], servers, pairs)
-        return skipped + [CaseResult(p["case"], TITLES[p["case"]], stack.name, p["server"], p["target"], ERROR)
-                          for p in planned]
 
     def serve_zone(self, variant: str | None) -> dict[str, str | None]:
         """Serve the zone (or a DNS variant of it), make servers drop their s2s connections,
