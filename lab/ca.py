@@ -64,33 +64,75 @@ def create_ca(lab_name: str, permitted_domains: list[str] | None = None) -> Issu
     return Issued(key, builder.sign(key, hashes.SHA256()))
 
 
-def issue(ca: Issued, names: list[str]) -> Issued:
+BOTH_USAGES = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)
+
+
+def issue(ca: Issued | None, names: list[str], valid_from: datetime.datetime | None = None,
+          valid_until: datetime.datetime | None = None, usages=BOTH_USAGES) -> Issued:
     """A certificate for ``names`` (first = subject), usable as TLS server and client certificate.
 
-    s2s connections present it as a client certificate too, so it carries both EKUs.
+    s2s connections present it as a client certificate too, so it carries both EKUs by
+    default. ``ca`` None: self-signed. The other arguments make the faulty certificates of
+    VARIANTS.
     """
     key = ec.generate_private_key(ec.SECP256R1())
+    signing_key = ca.key if ca else key
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(names[0]))
-        .issuer_name(ca.cert.subject)
+        .issuer_name(ca.cert.subject if ca else _name(names[0]))
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + VALIDITY)
+        .not_valid_before(valid_from or now - BACKDATE)
+        .not_valid_after(valid_until or now + VALIDITY)
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
                                      data_encipherment=False, key_agreement=False, key_cert_sign=False,
                                      crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-                       critical=False)
+        .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
-        .sign(ca.key, hashes.SHA256())
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signing_key.public_key()), critical=False)
+        .sign(signing_key, hashes.SHA256())
     )
     return Issued(key, cert)
+
+
+# Faulty certificates a server presents in the fault scenarios F3a-e and F4 (what is wrong
+# with each; shared/notes/interop-catalogue.md, docs/faults.md).
+VARIANTS = {
+    "F3a": "a certificate for another lab domain",
+    "F3b": "an expired certificate",
+    "F3c": "a self-signed certificate",
+    "F3d": "a certificate from a second CA the lab's servers do not trust",
+    "F3e": "a certificate not valid yet",
+    "F4": "a certificate with the serverAuth EKU only (no clientAuth)",
+}
+
+
+def variant(fault: str, authority: Issued, names: list[str], other_names: list[str]) -> tuple[Issued, bytes]:
+    """The certificate of the fault ``fault`` (VARIANTS) for a server with ``names``, and the
+    chain it presents. ``other_names``: another lab server's names (F3a)."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    day = datetime.timedelta(days=1)
+    signer = authority
+    if fault == "F3a":
+        issued = issue(authority, other_names)
+    elif fault == "F3b":
+        issued = issue(authority, names, valid_from=now - 30 * day, valid_until=now - day)
+    elif fault == "F3c":
+        issued, signer = issue(None, names), None
+    elif fault == "F3d":
+        signer = create_ca("a second CA, not the lab's")
+        issued = issue(signer, names)
+    elif fault == "F3e":
+        issued = issue(authority, names, valid_from=now + 30 * day, valid_until=now + 60 * day)
+    elif fault == "F4":
+        issued = issue(authority, names, usages=(ExtendedKeyUsageOID.SERVER_AUTH,))
+    else:
+        raise ValueError(f"no certificate variant {fault}")
+    return issued, issued.cert_pem + (signer.cert_pem if signer else b"")
 
 
 def permitted(authority: Issued) -> list[str] | None:

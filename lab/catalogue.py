@@ -17,6 +17,7 @@ class Case:
     scope: str               # "c2s": per stack x server; "s2s": per ordered server pair; "c2s+s2s": both
     needs: str | None = None  # feature the server (c2s) / target server (s2s) must declare
     needs_both: bool = False  # s2s: the sending server must declare it too
+    group: str | None = None  # fault scenarios: the group it is set up with (see FAULTS)
 
 
 CASES = [
@@ -44,13 +45,23 @@ CASES = [
     Case("S10", "no SRV: A record on 5269", "s2s"),
 ]
 # Fault scenarios (F1-F8 of shared/notes/interop-catalogue.md): run only when asked for,
-# by ID (--only F6) or all of them (--faults). Scope "c2s+s2s": per server and per pair.
+# by ID (--only F6; F3 is F3a-e) or all of them (--faults). Scope "c2s+s2s": per server and
+# per pair. Each group is set up and taken down on its own, and S1 runs after it: "dns"
+# zone variants; "server" B's certificate or config, B alone restarted; "ipv6"; "outage".
 FAULTS = [
-    Case("F1", "SRV target \".\": refused at once, no A/AAAA fallback", "s2s"),
-    Case("F2", "first SRV target dead, second alive: delivered", "s2s"),
-    Case("F6", "IPv6 only (AAAA records alone): C1 and S1 over IPv6", "c2s+s2s"),
-    Case("F7", "_xmpps-server only (direct TLS between servers): delivered", "s2s", "s2s-direct-tls", True),
-    Case("F8", "lab DNS down for 30 s, then back: federation recovers", "s2s"),
+    Case("F1", "SRV target \".\": refused at once, no A/AAAA fallback", "s2s", group="dns"),
+    Case("F2", "first SRV target dead, second alive: delivered", "s2s", group="dns"),
+    Case("F3a", "B presents a certificate for another lab domain", "s2s", group="server"),
+    Case("F3b", "B presents an expired certificate", "s2s", group="server"),
+    Case("F3c", "B presents a self-signed certificate", "s2s", group="server"),
+    Case("F3d", "B presents a certificate from a CA A does not trust", "s2s", group="server"),
+    Case("F3e", "B presents a certificate not valid yet", "s2s", group="server"),
+    Case("F4", "B's certificate has the serverAuth EKU only", "s2s", group="server"),
+    Case("F5", "B has s2s TLS off, A requires TLS: refused, nothing in plaintext", "s2s", group="server"),
+    Case("F6", "IPv6 only (AAAA records alone): C1 and S1 over IPv6", "c2s+s2s", group="ipv6"),
+    Case("F7", "_xmpps-server only (direct TLS between servers): delivered", "s2s", "s2s-direct-tls", True,
+         group="dns"),
+    Case("F8", "lab DNS down for 30 s, then back: federation recovers", "s2s", group="outage"),
 ]
 BY_ID = {case.id: case for case in CASES + FAULTS}
 
@@ -70,8 +81,10 @@ def selected(only: list[str] | None, faults: bool = False) -> list[Case]:
     in catalogue order."""
     if not only:
         return list(CASES) + (list(FAULTS) if faults else [])
-    unknown = [i for i in only if i.upper() not in BY_ID]
+    def named(case: Case, name: str) -> bool:  # F3 names F3a-e
+        return case.id.upper() == name.upper() or (case.id[:-1] == name.upper() and case.id[-1].isalpha())
+    unknown = [i for i in only if not any(named(case, i) for case in CASES + FAULTS)]
     if unknown:
         raise ValueError(f"unknown case {', '.join(unknown)} (cases: {', '.join(BY_ID)})")
-    wanted = {i.upper() for i in only}
-    return [case for case in CASES + FAULTS if case.id in wanted or (faults and case in FAULTS)]
+    return [case for case in CASES + FAULTS
+            if any(named(case, i) for i in only) or (faults and case in FAULTS)]

@@ -22,17 +22,25 @@ import threading
 import time
 from datetime import datetime
 
+from cryptography.hazmat.primitives import serialization
+
 from lab.catalogue import BY_ID, CASES, FAULTS, FEATURE_VARS, Case
 from lab.errors import LabError, NotUp
-from lab.faults import OUTAGE, OUTAGE_START, RECOVERY_BUDGET, judge_f1, judge_f2, judge_f7, judge_f8, judge_f6
+from lab import ca
+from lab.faults import (OUTAGE, OUTAGE_START, RECOVERY_BUDGET, describe_offer, fault_in_place, judge_f1, judge_f2,
+                        judge_f6, judge_f7, judge_f8, judge_server_fault)
 from lab.model import Lab, Server
-from lab.project import CLIENT_CA, DNS_SERVICE, PRIMARY, ZONE_PATH, run_runner, stack_users
+from lab.project import CLIENT_CA, DNS_SERVICE, PRIMARY, ZONE_PATH, Project, run_runner, stack_users
 from lab.results import ERROR, FAIL, FLAKY, NOT_SUPPORTED, PASS, CaseResult, reconcile
 from lab.runtime import File, Runtime, interrupts_ignored, parallel
 from lab.stacks import ClientStack, stacks
 from lab.zone import TTL, VARIANTS, build_zone
 
 CASE_BUDGET = 20.0   # seconds a case may take, counted from its own start in the runner
+# F1, F3-F5: how long the sender's user waits for the message to arrive or come back as
+# an error. "No answer within" it is what the lab observes then (jabberd2, for one, retries
+# a failed TLS connection in a loop and keeps the stanza; docs/faults.md).
+FAULT_BUDGET = 10.0
 OBSERVER = "observed"  # the "stack" of S8 results: the lab observes, slixmpp only exchanges
 TITLES = {case.id: case.title for case in CASES + FAULTS}
 # Only these cases make servers connect afresh: they run alone, after the others.
@@ -233,7 +241,7 @@ class Interop:
         servers = [s for s in self.lab.servers if not server_names or s.name in server_names]
         stack_list = [stacks()[n] for n in self.lab.clients if not stack_names or n in stack_names]
         pairs = [(a, b) for a in servers for b in self.lab.servers if a is not b]
-        plain = [c for c in cases if c.id not in FRESH_S2S]
+        plain = [c for c in cases if c.id not in FRESH_S2S and c not in FAULTS]
         # Runners create nothing: Ctrl-C need not wait for them.
         per_stack = parallel(lambda stack: self.run_stack(stack, plain, servers, pairs), stack_list,
                              finish_on_interrupt=False)
@@ -244,6 +252,12 @@ class Interop:
             results += self.observe_auth(pairs)
         for case in [c for c in cases if c.id in VARIANTS]:
             results += self.run_variant(case, stack_list, servers, pairs)
+        set_up = [c for c in cases if c.id in VARIANTS and c.group and (c.id != "F6" or self.lab.ipv6)]
+        for group in dict.fromkeys(c.group for c in set_up):
+            results += self.back_to_normal(group, servers, pairs)
+        server_faults = [c for c in cases if c.group == "server"]
+        if server_faults:
+            results += self.run_server_faults(server_faults, stack_list, servers, pairs)
         if any(c.id == "F8" for c in cases):
             results += self.run_outage(BY_ID["F8"], pairs)
         results = self.with_server_side(results)
@@ -252,10 +266,11 @@ class Interop:
         return sorted(results, key=lambda r: (order.get(r.case, len(order)), r.stack, place.get(r.server, -1),
                                               place.get(r.target, -1)))
 
-    def run_stack(self, stack: ClientStack, cases: list[Case], servers: list[Server], pairs) -> list[CaseResult]:
+    def run_stack(self, stack: ClientStack, cases: list[Case], servers: list[Server], pairs,
+                  **extra) -> list[CaseResult]:
         """One stack's runner over every case it can express; the rest reported from data."""
         planned, results = plan(stack, cases, servers, pairs)
-        return results + self.run_runner(stack, planned)
+        return results + self.run_runner(stack, planned, **extra)
 
     def run_runner(self, stack: ClientStack, planned: list[dict], **extra) -> list[CaseResult]:
         """``extra``: further spec fields (F8's outage times; a concurrency of its own)."""
@@ -348,7 +363,8 @@ class Interop:
                 fresh, skipped = self.fresh_pairs(case, stack.name, pairs, dropped)
                 results += skipped
                 per_stack.append((stack, fresh))
-            ran = parallel(lambda item: self.run_stack(item[0], [case], servers, item[1]), per_stack,
+            budget = {"timeout": FAULT_BUDGET} if case.id == "F1" else {}
+            ran = parallel(lambda item: self.run_stack(item[0], [case], servers, item[1], **budget), per_stack,
                            finish_on_interrupt=False)
             queries = dns_queries(self.runtime.logs(DNS_SERVICE, since=int(since) - 1))
         finally:
@@ -375,15 +391,81 @@ class Interop:
                 elif r.target in by_name:
                     r = judge_lookup(r, case.id, by_name[r.server], by_name[r.target], queries, since)
                 results.append(r)
-        if case in FAULTS:
-            results += self.back_to_normal(case, servers, pairs)
         return results
 
-    def back_to_normal(self, case: Case, servers, pairs) -> list[CaseResult]:
-        """After a fault: S1 for every pair again (stack after-<fault>), to show the lab is
-        back to normal."""
-        return [dataclasses.replace(r, stack=f"after-{case.id}")
+    def back_to_normal(self, group: str, servers, pairs) -> list[CaseResult]:
+        """After a group of faults: S1 for every pair again (stack after-<group>), to show the
+        lab is back to normal. The servers drop their s2s connections first: a failed one
+        may hold back stanzas for a while (ejabberd bounces them for up to a few minutes)."""
+        self.drop_s2s()
+        return [dataclasses.replace(r, stack=f"after-{group}")
                 for r in self.run_stack(PRIMARY, [BY_ID["S1"]], servers, pairs)]
+
+    def run_server_faults(self, cases: list[Case], stack_list, servers, pairs) -> list[CaseResult]:
+        """F3a-e, F4, F5: each server B in turn presents each fault (a faulty certificate, or
+        s2s TLS off) and is restarted alone; the lab looks at what B's s2s port offers, and
+        every other server's user and B's user message each other; at the end B gets its own
+        files back and is restarted again."""
+        project = Project(self.lab, self.runtime)
+        authority = project.authority()
+        normal = {s.name: s.files for s in project.services() if s.role == "server"}
+        results = []
+        for b in self.lab.servers:
+            senders = [a for a, target in pairs if target is b]
+            if not senders:
+                continue
+            try:
+                for case in cases:
+                    planned, skipped = plan(PRIMARY, [case], senders, [(a, b) for a in senders])
+                    results += skipped
+                    if planned:
+                        results += self.run_server_fault(project, authority, case, b, senders, normal[b.name])
+            finally:
+                with interrupts_ignored():  # B gets its own certificate and config back, whatever happens
+                    try:
+                        project.restart_server(b, normal[b.name])
+                    except LabError as error:
+                        raise LabError(f"{b.name} did not come back after the fault scenarios ({error}); "
+                                       f"'lab up --fresh' starts it anew") from None
+        return results + self.back_to_normal("server", servers, pairs)
+
+    def run_server_fault(self, project: Project, authority, case: Case, b: Server, senders: list[Server],
+                         normal: dict[str, File]) -> list[CaseResult]:
+        """One fault on B (see run_server_faults): B restarted with it, then judged per sender."""
+        def error(detail: str) -> list[CaseResult]:
+            return [CaseResult(case.id, case.title, PRIMARY.name, a.name, b.name, ERROR, detail) for a in senders]
+        expected_der = None
+        if case.id == "F5":
+            files = project.server_files(b, authority, normal[b.kind.tls_paths["key"]].data,
+                                         normal[b.kind.tls_paths["cert"]].data, s2s_tls=False)
+            if all(files[path] == normal[path] for path in b.kind.config_files.values()):
+                return [CaseResult(case.id, case.title, PRIMARY.name, a.name, b.name, NOT_SUPPORTED,
+                                   f"the {b.kind.name} templates do not use s2s_tls: it cannot turn s2s TLS off",
+                                   reason="server") for a in senders]
+        else:
+            other = next(s for s in self.lab.servers if s is not b and s.domain != b.domain)
+            issued, chain = ca.variant(case.id, authority, b.names, other.names)
+            files = project.server_files(b, authority, issued.key_pem, chain)
+            expected_der = issued.cert.public_bytes(serialization.Encoding.DER)
+        try:
+            project.restart_server(b, files)
+        except LabError as problem:
+            return error(f"{b.name} did not come up with the fault ({ca.VARIANTS.get(case.id, 's2s TLS off')}): "
+                         f"{problem}")
+        offer = run_runner(self.runtime, PRIMARY, "s2s-offer", {"domain": b.domain, "port": b.kind.ports["s2s"],
+                                                                "sender": senders[0].domain})
+        since = time.time()
+        self.drop_s2s()
+        ran = self.run_runner(PRIMARY, [{"case": case.id, "server": a.name, "target": b.name} for a in senders],
+                              timeout=FAULT_BUDGET)
+        names = [b.name, *(a.name for a in senders)]
+        logs = dict(zip(names, parallel(lambda name: log_lines(
+            self.runtime.logs(name, since=int(since) - 1, timestamps=True)), names)))
+        by_name = {s.name: s for s in self.lab.servers}
+        problem = fault_in_place(case.id, offer, expected_der)
+        presented = describe_offer(offer)
+        return [judge_server_fault(r, by_name[r.server], b, case.id, problem, logs, presented)
+                if r.server in by_name else r for r in ran]
 
     def run_outage(self, case: Case, pairs) -> list[CaseResult]:
         """F8: every pair's users log in, the lab DNS is paused for OUTAGE seconds, and each
@@ -412,8 +494,9 @@ class Interop:
                     dns.unpause()
         back = time.time()
         runner.join()
-        results += [judge_f8(r, down, back) for r in box.get("results", [])]
-        return results + self.back_to_normal(case, list(self.lab.servers), pairs)
+        give_up = back + (outage["give_up_at"] - outage["up_at"])
+        results += [judge_f8(r, down, back, give_up) for r in box.get("results", [])]
+        return results + self.back_to_normal(case.group, list(self.lab.servers), pairs)
 
     def serve_zone(self, variant: str | None) -> dict[str, str | None]:
         """Serve the zone (or a DNS variant of it), make servers drop their s2s connections,

@@ -87,10 +87,28 @@ class Project:
                 images.ensure_kind_image(client, kind, self.say)
         images.ensure_images(client, built, self.say)
 
+    def authority(self) -> ca.Issued:
+        lab = self.lab
+        return ca.load_or_create_ca(lab.state_dir / "ca", lab.name, lab.domains if lab.name_constraints else None)
+
+    def server_files(self, server: Server, authority: ca.Issued, key_pem: bytes, chain: bytes,
+                     **overrides) -> dict[str, File]:
+        """A server's files: its TLS files (``chain``: its certificate, then the CA that
+        issued it) and its rendered config (``overrides``: see render_server)."""
+        paths = server.kind.tls_paths
+        files = {
+            paths["ca"]: File(authority.cert_pem),
+            paths["cert"]: File(chain),
+            paths["key"]: File(key_pem, 0o600),
+            paths["bundle"]: File(chain + key_pem, 0o600),
+        }
+        files.update({target: File(text.encode()) for target, text in render_server(self.lab, server, **overrides).items()})
+        return files
+
     def services(self) -> list[Service]:
         """Everything the lab runs, with its files; written to the state directory too."""
         lab, state = self.lab, self.lab.state_dir
-        authority = ca.load_or_create_ca(state / "ca", lab.name, lab.domains if lab.name_constraints else None)
+        authority = self.authority()
         (state / "dns").mkdir(parents=True, exist_ok=True)
 
         services = [Service(
@@ -104,18 +122,11 @@ class Project:
         )]
         for server in lab.servers:
             issued = ca.load_or_issue(state / "servers" / server.name, authority, server.names)
-            chain = issued.cert_pem + authority.cert_pem
-            files = {
-                server.kind.tls_paths["ca"]: File(authority.cert_pem),
-                server.kind.tls_paths["cert"]: File(chain),
-                server.kind.tls_paths["key"]: File(issued.key_pem, 0o600),
-                server.kind.tls_paths["bundle"]: File(chain + issued.key_pem, 0o600),
-            }
+            files = self.server_files(server, authority, issued.key_pem, issued.cert_pem + authority.cert_pem)
             config_dir = state / "servers" / server.name / "config"
             config_dir.mkdir(parents=True, exist_ok=True)
-            for target, text in render_server(lab, server).items():
-                (config_dir / Path(target).name).write_text(text)
-                files[target] = File(text.encode())
+            for target in server.kind.config_files.values():
+                (config_dir / Path(target).name).write_bytes(files[target].data)
             services.append(Service(name=server.name, role="server", image=images.kind_tag(server.kind),
                                     address=server.address, address6=server.address6, files=files))
         for name, address in lab.client_addresses.items():
@@ -179,10 +190,18 @@ class Project:
     def run_runner(self, command: str, spec: dict, stack: ClientStack = PRIMARY):
         return run_runner(self.runtime, stack, command, spec)
 
-    def wait_ready(self) -> None:
+    def restart_server(self, server: Server, files: dict[str, File]) -> None:
+        """Put ``files`` into ``server``'s container and restart it alone, until it is ready
+        again (its accounts live in the container: they stay)."""
+        for path, file in files.items():
+            self.runtime.update_file(server.name, path, file)
+        self.runtime.container(server.name).restart(timeout=10)
+        self.wait_ready([server])
+
+    def wait_ready(self, servers: list[Server] | None = None) -> None:
         """Until every server opens an XMPP stream offering STARTTLS, or one dies or times out."""
         started = time.monotonic()
-        waiting = list(self.lab.servers)
+        waiting = list(servers or self.lab.servers)
         while waiting:
             result = self.run_runner("ready", {"domains": [s.domain for s in waiting], "timeout": 2,
                                                "ports": {s.domain: s.kind.ready_port for s in waiting}})

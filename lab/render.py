@@ -33,13 +33,16 @@ def template_context(lab: Lab, server: Server) -> dict:
         "direct_tls_port": server.kind.ports["c2s_direct_tls"] if "direct-tls" in server.kind.features else None,
         # Peers that can only do dialback; everyone else must present a verified certificate.
         "dialback_peers": [p.domain for p in peers if "certificate" not in p.kind.s2s_auth],
+        # False only while the fault F5 runs on this server: server connections in plaintext.
+        "s2s_tls": True,
     }
 
 
-def render_server(lab: Lab, server: Server) -> dict[str, str]:
-    """Rendered config files of ``server``: path in the container -> text."""
+def render_server(lab: Lab, server: Server, **overrides) -> dict[str, str]:
+    """Rendered config files of ``server``: path in the container -> text. ``overrides``:
+    context variables set otherwise (a fault's, e.g. s2s_tls=False)."""
     env = environment(lab, server)
-    context = template_context(lab, server)
+    context = {**template_context(lab, server), **overrides}
     try:
         return {target: env.get_template(template).render(context)
                 for template, target in server.kind.config_files.items()}

@@ -80,3 +80,48 @@ def test_server_certificate_is_kept_until_its_ca_or_names_change(tmp_path):
     assert renamed.cert != first.cert
     assert ca.load_or_issue(tmp_path, ca.create_ca("t"), ["a.test", "conference.a.test"]).cert != renamed.cert
     assert stat.S_IMODE((tmp_path / "key.pem").stat().st_mode) == 0o600
+
+
+def verify(issued: ca.Issued, chain: bytes, authority: ca.Issued, name: str, as_client: bool = False) -> str:
+    """"ok", or why the lab CA's trust rejects ``issued`` (with ``chain``) for ``name`` (RFC
+    5280 path validation with the Web PKI profile, as a TLS peer would check it)."""
+    from cryptography.x509 import verification
+    store = verification.Store([authority.cert])
+    intermediates = [c for c in x509.load_pem_x509_certificates(chain)[1:] if c != authority.cert]
+    builder = verification.PolicyBuilder().store(store)
+    try:
+        if as_client:
+            builder.build_client_verifier().verify(issued.cert, intermediates)
+        else:
+            builder.build_server_verifier(verification.DNSName(name)).verify(issued.cert, intermediates)
+    except verification.VerificationError as error:
+        return str(error)
+    return "ok"
+
+
+def test_each_fault_certificate_fails_the_check_it_is_about_and_no_other():
+    authority = ca.create_ca("t")
+    names, other = ["prosody.test", "conference.prosody.test"], ["ejabberd.test"]
+    good = ca.issue(authority, names)
+    assert verify(good, good.cert_pem, authority, "prosody.test") == "ok"
+    assert verify(good, good.cert_pem, authority, "prosody.test", as_client=True) == "ok"
+    results = {}
+    for fault in ca.VARIANTS:
+        issued, chain = ca.variant(fault, authority, names, other)
+        results[fault] = (verify(issued, chain, authority, "prosody.test"),
+                          verify(issued, chain, authority, "prosody.test", as_client=True))
+    assert "no matching subjectAltName" in results["F3a"][0] and results["F3a"][1] == "ok"  # right CA, other name
+    assert all("not valid at validation time" in r for r in results["F3b"] + results["F3e"]), results
+    assert all("candidates exhausted" in r for r in results["F3c"] + results["F3d"]), results  # no path to the lab CA
+    assert results["F4"][0] == "ok" and "required EKU not found" in results["F4"][1], results["F4"]
+
+
+def test_fault_certificates_present_their_chain():
+    authority = ca.create_ca("t")
+    _, chain = ca.variant("F3c", authority, ["prosody.test"], ["ejabberd.test"])
+    assert len(x509.load_pem_x509_certificates(chain)) == 1  # self-signed: no CA
+    issued, chain = ca.variant("F3d", authority, ["prosody.test"], ["ejabberd.test"])
+    second = x509.load_pem_x509_certificates(chain)[1]
+    assert second != authority.cert and issued.cert.issuer == second.subject
+    _, chain = ca.variant("F3b", authority, ["prosody.test"], ["ejabberd.test"])
+    assert x509.load_pem_x509_certificates(chain)[1] == authority.cert

@@ -34,7 +34,7 @@ def test_c1_and_s1_for_every_pair_over_ipv6_only(tmp_path):
         [report] = (tmp_path / ".lab" / name / "results").glob("*/results.json")
         everything = {r["id"]: r for r in json.loads(report.read_text())["results"]}
         results = {i: r for i, r in everything.items() if i.startswith("F6/")}
-        after = [r for i, r in everything.items() if i.startswith("S1/after-F6/")]
+        after = [r for i, r in everything.items() if i.startswith("S1/after-ipv6/")]
         assert len(after) == 6 and all(r["status"] in ("pass", "flaky") for r in after)  # back to normal
         wanted = {f"F6/slixmpp/{s}" for s in SERVERS} | {f"F6/slixmpp/{a}->{b}" for a in SERVERS for b in SERVERS
                                                           if a != b}

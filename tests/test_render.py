@@ -22,6 +22,13 @@ def rendered():
         for server in lab.servers:
             for target, text in render_server(lab, server).items():
                 yield f"{lab_name}/{server.name}/{Path(target).name}", text
+    # The fault F5: server connections in plaintext (only the files it changes).
+    lab = model.load(model.DEFAULT_LAB)
+    for server in lab.servers:
+        normal = render_server(lab, server)
+        for target, text in render_server(lab, server, s2s_tls=False).items():
+            if text != normal[target]:
+                yield f"f5-plaintext-s2s/{server.name}/{Path(target).name}", text
 
 
 @pytest.mark.parametrize("name,text", list(rendered()), ids=lambda v: v if "/" in str(v)[:60] else "")

@@ -51,3 +51,46 @@ def ready(spec: dict) -> dict:
 
     with ThreadPoolExecutor(max_workers=len(spec["domains"])) as pool:
         return dict(zip(spec["domains"], pool.map(wait, spec["domains"])))
+
+
+S2S_HEADER = ("<?xml version='1.0'?><stream:stream to='{domain}' from='{sender}' version='1.0' "
+              "xmlns='jabber:server' xmlns:db='jabber:server:dialback' xmlns:stream='http://etherx.jabber.org/streams'>")
+
+
+def read_until(sock, end: bytes, limit: int = 65536) -> str:
+    received = b""
+    while end not in received and len(received) < limit:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        received += chunk
+    return received.decode(errors="replace")
+
+
+def s2s_offer(spec: dict) -> dict:
+    """What a server offers another server on its s2s port, as the fault scenarios see it:
+    whether it offers STARTTLS and, if so, the certificate it presents (DER, base64), taken
+    without checking it. spec: {"domain", "port", "sender"}."""
+    import base64
+    import ssl
+    domain, port = spec["domain"], spec["port"]
+    try:
+        with socket.create_connection((domain, port), timeout=3) as sock:
+            sock.sendall(S2S_HEADER.format(domain=domain, sender=spec["sender"]).encode())
+            features = read_until(sock, b"</stream:features>")
+            if "</stream:features>" not in features:
+                return {"starttls": False, "certificate": None,
+                        "error": f"no stream features from {domain}:{port} (got {features[:160]!r})"}
+            if TLS_NS not in features:
+                return {"starttls": False, "certificate": None, "error": None, "features": features[-400:]}
+            sock.sendall(f"<starttls xmlns='{TLS_NS}'/>".encode())
+            answer = read_until(sock, b"/>")
+            if "proceed" not in answer:
+                return {"starttls": True, "certificate": None, "error": f"STARTTLS not proceeding: {answer[:160]!r}"}
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # looked at, not trusted
+            with context.wrap_socket(sock, server_hostname=domain) as tls:
+                der = tls.getpeercert(binary_form=True)
+        return {"starttls": True, "certificate": base64.b64encode(der).decode() if der else None, "error": None}
+    except OSError as error:
+        return {"starttls": None, "certificate": None, "error": f"{domain}:{port}: {error}"}

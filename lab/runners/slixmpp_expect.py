@@ -84,7 +84,7 @@ class CaseRun(Case):
         finally:
             client.waiters.remove(entry)
 
-    async def expect_first(self, *expectations, what: str):
+    async def expect_first(self, *expectations, what: str, limit: float | None = None):
         """The first of several (client, predicate) expectations met: (index, element)."""
         futures = []
         for client, predicate in expectations:
@@ -97,7 +97,7 @@ class CaseRun(Case):
                 client.waiters.append((predicate, future))
             futures.append(future)
         try:
-            await self.within(asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED), what)
+            await self.within(asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED), what, limit)
             index = next(i for i, future in enumerate(futures) if future.done())
             return index, futures[index].result()
         finally:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import struct
 import time
 
 from harness import CaseFailed, Runner, main, token
-from probe import ready
+from probe import ready, s2s_offer
 from slixmpp_client import (IQ, MESSAGE, NS_BIND, NS_CARBONS, NS_CLIENT, NS_DATA, NS_FORWARD, NS_MUC, NS_MUC_OWNER,
                             NS_MUC_USER, NS_REGISTER, NS_REGISTER_FEATURE, NS_ROSTER, NS_SM, PRESENCE, bare, describe_error,
                             error_condition, esc)
@@ -538,6 +539,50 @@ async def case_f6(run: CaseRun) -> str:
     return f"logged in over IPv6 to [{host}]:{port} via SRV, STARTTLS {tls.version()}, certificate verified"
 
 
+def unchecked_tls(client) -> None:
+    """``client`` takes any certificate: for a login to a server whose c2s presents the
+    faulty certificate of F3/F4 (its c2s side is not what the fault is about)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    client.get_ssl_context = lambda: context
+
+
+async def fate(run: CaseRun, sender, recipient, what: str) -> dict:
+    """What became of a message from ``sender`` to ``recipient``'s bare JID, observed until
+    just before the case's deadline: delivered, refused (the error that came back) or none."""
+    message_id, marker = f"lab-{token(12)}", token(12)
+    to = recipient.boundjid.bare
+    started = time.monotonic()
+    run.send(sender, f"<message to={esc(to)} type='chat' id={esc(message_id)}><body>{what} {marker}</body></message>")
+    try:
+        index, got = await run.expect_first(
+            (recipient, lambda e: e.tag == MESSAGE and marker in (e.findtext(f"{{{NS_CLIENT}}}body") or "")),
+            (sender, run.bounced(sender, message_id)),
+            what=f"{what}", limit=max(0.1, run.remaining() - 1.5))
+    except CaseFailed:
+        return {"outcome": "none", "seconds": round(time.monotonic() - started, 1),
+                "detail": f"{sender.boundjid.full} -> {to}: neither delivered nor refused"}
+    ms = round((time.monotonic() - started) * 1000)
+    if index == 0:
+        return {"outcome": "delivered", "ms": ms, "detail": f"{sender.boundjid.full} -> {to}: delivered in {ms} ms"}
+    condition, _ = error_condition(got)
+    return {"outcome": "refused", "condition": condition, "ms": ms, "error": describe_error(got),
+            "detail": f"{sender.boundjid.full} -> {to}: refused by {got.get('from')}: {describe_error(got)} "
+                      f"after {ms} ms"}
+
+
+async def case_server_fault(run: CaseRun) -> str:
+    """F3a-e, F4, F5, the fault on the target server B (its certificate, or s2s TLS off):
+    alice@A messages bob@B and bob messages alice at the same time; what became of each goes
+    to the evidence ("there", "back"), for the lab to judge against the servers' logs."""
+    alice = await run.login(run.server, "alice")
+    bob = await run.login(run.target, "bob", setup=unchecked_tls if run.case.startswith(("F3", "F4")) else None)
+    there, back = await asyncio.gather(fate(run, alice, bob, f"{run.case} A->B"), fate(run, bob, alice, f"{run.case} B->A"))
+    run.evidence.update(there=there, back=back)
+    return f"{there['detail']}; {back['detail']}"
+
+
+SERVER_FAULTS = ("F3a", "F3b", "F3c", "F3d", "F3e", "F4", "F5")
 C2S_CASES = {"C1": case_c1, "C2": case_c2, "C3": case_c3, "C4": case_c4, "C5": case_c5, "C6": case_c6,
              "C7": case_c7, "C8": case_c8, "C9": case_c9, "C10": case_c10, "C11": case_c11, "C12": case_c12}
 S2S_CASES = {"S1": case_s1, "S2": case_s2, "S3": case_s3, "S4": case_s4, "S5": case_s5, "S6": case_s6,
@@ -552,6 +597,6 @@ def budget(case: str, timeout: float) -> float:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.CRITICAL)
     main(Runner("slixmpp", {**C2S_CASES, **S2S_CASES, "F1": case_f1, "F2": case_s1, "F6": case_f6, "F7": case_s1,
-                 "F8": case_f8},
+                 "F8": case_f8, **{case: case_server_fault for case in SERVER_FAULTS}},
                 case_class=CaseRun, budget=budget,
-                commands={"ready": ready}))
+                commands={"ready": ready, "s2s-offer": s2s_offer}))
