@@ -3,10 +3,13 @@ what each sender's configured policy makes right, how one message's fate is read
 the lab refuses to judge because the fault was not in place."""
 
 import base64
+import json
+from pathlib import Path
 
 import pytest
 
 from lab import ca, model
+from lab.interop import log_lines
 from lab.faults import describe_offer, expected_outcomes, fate_of, fault_in_place, judge_server_fault
 from lab.results import ERROR, FAIL, PASS, CaseResult
 
@@ -89,3 +92,49 @@ def test_judged_both_ways_and_never_when_the_fault_was_not_in_place(lab):
                               "F3c", None, late, "a certificate").status == ERROR
     assert judge_server_fault(runner_said(refused, refused), prosody, ejabberd, "F3c", "B presented no certificate",
                               {}, "").status == ERROR
+
+
+# --- on a real run (tests/fixtures/server-faults/capture.sh) ------------------------------------
+
+FIXTURES = Path(__file__).parent / "fixtures" / "server-faults"
+CAPTURED = {r["id"]: r for r in json.loads((FIXTURES / "results.json").read_text())["results"]}
+LOGS = {name: log_lines((FIXTURES / f"{name}.log").read_text()) for name in ("prosody", "ejabberd", "jabberd2")}
+
+
+def as_the_runner_said(result_id: str) -> CaseResult:
+    r = CAPTURED[result_id]
+    return CaseResult(r["case"], r["title"], "slixmpp", r["server"], r["target"], PASS, "as the runner said",
+                      evidence={"there": r["evidence"]["there"], "back": r["evidence"]["back"]},
+                      started=r["started"], ended=r["ended"])
+
+
+@pytest.mark.parametrize("result_id", [i for i in CAPTURED if i.startswith("F")])
+def test_the_lab_judges_a_real_run_as_it_did_then(lab, result_id):
+    r = CAPTURED[result_id]
+    verdict = judge_server_fault(as_the_runner_said(result_id), lab.server(r["server"]), lab.server(r["target"]),
+                                 r["case"], None, LOGS, r["evidence"]["presented"])
+    assert (verdict.status, verdict.evidence["observed"]) == (r["status"], r["observed"])
+
+
+def test_findings_of_that_run(lab):
+    # ejabberd 23.01 refuses Prosody's serverAuth-only certificate for SASL EXTERNAL and takes
+    # dialback instead (ejabberd issue 4392); its log line is the evidence.
+    f4 = CAPTURED["F4/slixmpp/ejabberd->prosody"]
+    assert f4["status"] == FAIL and f4["observed"].startswith("A->B accepted")
+    assert "B->A fell back to dialback" in f4["observed"]
+    assert "Accepted inbound s2s dialback authentication prosody.test -> ejabberd.test" in f4["detail"]
+    # jabberd2 keeps a message to a server whose certificate it cannot verify: no error comes back.
+    assert CAPTURED["F3c/slixmpp/jabberd2->prosody"]["observed"].startswith("A->B no answer within")
+    # B's port was looked at: the self-signed certificate was really presented.
+    assert CAPTURED["F3c/slixmpp/prosody->ejabberd"]["evidence"]["presented"].startswith(
+        "a certificate for ejabberd.test, conference.ejabberd.test issued by CN=ejabberd.test")
+
+
+def test_a_delivery_whose_authentication_is_not_in_the_log_is_not_judged(lab):
+    rid = "F3c/slixmpp/prosody->jabberd2"  # delivered by dialback both ways
+    r = CAPTURED[rid]
+    without = {name: [(when, line) for when, line in lines if "is now valid" not in line and "complete" not in line]
+               for name, lines in LOGS.items()}
+    verdict = judge_server_fault(as_the_runner_said(rid), lab.server("prosody"), lab.server("jabberd2"), "F3c",
+                                 None, without, r["evidence"]["presented"])
+    assert verdict.status == ERROR and "log shows no authentication" in verdict.detail
