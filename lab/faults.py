@@ -22,7 +22,7 @@ from lab.results import ERROR, FAIL, FLAKY, PASS, CaseResult
 
 # F8: the lab DNS is paused this long, from OUTAGE_START after the runner began; the
 # runner gives up RECOVERY_BUDGET after it is back.
-OUTAGE_START, OUTAGE, RECOVERY_BUDGET = 6.0, 30.0, 20.0
+OUTAGE_START, OUTAGE, RECOVERY_BUDGET = 5.0, 30.0, 15.0
 
 
 def asked_during(result: CaseResult, askers: list[str], queries: list[dict], since: float) -> list[dict]:

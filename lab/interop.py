@@ -32,7 +32,7 @@ from lab.faults import (OUTAGE, OUTAGE_START, RECOVERY_BUDGET, describe_offer, f
 from lab.model import Lab, Server
 from lab.project import CLIENT_CA, DNS_SERVICE, PRIMARY, ZONE_PATH, Project, run_runner, stack_users
 from lab.results import ERROR, FAIL, FLAKY, NOT_SUPPORTED, PASS, CaseResult, reconcile
-from lab.runtime import File, Runtime, interrupts_ignored, parallel
+from lab.runtime import File, Runtime, interrupts_deferred, interrupts_ignored, parallel
 from lab.stacks import ClientStack, stacks
 from lab.zone import TTL, VARIANTS, build_zone
 
@@ -40,7 +40,7 @@ CASE_BUDGET = 20.0   # seconds a case may take, counted from its own start in th
 # F1, F3-F5: how long the sender's user waits for the message to arrive or come back as
 # an error. "No answer within" it is what the lab observes then (jabberd2, for one, retries
 # a failed TLS connection in a loop and keeps the stanza; docs/faults.md).
-FAULT_BUDGET = 10.0
+FAULT_BUDGET = 7.0
 OBSERVER = "observed"  # the "stack" of S8 results: the lab observes, slixmpp only exchanges
 TITLES = {case.id: case.title for case in CASES + FAULTS}
 # Only these cases make servers connect afresh: they run alone, after the others.
@@ -250,8 +250,14 @@ class Interop:
         results = [judge_features(r, by_name[r.server]) if r.case == "C6" else r for r in results]
         if any(c.id == "S8" for c in cases):
             results += self.observe_auth(pairs)
-        for case in [c for c in cases if c.id in VARIANTS]:
-            results += self.run_variant(case, stack_list, servers, pairs)
+        variants = [c for c in cases if c.id in VARIANTS]
+        try:
+            for case in variants:  # one after another: each serves its own zone
+                results += self.run_variant(case, stack_list, servers, pairs)
+        finally:
+            if variants:
+                with interrupts_ignored():  # the lab is left with its normal zone, whatever happens
+                    self.serve_zone(None)
         set_up = [c for c in cases if c.id in VARIANTS and c.group and (c.id != "F6" or self.lab.ipv6)]
         for group in dict.fromkeys(c.group for c in set_up):
             results += self.back_to_normal(group, servers, pairs)
@@ -347,29 +353,26 @@ class Interop:
         return results
 
     def run_variant(self, case: Case, stack_list, servers, pairs) -> list[CaseResult]:
-        """S9/S10/F6 under their DNS variant, on fresh s2s connections; then the normal zone again."""
+        """S9/S10/F1/F2/F6/F7 under their DNS variant, on fresh s2s connections (the caller
+        serves the normal zone again after the last one)."""
         results, per_stack = [], []
         if case.id == "F6" and not self.lab.ipv6:
             why = "the lab network is IPv4 only (network: {ipv6: true} makes it dual-stack)"
             return [CaseResult(p["case"], TITLES[p["case"]], stack.name, p["server"], p["target"], NOT_SUPPORTED,
                                why, reason="lab")
                     for stack in stack_list for p in plan(stack, [case], servers, pairs)[0]]
-        try:
-            since = time.time()
-            dropped = self.serve_zone(case.id)
-            for stack in stack_list:
-                if case.id not in stack.cases:
-                    continue
-                fresh, skipped = self.fresh_pairs(case, stack.name, pairs, dropped)
-                results += skipped
-                per_stack.append((stack, fresh))
-            budget = {"timeout": FAULT_BUDGET} if case.id == "F1" else {}
-            ran = parallel(lambda item: self.run_stack(item[0], [case], servers, item[1], **budget), per_stack,
-                           finish_on_interrupt=False)
-            queries = dns_queries(self.runtime.logs(DNS_SERVICE, since=int(since) - 1))
-        finally:
-            with interrupts_ignored():  # the lab is left with its normal zone, whatever happens
-                self.serve_zone(None)
+        since = time.time()
+        dropped = self.serve_zone(case.id)
+        for stack in stack_list:
+            if case.id not in stack.cases:
+                continue
+            fresh, skipped = self.fresh_pairs(case, stack.name, pairs, dropped)
+            results += skipped
+            per_stack.append((stack, fresh))
+        budget = {"timeout": FAULT_BUDGET} if case.id == "F1" else {}
+        ran = parallel(lambda item: self.run_stack(item[0], [case], servers, item[1], **budget), per_stack,
+                       finish_on_interrupt=False)
+        queries = dns_queries(self.runtime.logs(DNS_SERVICE, since=int(since) - 1))
         by_name = {s.name: s for s in self.lab.servers}
         for (stack, _), stack_results in zip(per_stack, ran):
             client = [a for a in (self.lab.client_addresses.get(stack.name),
@@ -404,41 +407,46 @@ class Interop:
     def run_server_faults(self, cases: list[Case], stack_list, servers, pairs) -> list[CaseResult]:
         """F3a-e, F4, F5: each server B in turn presents each fault (a faulty certificate, or
         s2s TLS off) and is restarted alone; the lab looks at what B's s2s port offers, and
-        every other server's user and B's user message each other; at the end B gets its own
-        files back and is restarted again."""
+        every other server's user and B's user message each other. A server gets its own
+        files back (restarted again) while the next one is restarted with its first fault."""
         project = Project(self.lab, self.runtime)
         authority = project.authority()
         normal = {s.name: s.files for s in project.services() if s.role == "server"}
-        results = []
-        for b in self.lab.servers:
-            senders = [a for a, target in pairs if target is b]
-            if not senders:
-                continue
-            try:
-                for case in cases:
+        results, faulted = [], {}  # faulted: {"server": the one presenting a fault now}
+        try:
+            for b in self.lab.servers:
+                senders = [a for a, target in pairs if target is b]
+                for case in cases if senders else []:
                     planned, skipped = plan(PRIMARY, [case], senders, [(a, b) for a in senders])
                     results += skipped
                     if planned:
-                        results += self.run_server_fault(project, authority, case, b, senders, normal[b.name])
-            finally:
-                with interrupts_ignored():  # B gets its own certificate and config back, whatever happens
-                    try:
-                        project.restart_server(b, normal[b.name])
-                    except LabError as error:
-                        raise LabError(f"{b.name} did not come back after the fault scenarios ({error}); "
-                                       f"'lab up --fresh' starts it anew") from None
+                        results += self.run_server_fault(project, authority, case, b, senders, normal, faulted)
+        finally:
+            if faulted:
+                with interrupts_ignored():  # its own certificate and config back, whatever happens
+                    self.restore(project, faulted["server"], normal)
         return results + self.back_to_normal("server", servers, pairs)
 
+    @staticmethod
+    def restore(project: Project, server: Server, normal: dict) -> None:
+        try:
+            project.restart_server(server, normal[server.name])
+        except LabError as error:
+            raise LabError(f"{server.name} did not come back after the fault scenarios ({error}); "
+                           f"'lab up --fresh' starts it anew") from None
+
     def run_server_fault(self, project: Project, authority, case: Case, b: Server, senders: list[Server],
-                         normal: dict[str, File]) -> list[CaseResult]:
-        """One fault on B (see run_server_faults): B restarted with it, then judged per sender."""
+                         normal: dict[str, dict[str, File]], faulted: dict) -> list[CaseResult]:
+        """One fault on B (see run_server_faults): B restarted with it (and the server of the
+        last fault, if another, restored at the same time), then judged per sender."""
         def error(detail: str) -> list[CaseResult]:
             return [CaseResult(case.id, case.title, PRIMARY.name, a.name, b.name, ERROR, detail) for a in senders]
+        own = normal[b.name]
         expected_der = None
         if case.id == "F5":
-            files = project.server_files(b, authority, normal[b.kind.tls_paths["key"]].data,
-                                         normal[b.kind.tls_paths["cert"]].data, s2s_tls=False)
-            if all(files[path] == normal[path] for path in b.kind.config_files.values()):
+            files = project.server_files(b, authority, own[b.kind.tls_paths["key"]].data,
+                                         own[b.kind.tls_paths["cert"]].data, s2s_tls=False)
+            if all(files[path] == own[path] for path in b.kind.config_files.values()):
                 return [CaseResult(case.id, case.title, PRIMARY.name, a.name, b.name, NOT_SUPPORTED,
                                    f"the {b.kind.name} templates do not use s2s_tls: it cannot turn s2s TLS off",
                                    reason="server") for a in senders]
@@ -447,15 +455,29 @@ class Interop:
             issued, chain = ca.variant(case.id, authority, b.names, other.names)
             files = project.server_files(b, authority, issued.key_pem, chain)
             expected_der = issued.cert.public_bytes(serialization.Encoding.DER)
-        try:
-            project.restart_server(b, files)
-        except LabError as problem:
+        previous = faulted.get("server")
+        faulted["server"] = b
+
+        def restart(server: Server) -> str | None:
+            if server is not b:
+                self.restore(project, server, normal)
+                return None
+            try:
+                project.restart_server(b, files)
+            except LabError as problem:
+                return str(problem)
+        with interrupts_deferred():
+            problem = parallel(restart, [b] + ([previous] if previous not in (None, b) else []))[0]
+        if problem:
             return error(f"{b.name} did not come up with the fault ({ca.VARIANTS.get(case.id, 's2s TLS off')}): "
                          f"{problem}")
-        offer = run_runner(self.runtime, PRIMARY, "s2s-offer", {"domain": b.domain, "port": b.kind.ports["s2s"],
-                                                                "sender": senders[0].domain})
         since = time.time()
-        self.drop_s2s()
+        # What B's s2s port presents, looked at while every server drops its s2s connections
+        # (the others may still hold the last fault's failure: ejabberd bounces for a while).
+        offer, _ = parallel(lambda step: step(), [
+            lambda: run_runner(self.runtime, PRIMARY, "s2s-offer", {"domain": b.domain, "port": b.kind.ports["s2s"],
+                                                                    "sender": senders[0].domain}),
+            self.drop_s2s])
         ran = self.run_runner(PRIMARY, [{"case": case.id, "server": a.name, "target": b.name} for a in senders],
                               timeout=FAULT_BUDGET)
         names = [b.name, *(a.name for a in senders)]

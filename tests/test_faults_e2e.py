@@ -41,7 +41,8 @@ def test_one_fault_of_each_family_then_back_to_normal(tmp_path):
             assert "refused: remote-server-not-found" in f1["observed"] and "lab DNS:" in f1["detail"]
             # B presented the self-signed certificate (seen on its s2s port), and neither way got through.
             target = pair.split("->")[1]
-            assert f3c["evidence"]["presented"].startswith(f"a certificate for {target}.test issued by CN={target}.test")
+            assert f3c["evidence"]["presented"].startswith(
+                f"a certificate for {target}.test, conference.{target}.test issued by CN={target}.test,")
             assert f3c["observed"].startswith("A->B refused: ") and "; B->A refused: " in f3c["observed"]
             assert f5["evidence"]["presented"] == "no STARTTLS on its s2s port"
             assert f5["observed"].startswith("A->B refused: ") and "; B->A refused: " in f5["observed"]

@@ -575,8 +575,9 @@ async def case_server_fault(run: CaseRun) -> str:
     """F3a-e, F4, F5, the fault on the target server B (its certificate, or s2s TLS off):
     alice@A messages bob@B and bob messages alice at the same time; what became of each goes
     to the evidence ("there", "back"), for the lab to judge against the servers' logs."""
-    alice = await run.login(run.server, "alice")
-    bob = await run.login(run.target, "bob", setup=unchecked_tls if run.case.startswith(("F3", "F4")) else None)
+    alice, bob = await asyncio.gather(
+        run.login(run.server, "alice"),
+        run.login(run.target, "bob", setup=unchecked_tls if run.case.startswith(("F3", "F4")) else None))
     there, back = await asyncio.gather(fate(run, alice, bob, f"{run.case} A->B"), fate(run, bob, alice, f"{run.case} B->A"))
     run.evidence.update(there=there, back=back)
     return f"{there['detail']}; {back['detail']}"
