@@ -313,7 +313,7 @@ def run_catalogue(interop: Interop, cases, servers=None, stack_names=None) -> bo
         with console.status(f"running {len(cases)} interop cases ({interop.concurrency} at once per stack)"):
             results = interop.run(cases, servers, stack_names)
     except KeyboardInterrupt:
-        raise Interrupted(f"lab test was interrupted: lab {lab.name} is as it was (its normal DNS zone served); "
+        raise Interrupted(f"lab test was interrupted: lab {lab.name} is as it was (its normal DNS zone served, every server with its own certificate and config); "
                           f"no report written") from None
     seconds = time.monotonic() - started
     names = [s.name for s in lab.servers]

@@ -5,6 +5,10 @@ kinds verify certificates and require TLS, so every fault has one right outcome 
 lab must be back to normal after each group. Removed by label after."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
 import uuid
 
 import docker
@@ -53,6 +57,22 @@ def test_one_fault_of_each_family_then_back_to_normal(tmp_path):
         assert after == containers
         federation = lab_command("test", "--only", "S1", "-f", str(path))
         assert federation.returncode == 0, federation.stdout
+
+        # Ctrl-C while a server presents a fault: one line, exit 130, its own files back.
+        process = subprocess.Popen([sys.executable, "-m", "lab", "test", "--only", "F3c", "-f", str(path)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(6)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=120)
+        assert process.returncode == 130, output
+        assert output.strip().splitlines()[-1].startswith("interrupted: lab test was interrupted"), output
+        state = tmp_path / ".lab" / name
+        for server, config in (("prosody", "/etc/prosody/prosody.cfg.lua"), ("ejabberd", "/etc/ejabberd/ejabberd.yml")):
+            container = client.containers.get(f"xmpp-lab-{name}-{server}")
+            _, presented = container.exec_run(["cat", "/etc/xmpp-lab/cert.pem", config])
+            own = b"".join(file.read_bytes() for file in (state / "servers" / server / "cert.pem", state / "ca" / "ca.pem",
+                                                          state / "servers" / server / "config" / config.split("/")[-1]))
+            assert presented == own, f"{server} kept a fault's files"
     finally:
         lab_command("down", "-f", str(path))
         assert not labelled(client, name)

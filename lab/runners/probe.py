@@ -70,7 +70,19 @@ def read_until(sock, end: bytes, limit: int = 65536) -> str:
 def s2s_offer(spec: dict) -> dict:
     """What a server offers another server on its s2s port, as the fault scenarios see it:
     whether it offers STARTTLS and, if so, the certificate it presents (DER, base64), taken
-    without checking it. spec: {"domain", "port", "sender"}."""
+    without checking it. Asked again until spec "timeout" while the port is not there yet
+    or drops the connection: a server's s2s side can come up after its c2s side (jabberd2's
+    is a process of its own; ejabberd loads certificates after it listens). spec: {"domain",
+    "port", "sender", "timeout"}."""
+    deadline = time.monotonic() + spec.get("timeout", 10)
+    while True:
+        offer = s2s_offer_once(spec)
+        if offer["starttls"] is not None or time.monotonic() > deadline:
+            return offer
+        time.sleep(0.25)
+
+
+def s2s_offer_once(spec: dict) -> dict:
     import base64
     import ssl
     domain, port = spec["domain"], spec["port"]
