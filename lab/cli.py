@@ -107,7 +107,9 @@ def bring_up(file: Optional[Path], fresh: bool = False, test: bool = False, conc
         project = Project(lab, runtime, say=say)
         changed = project.up(fresh=fresh)
         status.update("checking federation")
-        servers = ", ".join(f"{s.name} ({s.domain})" for s in lab.servers)
+        versions = project.versions()
+        servers = ", ".join(f"{s.name} ({s.domain}; {s.kind.name} {versions[s.name] or '?'} from {s.release})"
+                            for s in lab.servers)
         if changed:
             console.print(f"lab [bold]{lab.name}[/] is up: {servers}; (re)started: {', '.join(changed)}; "
                           f"files in {lab.state_dir}", highlight=False)
@@ -331,7 +333,8 @@ def run_catalogue(interop: Interop, cases, servers=None, stack_names=None) -> bo
             for result in listed:
                 console.print(f"  {result.status:5}  {result.id}  {result.title}: {result.detail}",
                               highlight=False, markup=False)
-    directory = report.write(results, lab)
+    versions = Project(lab, interop.runtime).versions()
+    directory = report.write(results, lab, versions)
     console.print(f"\n{len(results)} results in {seconds:.1f}s; reports: {directory}/"
                   f"{{results.json,junit.xml,report.html}}", highlight=False)
     return not any(r.status in FAILED for r in results)

@@ -24,10 +24,17 @@ from lab.errors import LabError
 from lab.servers import ServerKind
 
 IMAGES_DIR = PACKAGE_DIR / "dockerfiles"
-UPSTREAM_BASE = "debian:bookworm-slim"
-# Every image builds FROM this tag (build arg BASE); it is the upstream image when one
-# can be pulled, else a Debian rootfs made by mmdebstrap and imported.
-BASE = "xmpp-lab/base:bookworm"
+# Every image builds FROM the base of its Debian suite (build args BASE and RELEASE): the
+# upstream image when one can be pulled, else a Debian rootfs made by mmdebstrap and
+# imported. The DNS and the client stacks are built at bookworm.
+RELEASES = ("bookworm", "trixie", "sid")
+
+
+def base_tag(release: str = "bookworm") -> str:
+    return f"xmpp-lab/base:{release}"
+
+
+BASE = base_tag()
 MIRROR = os.environ.get("LAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # Build containers get the host's proxy settings, if any (Docker's predefined build args).
 PROXY_ARGS = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
@@ -44,25 +51,31 @@ def _exists(client: docker.DockerClient, tag: str) -> bool:
         return False
 
 
-def ensure_base(client: docker.DockerClient, say: Say) -> None:
-    if _exists(client, BASE):
+def ensure_base(client: docker.DockerClient, say: Say, release: str = "bookworm") -> None:
+    base, upstream = base_tag(release), f"debian:{release}-slim"
+    if _exists(client, base):
         return
     try:
-        say(f"pulling {UPSTREAM_BASE}", transient=True)
-        client.images.pull(UPSTREAM_BASE).tag(BASE)
+        say(f"pulling {upstream}", transient=True)
+        client.images.pull(upstream).tag(base)
         return
     except docker.errors.APIError:
-        say(f"{UPSTREAM_BASE} cannot be pulled: making {BASE} with mmdebstrap")
+        say(f"{upstream} cannot be pulled: making {base} with mmdebstrap")
     with tempfile.TemporaryDirectory(prefix="xmpp-lab-base-") as tmp:
         tarball = Path(tmp) / "rootfs.tar"
-        command = [_mmdebstrap(say), "--variant=minbase", "--include=ca-certificates",
-                   "bookworm", str(tarball), MIRROR]
+        command = [_mmdebstrap(say), "--variant=minbase", "--include=ca-certificates", release, str(tarball), MIRROR]
         result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        if result.returncode != 0 and "is expired" in result.stderr:
+            # A mirror that lags behind serves a sid whose Release file has expired (it is
+            # valid for days only). Taken as it is, and said: the option stays in the image.
+            say(f"the mirror's {release} Release file has expired: taking it anyway (Acquire::Check-Valid-Until false)")
+            command[1:1] = ['--aptopt=Acquire::Check-Valid-Until "false"']
+            result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True)
         if result.returncode != 0:
             last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise LabError(f"making the base image failed: mmdebstrap: {last}")
-        say(f"importing the base rootfs as {BASE}")
-        repository, tag = BASE.split(":")
+            raise LabError(f"making the {release} base image failed: mmdebstrap: {last}")
+        say(f"importing the base rootfs as {base}")
+        repository, tag = base.split(":")
         client.api.import_image_from_file(str(tarball), repository=repository, tag=tag)
 
 
@@ -80,28 +93,28 @@ def _mmdebstrap(say: Say) -> str:
                 raise LabError(f"no base image can be pulled and installing mmdebstrap failed: "
                                f"{(result.stderr.strip().splitlines() or ['?'])[-1]}")
         return shutil.which("mmdebstrap") or "mmdebstrap"
-    raise LabError(f"no base image: {UPSTREAM_BASE} cannot be pulled and mmdebstrap is not installed "
-                   f"(install it, e.g. 'sudo apt-get install mmdebstrap')")
+    raise LabError("no base image: the Debian image cannot be pulled and mmdebstrap is not installed "
+                   "(install it, e.g. 'sudo apt-get install mmdebstrap')")
 
 
-def tag_for(name: str, folder: Path | None = None) -> str:
-    """The tag of the build folder (default dockerfiles/<name>) as it is now: changes whenever a
-    file in it changes."""
+def tag_for(name: str, folder: Path | None = None, release: str = "bookworm") -> str:
+    """The tag of the build folder (default dockerfiles/<name>) at ``release`` as it is now:
+    changes whenever a file in it changes."""
     folder = folder or IMAGES_DIR / name
-    digest = hashlib.sha256(BASE.encode())
+    digest = hashlib.sha256(base_tag(release).encode())
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return f"xmpp-lab/{name}:{digest.hexdigest()[:12]}"
+    return f"xmpp-lab/{name}:{release}-{digest.hexdigest()[:12]}"
 
 
-def kind_tag(kind: ServerKind) -> str:
-    """The image a server kind runs: its prebuilt reference, or the tag of its build folder."""
-    return kind.prebuilt or tag_for(kind.name, kind.build_dir)
+def kind_tag(kind: ServerKind, release: str = "bookworm") -> str:
+    """The image a server kind runs at ``release``: its prebuilt reference, or the tag of its
+    build folder."""
+    return kind.prebuilt or tag_for(kind.name, kind.build_dir, release)
 
 
 def ensure_kind_image(client: docker.DockerClient, kind: ServerKind, say: Say) -> str:
-    if kind.prebuilt is None:
-        return ensure_image(client, kind.name, say, kind.build_dir)
+    """A prebuilt kind's image: taken from a local tag, else pulled."""
     if _exists(client, kind.prebuilt):
         return kind.prebuilt
     say(f"pulling {kind.prebuilt} (kind {kind.name})", transient=True)
@@ -115,30 +128,26 @@ def ensure_kind_image(client: docker.DockerClient, kind: ServerKind, say: Say) -
     return kind.prebuilt
 
 
-def ensure_image(client: docker.DockerClient, name: str, say: Say, folder: Path | None = None) -> str:
-    """The tag of the build folder (default dockerfiles/<name>), built first if missing."""
-    ensure_images(client, {name: folder or IMAGES_DIR / name}, say)
-    return tag_for(name, folder)
-
-
-def ensure_images(client: docker.DockerClient, folders: dict[str, Path], say: Say) -> None:
-    """Every image of ``folders`` ({name: build folder}) that is missing, built at the same
-    time (they are independent: each only needs the base), with live progress."""
-    missing = {name: folder for name, folder in folders.items() if not _exists(client, tag_for(name, folder))}
+def ensure_images(client: docker.DockerClient, builds: list[tuple[str, Path, str]], say: Say) -> None:
+    """Every image of ``builds`` ((name, build folder, release)) that is missing, built at the
+    same time (they are independent: each only needs its base), with live progress."""
+    missing = {(name if release == "bookworm" else f"{name}@{release}"): (name, folder, release)
+               for name, folder, release in builds if not _exists(client, tag_for(name, folder, release))}
     if not missing:
         return
-    ensure_base(client, say)
+    for release in dict.fromkeys(release for _, _, release in missing.values()):
+        ensure_base(client, say, release)
     progress = BuildProgress(say, list(missing))
     errors: list[Exception] = []
 
-    def build(name: str) -> None:
+    def build(label: str) -> None:
         try:
-            _build(client, name, missing[name], progress)
+            _build(client, label, *missing[label], progress)
         except Exception as error:  # raised below, once every build has ended
             errors.append(error)
     # Daemon threads: on Ctrl-C the command ends at once and the engine, its request gone,
     # stops the builds; a pool's threads would be waited for at exit.
-    threads = [threading.Thread(target=build, args=(name,), daemon=True) for name in missing]
+    threads = [threading.Thread(target=build, args=(label,), daemon=True) for label in missing]
     for thread in threads:
         thread.start()
     while any(thread.is_alive() for thread in threads):
@@ -177,12 +186,15 @@ class BuildProgress:
         self.say("\n".join(lines), transient=True)
 
 
-def _build(client: docker.DockerClient, name: str, folder: Path, progress: BuildProgress) -> None:
-    buildargs = {"BASE": BASE, **{k: os.environ[k] for k in PROXY_ARGS if k in os.environ}}
+def _build(client: docker.DockerClient, label: str, image: str, folder: Path, release: str,
+           progress: BuildProgress) -> None:
+    name = label  # what the progress and errors call it
+    buildargs = {"BASE": base_tag(release), "RELEASE": release,
+                 **{k: os.environ[k] for k in PROXY_ARGS if k in os.environ}}
     log: list[str] = []
     progress.step(name, "sending the build context")
     try:
-        for chunk in client.api.build(path=str(folder), tag=tag_for(name, folder), buildargs=buildargs,
+        for chunk in client.api.build(path=str(folder), tag=tag_for(image, folder, release), buildargs=buildargs,
                                       rm=True, forcerm=True, decode=True):
             if "error" in chunk:
                 tail = " | ".join(line for line in log[-3:] if line)

@@ -89,10 +89,13 @@ def plan(stack: ClientStack, cases: list[Case], servers: list[Server], pairs) ->
 
 # --- judging from the lab's own view ------------------------------------------------------------
 
+ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # ejabberd 26 colours its console log
+
+
 def log_lines(text: str) -> list[tuple[float, str]]:
-    """A container log fetched with timestamps -> [(unix time, line)]."""
+    """A container log fetched with timestamps -> [(unix time, line)], colour codes removed."""
     lines = []
-    for raw in text.splitlines():
+    for raw in ANSI_COLOUR.sub("", text).splitlines():
         stamp, _, line = raw.partition(" ")
         try:
             # Docker gives nanoseconds: fromisoformat takes at most microseconds.

@@ -42,6 +42,7 @@ class Server:
     log_level: str
     ready_timeout: float
     address6: str | None = None  # on a dual-stack lab
+    release: str = "bookworm"    # the Debian suite its packages come from
 
     @property
     def addresses(self) -> list[str]:
@@ -217,15 +218,22 @@ def _build(data: dict, root: yaml.Node, path: Path) -> Lab:
             raise config_file.located(path, root, ["servers", server_name, "domain"],
                            f"domain {domain!r} is already served by {seen_domains[domain]!r}")
         seen_domains[domain] = server_name
+        server_kind = kind(settings["kind"])
+        if settings["release"] not in server_kind.releases:
+            raise config_file.located(path, root, ["servers", server_name, "release"] if "release" in spec else
+                                      ["servers", server_name, "kind"],
+                                      f"kind {server_kind.name} does not run at {settings['release']} (its releases: "
+                                      f"{', '.join(server_kind.releases)})")
         servers.append(Server(
             name=server_name,
-            kind=kind(settings["kind"]),
+            kind=server_kind,
             domain=domain,
             address=server_address[server_name],
             accounts={**merged["accounts"], **settings["accounts"]},
             log_level=settings["log_level"],
             ready_timeout=settings["ready_timeout"],
             address6=server_address6.get(server_name),
+            release=settings["release"],
         ))
     clients = merged["clients"] if merged["clients"] is not None else list(stacks())
     return Lab(name=name, file=path.resolve(), subnet=subnet, name_constraints=merged["ca"]["name_constraints"],

@@ -80,8 +80,9 @@ class Project:
         """Every image the lab runs: the missing ones built at the same time; a kind's
         prebuilt image taken as it is (or pulled)."""
         client = self.runtime.client
-        built = {name: images.IMAGES_DIR / name for name in self.image_names()}
-        built.update({kind.name: kind.build_dir for kind in self.kinds() if kind.prebuilt is None})
+        built = [(name, images.IMAGES_DIR / name, "bookworm") for name in self.image_names()]
+        built += list(dict.fromkeys((s.kind.name, s.kind.build_dir, s.release) for s in self.lab.servers
+                                    if s.kind.prebuilt is None))
         for kind in self.kinds():
             if kind.prebuilt is not None:
                 images.ensure_kind_image(client, kind, self.say)
@@ -127,7 +128,7 @@ class Project:
             config_dir.mkdir(parents=True, exist_ok=True)
             for target in server.kind.config_files.values():
                 (config_dir / Path(target).name).write_bytes(files[target].data)
-            services.append(Service(name=server.name, role="server", image=images.kind_tag(server.kind),
+            services.append(Service(name=server.name, role="server", image=images.kind_tag(server.kind, server.release),
                                     address=server.address, address6=server.address6, files=files))
         for name, address in lab.client_addresses.items():
             stack = stacks()[name]
@@ -262,6 +263,16 @@ class Project:
             raise LabError(f"creating account {user}@{server.domain} on {server.name} failed (exit {code}): {last}")
 
     # --- looking at it ---------------------------------------------------------------------
+
+    def versions(self) -> dict[str, str | None]:
+        """Each server's installed version (its kind's version command; None where it has
+        none or it failed), as the reports show it."""
+        def version(server: Server) -> str | None:
+            if not server.kind.version_command or self.runtime.container(server.name) is None:
+                return None
+            code, output = self.runtime.exec(server.name, list(server.kind.version_command))
+            return output.strip().splitlines()[-1] if code == 0 and output.strip() else None
+        return dict(zip((s.name for s in self.lab.servers), parallel(version, self.lab.servers)))
 
     def status(self) -> list[dict]:
         """One row per container the lab should have; ready only for servers, probed now."""

@@ -27,6 +27,7 @@ def template_context(lab: Lab, server: Server) -> dict:
         "paths": server.kind.tls_paths,
         "ports": server.kind.ports,
         "features": server.kind.features,
+        "release": server.release,  # the Debian suite: where a config differs between versions
         "ipv6": lab.ipv6,  # dual-stack: listen on "::" (both families), look up AAAA too
         "log_level": server.log_level,
         "muc_domain": server.muc_domain,

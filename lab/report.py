@@ -66,8 +66,14 @@ def fault_matrices(results: list[CaseResult], servers: list[str]) -> dict[str, l
     return matrices
 
 
-def to_json(results: list[CaseResult], lab: str) -> str:
-    return json.dumps({"lab": lab, "summary": dict(sorted(counts(results).items())),
+def server_rows(lab, versions: dict[str, str | None]) -> list[dict]:
+    """What ran: per server its kind, Debian release and installed version."""
+    return [{"server": s.name, "domain": s.domain, "kind": s.kind.name, "release": s.release,
+             "version": versions.get(s.name)} for s in lab.servers]
+
+
+def to_json(results: list[CaseResult], lab: str, servers: list[dict] | None = None) -> str:
+    return json.dumps({"lab": lab, "servers": servers or [], "summary": dict(sorted(counts(results).items())),
                        "results": [{"id": r.id, **asdict(r), **fault_outcome(r)} for r in results]}, indent=2) + "\n"
 
 
@@ -134,10 +140,13 @@ def _html_table(rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def to_html(results: list[CaseResult], lab: str, servers: list[str]) -> str:
+def to_html(results: list[CaseResult], lab: str, servers: list[str], rows: list[dict] | None = None) -> str:
     failures = [r for r in results if r.status in FAILED or r.status == FLAKY]
+    versions = [["server", "kind", "release", "version"]] + [
+        [row["server"], row["kind"], row["release"], row["version"] or "?"] for row in rows or []]
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>xmpp interop lab {html.escape(lab)}</title>",
              f"<style>{STYLE}</style></head><body><h1>xmpp interop lab: {html.escape(lab)}</h1>",
+             *(["<h2>Servers</h2>", _html_table(versions)] if rows else []),
              "<h2>Server to server</h2>", _html_table(s2s_matrix(results, servers)),
              "<h2>Client to server</h2>", _html_table(c2s_matrix(results, servers)),
              *(part for case, rows in fault_matrices(results, servers).items()
@@ -151,12 +160,12 @@ def to_html(results: list[CaseResult], lab: str, servers: list[str]) -> str:
     return "\n".join(parts)
 
 
-def write(results: list[CaseResult], lab) -> Path:
+def write(results: list[CaseResult], lab, versions: dict[str, str | None] | None = None) -> Path:
     """Every report of one run, in its own folder of the lab's state directory."""
     directory = lab.state_dir / "results" / time.strftime("%Y%m%d-%H%M%S")
     directory.mkdir(parents=True, exist_ok=True)
-    servers = [s.name for s in lab.servers]
-    (directory / "results.json").write_text(to_json(results, lab.name))
+    servers, rows = [s.name for s in lab.servers], server_rows(lab, versions or {})
+    (directory / "results.json").write_text(to_json(results, lab.name, rows))
     (directory / "junit.xml").write_text(to_junit(results, lab.name))
-    (directory / "report.html").write_text(to_html(results, lab.name, servers))
+    (directory / "report.html").write_text(to_html(results, lab.name, servers, rows))
     return directory

@@ -62,6 +62,9 @@ class ServerKind:
     s2s_auth: tuple[str, ...]
     features: frozenset[str]
     close_s2s_command: tuple[str, ...] | None
+    # Debian suite -> what the kind runs there (kind.yml releases; bookworm only without it).
+    releases: dict[str, str] = field(default_factory=dict)
+    version_command: tuple[str, ...] | None = None
     tls_paths: dict[str, str] = field(default_factory=lambda: dict(TLS_PATHS))
     ports: dict[str, int] = field(default_factory=lambda: dict(PORTS))
     ready_port: int = PORTS["c2s"]
@@ -135,6 +138,9 @@ def load_kind(folder: Path) -> ServerKind:
         inbound_auth_patterns={m: list(p) for m, p in s2s["inbound_auth_patterns"].items()},
         s2s_auth=tuple(s2s["auth"]), features=frozenset(data["features"]),
         close_s2s_command=tuple(s2s["drop"]) if "drop" in s2s else None,
+        releases={release: spec.get("description", data.get("description", ""))
+                  for release, spec in data.get("releases", {"bookworm": {}}).items()},
+        version_command=tuple(data["version"]) if "version" in data else None,
         tls_paths={**TLS_PATHS, **data.get("tls", {})}, ports={**PORTS, **data.get("ports", {})},
         ready_port=data.get("ready", {}).get("port", PORTS["c2s"]),
     )

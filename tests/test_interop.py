@@ -261,3 +261,11 @@ def test_the_servers_side_is_only_what_they_logged_during_the_case(jabberd2_pair
     failed = pair_result("S5/slixmpp/j2->j1")
     before = dataclasses.replace(failed, started=failed.started - 3600, ended=failed.started - 3500)
     assert server_side(before, jabberd2_pair["j2"], jabberd2_pair["j1"], logs) == before
+
+
+def test_log_lines_drop_colour_codes():
+    # ejabberd 26.07 (Debian sid) colours its console log.
+    text = ("2026-11-24T23:10:49.725738000Z 2026-11-24 23:10:49.725738+00:00 \x1b[1;49;95m\x1b[1;49;93m[warning] "
+            "\x1b[0;49;95m\x1b[0;49;93mFailed to establish outbound s2s connection\x1b[0m")
+    [(when, line)] = log_lines(text)
+    assert line == "2026-11-24 23:10:49.725738+00:00 [warning] Failed to establish outbound s2s connection"

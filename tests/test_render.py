@@ -13,7 +13,8 @@ from lab.errors import LabError
 from lab.render import render_server
 
 GOLDEN = Path(__file__).parent / "golden"
-LABS = {"default": model.DEFAULT_LAB, "dualstack": Path(__file__).parent / "labs" / "dualstack.yml"}
+LABS = {"default": model.DEFAULT_LAB, "dualstack": Path(__file__).parent / "labs" / "dualstack.yml",
+        "releases": Path(__file__).parent / "labs" / "releases.yml"}
 
 
 def rendered():

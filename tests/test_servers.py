@@ -82,15 +82,15 @@ BASE = (BUILTIN_KINDS / "prosody" / "kind.yml").read_text()
 
 
 @pytest.mark.parametrize("change, error", [
-    (("features: [", "feature: ["), "kind.yml:22: unknown key 'feature'; did you mean 'features'?"),
-    (("features: [muc,", "features: [mucc,"), "kind.yml:22: features.0: 'mucc' is not one of: muc, mam, "),
+    (("features: [", "feature: ["), "kind.yml:27: unknown key 'feature'; did you mean 'features'?"),
+    (("features: [muc,", "features: [mucc,"), "kind.yml:27: features.0: 'mucc' is not one of: muc, mam, "),
     (("  register: [prosodyctl", "  register: prosodyctl #"),
-     "kind.yml:7: accounts.register: expected an array, got a string"),
+     "kind.yml:12: accounts.register: expected an array, got a string"),
     (("      - \".*Incoming", "      - \"(?P<local>.*Incoming"),
-     "kind.yml:19: s2s.inbound_auth_patterns.dialback.0: not a regular expression: "),
+     "kind.yml:24: s2s.inbound_auth_patterns.dialback.0: not a regular expression: "),
     (("\".*Incoming s2s connection (?P<peer>", "\".*Incoming s2s connection (?P<remote>"),
-     "kind.yml:19: s2s.inbound_auth_patterns.dialback.0: needs a named group (?P<peer>...) for the remote domain"),
-    (("prosody.cfg.lua.j2:", "prosody.lua.j2:"), "kind.yml:5: config_files.prosody.lua.j2: no template "),
+     "kind.yml:24: s2s.inbound_auth_patterns.dialback.0: needs a named group (?P<peer>...) for the remote domain"),
+    (("prosody.cfg.lua.j2:", "prosody.lua.j2:"), "kind.yml:10: config_files.prosody.lua.j2: no template "),
     (("{build: image}", "{build: nowhere}"), "kind.yml:3: image.build: no Dockerfile in "),
 ])
 def test_a_broken_kind_yml_is_one_located_error(tmp_path, change, error):
@@ -129,3 +129,18 @@ def test_the_latest_authentication_counts():
     later = log("ejabberd") + ("\n[info] (tls|<0.1.0>) Accepted inbound s2s EXTERNAL authentication "
                                "jabberd2.test -> ejabberd.test (x)")
     assert ejabberd.inbound_auth(later, "jabberd2.test", "ejabberd.test")[0] == CERTIFICATE
+
+
+def test_a_server_runs_only_at_a_release_its_kind_lists(tmp_path):
+    # Without releases a kind builds at bookworm only; the lab says where and what it has.
+    without = "\n".join(line for line in BASE.splitlines()
+                        if not line.startswith(("releases:", "  bookworm:", "  trixie:", "  sid:")))
+    path = user_kind(tmp_path, kind_yml=without + "\n")
+    assert model.load(path).server("one").kind.releases == {"bookworm": "Prosody (Debian packages)"}
+    path.write_text(path.read_text().replace("one: {kind: myprosody,", "one: {kind: myprosody, release: trixie,"))
+    with pytest.raises(ConfigError) as raised:
+        model.load(path)
+    assert str(raised.value) == (f"{path}:3: servers.one.release: kind myprosody does not run at trixie "
+                                 f"(its releases: bookworm)")
+    assert all(set(kind.releases) == {"bookworm", "trixie", "sid"} for kind in kinds().values())
+    assert kind_tag(kinds()["prosody"], "sid").startswith("xmpp-lab/prosody:sid-")

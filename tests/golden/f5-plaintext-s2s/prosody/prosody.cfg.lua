@@ -1,4 +1,4 @@
--- Prosody 0.12 config for the XMPP interop lab: prosody.test
+-- Prosody config for the XMPP interop lab: prosody.test (Debian bookworm)
 -- Rendered by the lab; the container's entrypoint runs `prosody -F` as user prosody.
 
 pidfile = "/run/prosody/prosody.pid"

@@ -1,0 +1,69 @@
+-- Prosody config for the XMPP interop lab: p13.test (Debian trixie)
+-- Rendered by the lab; the container's entrypoint runs `prosody -F` as user prosody.
+
+pidfile = "/run/prosody/prosody.pid"
+data_path = "/var/lib/prosody"
+plugin_paths = { "/usr/local/lib/prosody/modules" }
+
+-- Console (stdout) logging at info and above.
+log = { info = "*console" }
+
+-- Internal storage: plain files under data_path.
+storage = "internal"
+authentication = "internal_hashed"
+
+modules_enabled = {
+	"roster";      -- RFC 6121 rosters
+	"saslauth";    -- SASL for c2s, SASL EXTERNAL for s2s
+	"tls";         -- STARTTLS on c2s and s2s
+	"dialback";    -- XEP-0220, only honoured for s2s_insecure_domains (see below)
+	"disco";       -- XEP-0030
+	"ping";        -- XEP-0199
+	"carbons";     -- XEP-0280
+	"mam";         -- XEP-0313
+	"offline";     -- store messages for offline users, as deployments do
+	"smacks";      -- XEP-0198
+	"register";    -- XEP-0077 in-band registration
+	"admin_shell"; -- `prosodyctl shell ...` (inspection, e.g. `s2s:show()`)
+}
+
+allow_registration = true
+
+-- Client connections: STARTTLS required.
+c2s_require_encryption = true
+
+-- Server connections: TLS required, certificates verified (chain + name).
+s2s_require_encryption = true
+s2s_secure_auth = true
+-- Peers allowed to authenticate with dialback instead of a verified certificate.
+s2s_insecure_domains = { "j13.test"; "jsid.test"; }
+
+-- One certificate for the host and its components (its SAN names them all); trust
+-- the lab CA in every TLS context (merged with the system capath).
+ssl = {
+	certificate = "/etc/xmpp-lab/cert.pem";
+	key = "/etc/xmpp-lab/key.pem";
+	cafile = "/etc/xmpp-lab/ca.pem";
+}
+
+-- XEP-0368: TLS from the first byte for clients (SRV _xmpps-client).
+c2s_direct_tls_ports = { 5223 }
+
+-- XEP-0368 for servers: TLS from the first byte (SRV _xmpps-server).
+s2s_direct_tls_ports = { 5270 }
+
+-- DNS: libunbound (lua-unbound) reads /etc/resolv.conf; Prosody disables its
+-- hosts-file lookup, so every peer domain needs a DNS record.
+-- libunbound also answers NXDOMAIN itself for names under "test." (a default
+-- local-zone for RFC 6761 names), so lab domains would never be asked for:
+-- make that zone transparent (passed on to the lab DNS).
+unbound = {
+	resolvconf = "/etc/resolv.conf";
+	options = { ["local-zone:"] = "test. transparent" };
+}
+
+VirtualHost "p13.test"
+
+Component "conference.p13.test" "muc"
+	modules_enabled = { "muc_mam" }
+

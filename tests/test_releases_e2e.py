@@ -1,0 +1,43 @@
+"""End to end: servers of one kind at different Debian releases side by side (issue:
+today's releases beside older ones): Prosody 0.12 (bookworm) and 13 (sid), ejabberd 24.12
+(trixie). Each image builds FROM its own suite's base; C1, S1 and S8 pass for every pair,
+and the report names each server's release and installed version. Removed by label after."""
+
+import json
+import uuid
+
+import docker
+import pytest
+
+from lab.runtime import LABEL_LAB
+from test_e2e import lab_command, labelled
+
+pytestmark = pytest.mark.docker
+
+
+def test_prosody_bookworm_and_sid_beside_ejabberd_trixie(tmp_path):
+    client = docker.from_env()
+    name = f"e2e-rel-{uuid.uuid4().hex[:6]}"
+    path = tmp_path / "lab.yml"
+    path.write_text(f"name: {name}\nclients: [slixmpp]\nservers:\n"
+                    "  p12: {kind: prosody, domain: p12.test}\n"
+                    "  psid: {kind: prosody, release: sid, domain: psid.test}\n"
+                    "  e24: {kind: ejabberd, release: trixie, domain: e24.test}\n")
+    try:
+        up = lab_command("up", "-f", str(path))
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "prosody 0.12." in up.stdout and "prosody 13." in up.stdout and "ejabberd 24." in up.stdout, up.stdout
+        tested = lab_command("test", "--only", "C1,S1,S8", "-f", str(path))
+        [report] = (tmp_path / ".lab" / name / "results").glob("*/results.json")
+        document = json.loads(report.read_text())
+        for result in document["results"]:
+            assert result["status"] == "pass", (result["id"], result["detail"])
+        assert len(document["results"]) == 3 + 6 + 6
+        releases = {row["server"]: (row["release"], row["version"].split(".")[0]) for row in document["servers"]}
+        assert releases == {"p12": ("bookworm", "0"), "psid": ("sid", "13"), "e24": ("trixie", "24")}
+        assert tested.returncode == 0, tested.stdout
+        images = {c.name: c.image.tags[0] for c in client.containers.list(filters={"label": f"{LABEL_LAB}={name}"})}
+        assert images[f"xmpp-lab-{name}-psid"].startswith("xmpp-lab/prosody:sid-")
+    finally:
+        lab_command("down", "-f", str(path))
+        assert not labelled(client, name)
