@@ -266,7 +266,7 @@ class Interop:
             results += self.back_to_normal(group, servers, pairs)
         server_faults = [c for c in cases if c.group == "server"]
         if server_faults:
-            results += self.run_server_faults(server_faults, stack_list, servers, pairs)
+            results += self.run_server_faults(server_faults, servers, pairs)
         if any(c.id == "F8" for c in cases):
             results += self.run_outage(BY_ID["F8"], pairs)
         results = self.with_server_side(results)
@@ -407,7 +407,7 @@ class Interop:
         return [dataclasses.replace(r, stack=f"after-{group}")
                 for r in self.run_stack(PRIMARY, [BY_ID["S1"]], servers, pairs)]
 
-    def run_server_faults(self, cases: list[Case], stack_list, servers, pairs) -> list[CaseResult]:
+    def run_server_faults(self, cases: list[Case], servers, pairs) -> list[CaseResult]:
         """F3a-e, F4, F5: each server B in turn presents each fault (a faulty certificate, or
         s2s TLS off) and is restarted alone; the lab looks at what B's s2s port offers, and
         every other server's user and B's user message each other. A server gets its own
