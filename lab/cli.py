@@ -361,15 +361,17 @@ def schema(kind: bool = typer.Option(False, "--kind", help="The schema of kind.y
 @app.command("kinds")
 @reports_errors
 def list_kinds(file: Optional[Path] = FileOption):
-    """Every server kind a lab here can use: where it comes from, its image, its features."""
+    """Every server kind a lab here can use: where it comes from, its image, the Debian
+    releases it runs at, its features."""
     lab_dir = file.resolve().parent if file else Path.cwd()
-    table = Table("kind", "from", "image", "s2s auth", "features", box=None)
+    table = Table("kind", "from", "image", "releases", "s2s auth", "features", box=None)
     for column in table.columns:
         column.overflow = "fold"  # a path is never cut short
     for name, kind in servers.kinds(lab_dir).items():
         source = "built-in" if kind.builtin else str(kind.folder)
         image = kind.prebuilt or f"built from {kind.build_dir.relative_to(kind.folder)}/"
-        table.add_row(name, source, image, ", ".join(kind.s2s_auth), " ".join(sorted(kind.features)))
+        table.add_row(name, source, image, ", ".join(kind.releases), ", ".join(kind.s2s_auth),
+                      " ".join(sorted(kind.features)))
     console.print(table)
 
 
