@@ -113,8 +113,12 @@ def kind_tag(kind: ServerKind, release: str = "bookworm") -> str:
     return kind.prebuilt or tag_for(kind.name, kind.build_dir, release)
 
 
-def ensure_kind_image(client: docker.DockerClient, kind: ServerKind, say: Say) -> str:
-    """A prebuilt kind's image: taken from a local tag, else pulled."""
+def ensure_kind_image(client: docker.DockerClient, kind: ServerKind, say: Say, release: str = "bookworm") -> str:
+    """A kind's image at ``release``: built if missing; a prebuilt one taken from a local
+    tag, else pulled."""
+    if kind.prebuilt is None:
+        ensure_images(client, [(kind.name, kind.build_dir, release)], say)
+        return kind_tag(kind, release)
     if _exists(client, kind.prebuilt):
         return kind.prebuilt
     say(f"pulling {kind.prebuilt} (kind {kind.name})", transient=True)
