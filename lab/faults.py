@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from lab.model import Server
+from lab.servers import CERTIFICATE, common_auth
 from lab.results import ERROR, FAIL, FLAKY, PASS, CaseResult
 
 # F8: the lab DNS is paused this long, from OUTAGE_START after the runner began; the
@@ -88,7 +89,7 @@ def judge_f6(result: CaseResult, asker: str, askers: list[str], target: Server,
     if result.status not in (PASS, FLAKY):
         return result
     until = (result.ended or time.time()) + 0.5
-    asked = [q for q in queries if q.get("client") in askers and since <= q.get("time", 0) <= until]
+    asked = asked_during(result, askers, queries, since)
     found = next((q for q in asked if q["name"].rstrip(".") == target.domain and q["type"] == "AAAA"
                   and target.address6 in (q.get("answers") or [])), None)
     if found is None:
@@ -157,7 +158,7 @@ EXPECTED_REF = {
 def certificate_required(verifier: Server, peer: Server) -> bool:
     """Whether ``verifier``'s configured policy wants a verified certificate from ``peer``
     (the templates' dialback_peers: dialback only for a peer that can do nothing else)."""
-    return "certificate" in verifier.kind.s2s_auth and "certificate" in peer.kind.s2s_auth
+    return common_auth(peer.kind, verifier.kind) == CERTIFICATE
 
 
 def expected_outcomes(fault: str, sender: Server, faulty: Server) -> set[str]:

@@ -30,6 +30,7 @@ from lab import ca
 from lab.faults import (OUTAGE, OUTAGE_START, RECOVERY_BUDGET, describe_offer, fault_in_place, judge_f1, judge_f2,
                         judge_f6, judge_f7, judge_f8, judge_server_fault)
 from lab.model import Lab, Server
+from lab.servers import common_auth
 from lab.project import CLIENT_CA, DNS_SERVICE, PRIMARY, ZONE_PATH, Project, run_runner, stack_users
 from lab.results import ERROR, FAIL, FLAKY, NOT_SUPPORTED, PASS, CaseResult, reconcile
 from lab.runtime import File, Runtime, interrupts_deferred, interrupts_ignored, parallel
@@ -55,7 +56,7 @@ def default_concurrency(engine_cores: int) -> int:
 
 def expected_auth(sender: Server, receiver: Server) -> str | None:
     """The strongest method both kinds declare, in the receiver's order of preference."""
-    return next((m for m in receiver.kind.s2s_auth if m in sender.kind.s2s_auth), None)
+    return common_auth(sender.kind, receiver.kind)
 
 
 # --- planning ---------------------------------------------------------------------------------

@@ -102,6 +102,12 @@ class ServerKind:
         return (found[2], found[3]) if found else None
 
 
+def common_auth(sender: ServerKind, receiver: ServerKind) -> str | None:
+    """The strongest s2s authentication both kinds declare, in the receiver's order of
+    preference: what S8 expects, and what the fault scenarios take as a server's policy."""
+    return next((m for m in receiver.s2s_auth if m in sender.s2s_auth), None)
+
+
 def load_kind(folder: Path) -> ServerKind:
     """The kind in ``folder`` (its kind.yml checked as lab.yml is: file, line, key)."""
     path = folder / "kind.yml"

@@ -1,5 +1,6 @@
-"""Readiness of servers at the XMPP level, standard library only: `ready` of the slixmpp
-runner (lab up waits with it until every server speaks XMPP)."""
+"""Servers looked at the XMPP level, standard library only: `ready` of the slixmpp runner
+(lab up waits with it until every server speaks XMPP) and `s2s-offer` (what a server's s2s
+port presents, for the fault scenarios)."""
 
 from __future__ import annotations
 
@@ -12,18 +13,22 @@ STREAM_HEADER = ("<?xml version='1.0'?><stream:stream to='{domain}' version='1.0
 TLS_NS = "urn:ietf:params:xml:ns:xmpp-tls"
 
 
+def read_until(sock, end: bytes, limit: int = 65536) -> str:
+    received = b""
+    while end not in received and len(received) < limit:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        received += chunk
+    return received.decode(errors="replace")
+
+
 def probe(domain: str, port: int = 5222) -> str | None:
     """None when the server at ``domain`` opens a stream and offers STARTTLS, else why not."""
     try:
         with socket.create_connection((domain, port), timeout=3) as sock:
             sock.sendall(STREAM_HEADER.format(domain=domain).encode())
-            received = b""
-            while b"</stream:features>" not in received and len(received) < 65536:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                received += chunk
-        text = received.decode(errors="replace")
+            text = read_until(sock, b"</stream:features>")
         if "</stream:features>" not in text:
             return f"no stream features from {domain}:{port} (got {text[:120]!r})"
         if TLS_NS not in text:
@@ -55,16 +60,6 @@ def ready(spec: dict) -> dict:
 
 S2S_HEADER = ("<?xml version='1.0'?><stream:stream to='{domain}' from='{sender}' version='1.0' "
               "xmlns='jabber:server' xmlns:db='jabber:server:dialback' xmlns:stream='http://etherx.jabber.org/streams'>")
-
-
-def read_until(sock, end: bytes, limit: int = 65536) -> str:
-    received = b""
-    while end not in received and len(received) < limit:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        received += chunk
-    return received.decode(errors="replace")
 
 
 def s2s_offer(spec: dict) -> dict:
