@@ -266,7 +266,9 @@ def test_ctrl_c_at_any_moment_leaves_nothing_or_the_whole_lab(client, tmp_path):
             time.sleep(moment)
             process.send_signal(signal.SIGINT)
             out, err = process.communicate(timeout=300)
-            assert "Traceback" not in out + err and process.returncode in (0, 130), (moment, out, err)
+            # -SIGINT: the signal came as the interpreter finished, with its handlers gone;
+            # a shell shows that as 130 too.
+            assert "Traceback" not in out + err and process.returncode in (0, 130, -signal.SIGINT), (moment, out, err)
             containers = client.containers.list(all=True, filters={"label": f"{LABEL_LAB}={name}"})
             if containers:
                 assert len(containers) == 4 and all(c.status == "running" for c in containers), moment
