@@ -46,7 +46,7 @@ def main() -> None:
     interop = Interop(lab, runtime)
 
     alone = {}
-    for stack in lab.clients:
+    for stack in (c.name for c in lab.clients):
         alone[stack], _, _ = timed_run(interop, [stack])
     whole, count, failed = timed_run(interop, None)
 

@@ -110,6 +110,7 @@ def bring_up(file: Optional[Path], fresh: bool = False, test: bool = False, conc
         versions = project.versions()
         servers = ", ".join(f"{s.name} ({s.domain}; {s.kind.name} {versions[s.name] or '?'} from {s.release})"
                             for s in lab.servers)
+        servers += "; clients: " + ", ".join(f"{c.name} ({c.package} {versions[c.service] or '?'})" for c in lab.clients)
         if changed:
             console.print(f"lab [bold]{lab.name}[/] is up: {servers}; (re)started: {', '.join(changed)}; "
                           f"files in {lab.state_dir}", highlight=False)
@@ -182,7 +183,7 @@ def container_of(file: Optional[Path], name: str):
     lab, runtime = open_lab(file)
     container = runtime.container(name)
     if container is None:
-        known = ", ".join(["dns", *(s.name for s in lab.servers), *(f"client-{c}" for c in lab.clients)])
+        known = ", ".join(["dns", *(s.name for s in lab.servers), *(c.service for c in lab.clients)])
         raise LabError(f"lab {lab.name} has no container {name!r} (is it up? names: {known})")
     return container
 
@@ -299,9 +300,9 @@ def test_(only: Optional[list[str]] = typer.Option(None, "--only", help="Case ID
         cases = catalogue.selected(split(only), faults)
     except ValueError as error:
         raise ConfigError(f"--only: {error}") from None
-    unknown = [s for s in split(stack) or [] if s not in lab.clients]
+    unknown = [s for s in split(stack) or [] if s not in [c.name for c in lab.clients]]
     if unknown:
-        raise ConfigError(f"--stack: unknown stack {', '.join(unknown)} (stacks: {', '.join(lab.clients)})")
+        raise ConfigError(f"--stack: unknown stack {', '.join(unknown)} (stacks: {', '.join(c.name for c in lab.clients)})")
     if not run_catalogue(Interop(lab, runtime, concurrency), cases, split(server), split(stack)):
         raise typer.Exit(1)
 

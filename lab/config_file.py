@@ -79,6 +79,11 @@ def _validate(data, root: yaml.Node, path: Path, schema: dict) -> None:
     if not errors:
         return
     error = errors[0]
+    while error.validator in ("oneOf", "anyOf") and error.context:
+        # One of several forms (a name, or a mapping): say what is wrong with the form meant.
+        wrong_type = {e.relative_schema_path[0] for e in error.context if e.validator == "type" and not e.relative_path}
+        meant = [e for e in error.context if e.relative_schema_path[0] not in wrong_type]
+        error = jsonschema.exceptions.best_match(meant or error.context)
     keys = list(error.absolute_path)
     line_keys = keys
     if error.validator == "additionalProperties":  # point at the unknown key itself

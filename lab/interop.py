@@ -34,7 +34,7 @@ from lab.servers import common_auth
 from lab.project import CLIENT_CA, DNS_SERVICE, PRIMARY, ZONE_PATH, Project, run_runner, stack_users
 from lab.results import ERROR, FAIL, FLAKY, NOT_SUPPORTED, PASS, CaseResult, reconcile
 from lab.runtime import File, Runtime, interrupts_deferred, interrupts_ignored, parallel
-from lab.stacks import ClientStack, stacks
+from lab.stacks import ClientStack
 from lab.zone import TTL, VARIANTS, build_zone
 
 CASE_BUDGET = 20.0   # seconds a case may take, counted from its own start in the runner
@@ -243,7 +243,7 @@ class Interop:
             self.lab.server(name)
         self.check_up()
         servers = [s for s in self.lab.servers if not server_names or s.name in server_names]
-        stack_list = [stacks()[n] for n in self.lab.clients if not stack_names or n in stack_names]
+        stack_list = [c for c in self.lab.clients if not stack_names or c.name in stack_names]
         pairs = [(a, b) for a in servers for b in self.lab.servers if a is not b]
         plain = [c for c in cases if c.id not in FRESH_S2S and c not in FAULTS]
         # Runners create nothing: Ctrl-C need not wait for them.

@@ -18,7 +18,7 @@ import yaml
 from lab import config_file
 from lab.errors import ConfigError
 from lab.servers import ServerKind, kind_folders, load_kind
-from lab.stacks import stacks
+from lab.stacks import ClientStack, stacks
 
 PACKAGE_DIR = Path(__file__).parent
 DEFAULTS = yaml.safe_load((PACKAGE_DIR / "defaults.yml").read_text())
@@ -66,7 +66,7 @@ class Lab:
     subnet: ipaddress.IPv4Network
     name_constraints: bool
     servers: tuple[Server, ...]
-    clients: tuple[str, ...]  # client stacks wired in, by name
+    clients: tuple[ClientStack, ...]  # each a stack's client at a release; the first: slixmpp
     test_concurrency: int | None = None  # cases a runner has in flight (None: from the engine's cores)
     subnet6: ipaddress.IPv6Network | None = None  # dual-stack labs only
 
@@ -97,12 +97,15 @@ class Lab:
 
     @property
     def client_addresses(self) -> dict[str, str]:
-        """Address of each client stack's container, by stack name."""
-        return addresses(self.clients, self.subnet, CLIENT_HOSTS)
+        """Address of each client's container, by client name."""
+        return addresses([c.name for c in self.clients], self.subnet, CLIENT_HOSTS)
 
     @property
     def client_addresses6(self) -> dict[str, str]:
-        return addresses(self.clients, self.subnet6, CLIENT_HOSTS) if self.subnet6 else {}
+        return addresses([c.name for c in self.clients], self.subnet6, CLIENT_HOSTS) if self.subnet6 else {}
+
+    def client(self, name: str) -> ClientStack:
+        return next(c for c in self.clients if c.name == name)
 
     @property
     def domains(self) -> list[str]:
@@ -119,7 +122,7 @@ def schema(lab_dir: Path | None = None) -> dict:
     """The lab.yml JSON Schema, with the server kinds a lab in ``lab_dir`` can use."""
     result = json.loads((PACKAGE_DIR / "schema.json").read_text())
     result["$defs"]["server"]["properties"]["kind"]["enum"] = sorted(kind_folders(lab_dir))
-    result["properties"]["clients"]["items"]["enum"] = sorted(stacks())
+    result["$defs"]["stack"]["enum"] = sorted(stacks())
     return result
 
 
@@ -207,6 +210,11 @@ def _build(data: dict, root: yaml.Node, path: Path) -> Lab:
             loaded[name] = load_kind(folders[name])
         return loaded[name]
 
+    clients = _clients(merged, data, root, path)
+    for client in clients:
+        if client.own_accounts:
+            merged["accounts"].update({f"{client.name}-{role}": merged["accounts"][role] for role in ("alice", "bob")
+                                       if role in merged["accounts"]})
     servers, seen_domains = [], {}
     subnet6 = default_subnet6(name) if merged["network"]["ipv6"] else None
     server_address = addresses(list(merged["servers"]), subnet, SERVER_HOSTS)
@@ -235,7 +243,30 @@ def _build(data: dict, root: yaml.Node, path: Path) -> Lab:
             address6=server_address6.get(server_name),
             release=settings["release"],
         ))
-    clients = merged["clients"] if merged["clients"] is not None else list(stacks())
     return Lab(name=name, file=path.resolve(), subnet=subnet, name_constraints=merged["ca"]["name_constraints"],
-               servers=tuple(servers), clients=tuple(dict.fromkeys(["slixmpp", *clients])),
+               servers=tuple(servers), clients=clients,
                test_concurrency=merged["test"]["concurrency"], subnet6=subnet6)
+
+
+def _clients(merged: dict, data: dict, root: yaml.Node, path: Path) -> tuple[ClientStack, ...]:
+    """The lab's clients: slixmpp at client.release first (it checks readiness and
+    federation), then each entry of ``clients`` (default: every stack); a stack at a release
+    other than client.release is called <stack>-<release>."""
+    known, default = stacks(), merged["client"]["release"]
+    # Every stack: at client.release where it runs there, else at the newest suite it runs at.
+    entries = merged["clients"] if merged["clients"] is not None else [
+        name if default in stack.releases else {"stack": name, "release": stack.releases[-1]}
+        for name, stack in known.items()]
+    clients, listed = {"slixmpp": known["slixmpp"].at(default)}, set()
+    for index, entry in enumerate(entries):
+        stack, release = (entry, default) if isinstance(entry, str) else (entry["stack"], entry.get("release", default))
+        name = stack if release == default else f"{stack}-{release}"
+        where = ["clients", index] if "clients" in data else ["client", "release"] if "client" in data else []
+        if release not in known[stack].releases:
+            raise config_file.located(path, root, where, f"stack {stack} does not run at {release} "
+                                      f"(its releases: {', '.join(known[stack].releases)})")
+        if name in listed:
+            raise config_file.located(path, root, where, f"client {name} is listed twice")
+        listed.add(name)
+        clients[name] = known[stack].at(release, name)
+    return tuple(clients.values())

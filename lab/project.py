@@ -69,9 +69,12 @@ class Project:
 
     # --- files in the state directory ------------------------------------------------------
 
-    def image_names(self) -> list[str]:
-        """The images of dockerfiles/ the lab runs (its server kinds bring their own)."""
-        return ["dns", *(stacks()[name].service for name in self.lab.clients)]
+    def builds(self) -> list[tuple[str, Path, str]]:
+        """The images of dockerfiles/ the lab runs, (name, folder, release): the DNS at the
+        clients' release (no second base image for it), each client at its own. Its server
+        kinds bring their own."""
+        wanted = [("dns", self.lab.clients[0].release)] + [(c.image, c.release) for c in self.lab.clients]
+        return [(name, images.IMAGES_DIR / name, release) for name, release in dict.fromkeys(wanted)]
 
     def kinds(self) -> list:
         return list({s.kind.name: s.kind for s in self.lab.servers}.values())
@@ -80,7 +83,7 @@ class Project:
         """Every image the lab runs: the missing ones built at the same time; a kind's
         prebuilt image taken as it is (or pulled)."""
         client = self.runtime.client
-        built = [(name, images.IMAGES_DIR / name, "bookworm") for name in self.image_names()]
+        built = self.builds()
         built += list(dict.fromkeys((s.kind.name, s.kind.build_dir, s.release) for s in self.lab.servers
                                     if s.kind.prebuilt is None))
         for kind in self.kinds():
@@ -113,7 +116,8 @@ class Project:
         (state / "dns").mkdir(parents=True, exist_ok=True)
 
         services = [Service(
-            name=DNS_SERVICE, role="dns", image=images.tag_for("dns"), address=lab.dns_address,
+            name=DNS_SERVICE, role="dns", image=images.tag_for("dns", release=lab.clients[0].release),
+            address=lab.dns_address,
             address6=lab.dns_address6,
             # On a dual-stack lab it answers on "::" (both families) instead of 0.0.0.0.
             command=["python3", "-u", "/opt/xmpp-lab/labdns.py", ZONE_PATH, "::"] if lab.ipv6 else None,
@@ -131,10 +135,10 @@ class Project:
             services.append(Service(name=server.name, role="server", image=images.kind_tag(server.kind, server.release),
                                     address=server.address, address6=server.address6, files=files))
         for name, address in lab.client_addresses.items():
-            stack = stacks()[name]
+            stack = lab.client(name)
             services.append(Service(
-                name=stack.service, role="client", image=images.tag_for(stack.service), address=address,
-                address6=lab.client_addresses6.get(name),
+                name=stack.service, role="client", image=images.tag_for(stack.image, release=stack.release),
+                address=address, address6=lab.client_addresses6.get(name),
                 files={**{f"{RUNNER_DIR}/{name}": File((PACKAGE_DIR / "runners" / name).read_bytes())
                           for name in stack.files},
                        CLIENT_CA: File(authority.cert_pem)},
@@ -265,21 +269,26 @@ class Project:
     # --- looking at it ---------------------------------------------------------------------
 
     def versions(self) -> dict[str, str | None]:
-        """Each server's installed version (its kind's version command; None where it has
-        none or it failed), as the reports show it."""
-        def version(server: Server) -> str | None:
-            if not server.kind.version_command or self.runtime.container(server.name) is None:
+        """The installed version of each server (its kind's version command) and of each
+        client's package (by its container's name, client-<name>), as the reports show them;
+        None where there is none or asking failed."""
+        commands = {s.name: s.kind.version_command for s in self.lab.servers}
+        commands.update({c.service: ("dpkg-query", "-W", "-f=${Version}", c.package) if c.package else None
+                         for c in self.lab.clients})
+
+        def version(name: str) -> str | None:
+            if not commands[name] or self.runtime.container(name) is None:
                 return None
-            code, output = self.runtime.exec(server.name, list(server.kind.version_command))
+            code, output = self.runtime.exec(name, list(commands[name]))
             return output.strip().splitlines()[-1] if code == 0 and output.strip() else None
-        return dict(zip((s.name for s in self.lab.servers), parallel(version, self.lab.servers)))
+        return dict(zip(commands, parallel(version, list(commands))))
 
     def status(self) -> list[dict]:
         """One row per container the lab should have; ready only for servers, probed now."""
         rows = [{"server": DNS_SERVICE, "kind": "dns", "domain": None, "address": self.lab.dns_address}]
         rows += [{"server": s.name, "kind": s.kind.name, "domain": s.domain, "address": s.address}
                  for s in self.lab.servers]
-        rows += [{"server": stacks()[name].service, "kind": "client", "domain": None, "address": address}
+        rows += [{"server": self.lab.client(name).service, "kind": "client", "domain": None, "address": address}
                  for name, address in self.lab.client_addresses.items()]
         for row in rows:
             container = self.runtime.container(row["server"])

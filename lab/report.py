@@ -72,8 +72,16 @@ def server_rows(lab, versions: dict[str, str | None]) -> list[dict]:
              "version": versions.get(s.name)} for s in lab.servers]
 
 
-def to_json(results: list[CaseResult], lab: str, servers: list[dict] | None = None) -> str:
-    return json.dumps({"lab": lab, "servers": servers or [], "summary": dict(sorted(counts(results).items())),
+def client_rows(lab, versions: dict[str, str | None]) -> list[dict]:
+    """What ran: per client its stack, Debian release and installed package version."""
+    return [{"client": c.name, "stack": c.stack or c.name, "release": c.release, "version": versions.get(c.service)}
+            for c in lab.clients]
+
+
+def to_json(results: list[CaseResult], lab: str, servers: list[dict] | None = None,
+            clients: list[dict] | None = None) -> str:
+    return json.dumps({"lab": lab, "servers": servers or [], "clients": clients or [],
+                       "summary": dict(sorted(counts(results).items())),
                        "results": [{"id": r.id, **asdict(r), **fault_outcome(r)} for r in results]}, indent=2) + "\n"
 
 
@@ -140,13 +148,17 @@ def _html_table(rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def to_html(results: list[CaseResult], lab: str, servers: list[str], rows: list[dict] | None = None) -> str:
+def to_html(results: list[CaseResult], lab: str, servers: list[str], rows: list[dict] | None = None,
+            clients: list[dict] | None = None) -> str:
     failures = [r for r in results if r.status in FAILED or r.status == FLAKY]
     versions = [["server", "kind", "release", "version"]] + [
         [row["server"], row["kind"], row["release"], row["version"] or "?"] for row in rows or []]
+    client_versions = [["client", "stack", "release", "version"]] + [
+        [row["client"], row["stack"], row["release"], row["version"] or "?"] for row in clients or []]
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>xmpp interop lab {html.escape(lab)}</title>",
              f"<style>{STYLE}</style></head><body><h1>xmpp interop lab: {html.escape(lab)}</h1>",
              *(["<h2>Servers</h2>", _html_table(versions)] if rows else []),
+             *(["<h2>Clients</h2>", _html_table(client_versions)] if clients else []),
              "<h2>Server to server</h2>", _html_table(s2s_matrix(results, servers)),
              "<h2>Client to server</h2>", _html_table(c2s_matrix(results, servers)),
              *(part for case, rows in fault_matrices(results, servers).items()
@@ -164,8 +176,8 @@ def write(results: list[CaseResult], lab, versions: dict[str, str | None] | None
     """Every report of one run, in its own folder of the lab's state directory."""
     directory = lab.state_dir / "results" / time.strftime("%Y%m%d-%H%M%S")
     directory.mkdir(parents=True, exist_ok=True)
-    servers, rows = [s.name for s in lab.servers], server_rows(lab, versions or {})
-    (directory / "results.json").write_text(to_json(results, lab.name, rows))
+    servers, rows, clients = [s.name for s in lab.servers], server_rows(lab, versions or {}), client_rows(lab, versions or {})
+    (directory / "results.json").write_text(to_json(results, lab.name, rows, clients))
     (directory / "junit.xml").write_text(to_junit(results, lab.name))
-    (directory / "report.html").write_text(to_html(results, lab.name, servers, rows))
+    (directory / "report.html").write_text(to_html(results, lab.name, servers, rows, clients))
     return directory

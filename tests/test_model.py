@@ -37,6 +37,31 @@ def test_server_settings_override_lab_defaults(tmp_path):
     assert {"alice": "other", "bob": "bob-password", "carol": "c"}.items() <= server.accounts.items()
 
 
+def test_clients_at_releases_are_named_by_release_and_get_own_accounts(tmp_path):
+    path = tmp_path / "lab.yml"
+    path.write_text("name: x\nclient: {release: trixie}\nclients: [nbxmpp, {stack: slixmpp, release: sid}, "
+                    "{stack: xmppc, release: trixie}]\nservers:\n  p: {kind: prosody, domain: p.test}\n")
+    lab = model.load(path)
+    assert [(c.name, c.stack, c.release, c.service, c.image) for c in lab.clients] == [
+        ("slixmpp", "slixmpp", "trixie", "client-slixmpp", "client-slixmpp"),
+        ("nbxmpp", "nbxmpp", "trixie", "client-nbxmpp", "client-nbxmpp"),
+        ("slixmpp-sid", "slixmpp", "sid", "client-slixmpp-sid", "client-slixmpp"),
+        ("xmppc", "xmppc", "trixie", "client-xmppc", "client-xmppc")]
+    (server,) = lab.servers
+    # Two slixmpp clients at once: each its own accounts; nbxmpp (no own_accounts) none.
+    assert {"slixmpp-alice", "slixmpp-bob", "slixmpp-sid-alice", "slixmpp-sid-bob"} <= set(server.accounts)
+    assert not any(a.startswith("nbxmpp") for a in server.accounts)
+    assert len(set(lab.client_addresses.values())) == 4
+
+
+def test_default_clients_are_every_stack_at_client_release_or_its_newest(tmp_path):
+    path = tmp_path / "lab.yml"
+    path.write_text("name: x\nclient: {release: trixie}\nservers:\n  p: {kind: prosody, domain: p.test}\n")
+    clients = {c.name: c.release for c in model.load(path).clients}
+    assert clients == {"slixmpp": "trixie", "gosendxmpp-bookworm": "bookworm", "nbxmpp": "trixie",
+                       "sendxmpp": "trixie", "xmppc": "trixie"}
+
+
 def case_files():
     return sorted(CASES.glob("*.yml"))
 

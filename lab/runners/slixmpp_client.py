@@ -30,6 +30,7 @@ NS_RSM = "http://jabber.org/protocol/rsm"
 MESSAGE, PRESENCE, IQ = (f"{{{NS_CLIENT}}}{name}" for name in ("message", "presence", "iq"))
 
 TRACE_HEAD, TRACE_TAIL, TRACE_LINE = 60, 300, 4000
+OLD_CONNECT_API = True  # set by deep_client_class, once slixmpp is imported
 
 
 def esc(value: str) -> str:
@@ -61,6 +62,16 @@ def describe_error(element) -> str:
     error = element.find(f"{{{NS_CLIENT}}}error")
     text = error.findtext(f"{{{NS_STANZAS}}}text") if error is not None else None
     return f"{condition} ({kind})" + (f": {text}" if text else "")
+
+
+def old_connect_api() -> bool:
+    """slixmpp before 1.10: connect(use_ssl=...) and ``dns_service``; from 1.10, connect()
+    returns the attempt's Future and TLS is chosen by ``enable_direct_tls`` and
+    ``enable_starttls``."""
+    import inspect
+
+    import slixmpp
+    return "use_ssl" in inspect.signature(slixmpp.ClientXMPP.connect).parameters
 
 
 def lab_client_class(ca_file: str):
@@ -102,6 +113,8 @@ class Tracer:
 
 
 def deep_client_class(ca_file: str):
+    global OLD_CONNECT_API
+    OLD_CONNECT_API = old_connect_api()
     base = lab_client_class(ca_file)
 
     class DeepClient(base):
@@ -132,20 +145,47 @@ def deep_client_class(ca_file: str):
             self.add_event_handler("connection_failed", self.connection_failed)
             self.add_event_handler("disconnected", lambda reason: self.note(f"disconnected ({reason or 'closed'})"))
 
+            self.reached = False
+            self.add_event_handler("connected", lambda _: setattr(self, "reached", True))
+
+        def start(self, direct_tls: bool = False) -> None:
+            """Connect as SRV says: STARTTLS (_xmpp-client) or direct TLS (_xmpps-client)
+            only. The event ``unreachable`` comes once every address DNS gave has failed
+            (slixmpp itself then starts over, after a back-off, until cancelled)."""
+            self.reached = False
+            if OLD_CONNECT_API:
+                self.connect(use_ssl=direct_tls)
+                if direct_tls:
+                    self.dns_service = "xmpps-client"  # connect() set xmpp-client; the lookup runs later
+                return
+            self.enable_direct_tls, self.enable_starttls = direct_tls, not direct_tls
+            self.connect().add_done_callback(self.attempt_over)
+
+        def attempt_over(self, attempt) -> None:
+            if not attempt.cancelled() and not self.reached:
+                self.event("unreachable", self.connect_failures[-1] if self.connect_failures else "no address")
+
         def connection_failed(self, error) -> None:
-            where = f" ({self.address[0]}:{self.address[1]})" if isinstance(error, OSError) else ""
+            # slixmpp's address: the one it tried (before 1.10 only)
+            where = (f" ({self.address[0]}:{self.address[1]})"
+                     if isinstance(error, OSError) and hasattr(self, "address") else "")
             self.connect_failures.append(f"{error}{where}")
             self.note(f"connection failed: {error}{where}")
+            # Before 1.10 slixmpp moves on to the next address by itself, and the failure of
+            # the last one comes with _dns_answers reset to None.
+            if OLD_CONNECT_API and getattr(self, "_dns_answers", None) is None:
+                self.event("unreachable", f"{error}{where}")
 
         def note(self, text: str) -> None:
             self.tracer.add(self.label, "--", text)
 
-        def connection_made(self, transport) -> None:
+        def connection_made(self, transport, *args, **kwargs) -> None:
+            # (1.10+ calls it again after STARTTLS, with send_event=False)
             peer = transport.get_extra_info("peername") or ("?", "?")
             tls = transport.get_extra_info("ssl_object")
             self.note(f"TLS up with {peer[0]}:{peer[1]}: {tls.version()} {tls.cipher()[0]}" if tls
                       else f"TCP connected to {peer[0]}:{peer[1]}")
-            super().connection_made(transport)
+            super().connection_made(transport, *args, **kwargs)
 
         def send_raw(self, data) -> None:
             text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
@@ -153,8 +193,8 @@ def deep_client_class(ca_file: str):
                 self.tracer.add(self.label, ">>", text)
             super().send_raw(data)
 
-        def data_received(self, data: bytes) -> None:
-            text = data.decode("utf-8", "replace")
+        def data_received(self, data) -> None:
+            text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
             if text.strip():
                 self.tracer.add(self.label, "<<", text)
             super().data_received(data)

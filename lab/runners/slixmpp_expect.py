@@ -48,19 +48,12 @@ class CaseRun(Case):
                              if limit is None else f"timed out waiting for {what} ({limit:g}s)") from None
 
     def watch(self, client, events: list[str]) -> asyncio.Future:
-        """A future for the first of ``events`` on ``client``: (event name, data).
-
-        ``connection_failed`` counts only once slixmpp has tried every address DNS gave (it
-        then falls back to the last one again, with _dns_answers reset to None); before that
-        it moves on to the next address by itself (after a back-off of 1 s, then 3 s, ...).
-        """
+        """A future for the first of ``events`` on ``client``: (event name, data). For a
+        connection, watch ``unreachable`` (every address failed; see DeepClient.start)."""
         future = self.loop.create_future()
 
         def handler_for(name):
             def handler(data):
-                if name == "connection_failed" and getattr(client, "_dns_answers", None) is not None:
-                    client.add_event_handler(name, handler, disposable=True)  # not the last address yet
-                    return
                 if not future.done():
                     future.set_result((name, data))
             return handler
@@ -157,7 +150,7 @@ class CaseRun(Case):
     def login_failure(self, client, event: str, data) -> str:
         if event == "failed_all_auth" or event == "no_auth":
             return "SASL failed: " + ("; ".join(client.auth_failures) or "no usable mechanism offered")
-        if event == "connection_failed":
+        if event == "unreachable":
             return f"connection failed: {'; '.join(dict.fromkeys(client.connect_failures)) or data}"
         if event == "ssl_invalid_chain":
             return f"TLS handshake failed (certificate not accepted): {data}"
@@ -178,8 +171,8 @@ class CaseRun(Case):
         return CaseFailed(f"{what}: {self.login_failure(client, event, data)}")
 
     async def login(self, server: str, user: str, *, password: str | None = None, resource: str | None = None,
-                    presence: bool = True, plugins=(), use_mech: str | None = None, use_ssl: bool = False,
-                    dns_service: str | None = None, setup=None):
+                    presence: bool = True, plugins=(), use_mech: str | None = None, direct_tls: bool = False,
+                    setup=None):
         """A client with a session (and available, when ``presence``), or CaseFailed."""
         client = self.new_client(server, user, password, resource)
         for plugin in plugins:
@@ -188,11 +181,9 @@ class CaseRun(Case):
             client["feature_mechanisms"].use_mech = use_mech
         if setup:
             setup(client)
-        outcome = self.watch(client, ["session_start", "failed_all_auth", "no_auth", "connection_failed",
+        outcome = self.watch(client, ["session_start", "failed_all_auth", "no_auth", "unreachable",
                                       "ssl_invalid_chain", "stream_error", "disconnected"])
-        client.connect(use_ssl=use_ssl)  # SRV lookup (aiodns) as no address is given
-        if dns_service:
-            client.dns_service = dns_service  # connect() set xmpp-client; the lookup runs later
+        client.start(direct_tls=direct_tls)
         event, data = await self.within(outcome, lambda: f"{client.label} to log in (it got as far as: "
                                                          f"{client.stage}{self.connect_failures(client)})")
         if event != "session_start":

@@ -78,9 +78,9 @@ async def wrong_password(run: CaseRun) -> str:
     def give_up(_):  # no other mechanism: slixmpp would try every offered one in turn
         client["feature_mechanisms"].use_mechs = set()
     client.add_event_handler("failed_auth", give_up)
-    outcome = run.watch(client, ["failed_auth", "session_start", "connection_failed", "ssl_invalid_chain",
+    outcome = run.watch(client, ["failed_auth", "session_start", "unreachable", "ssl_invalid_chain",
                                  "disconnected"])
-    client.connect()
+    client.start()
     event, data = await run.within(outcome, "the SASL failure for a wrong password")
     if event == "session_start":
         raise CaseFailed("logged in with a wrong password")
@@ -190,8 +190,8 @@ async def case_c8(run: CaseRun) -> str:
     run.send(bob, f"<message to={esc(full)} type='chat' id='{away_id}'><body>while away {marker}</body></message>")
     await asyncio.sleep(0.2)
     outcome = run.watch(alice, ["session_resumed", "session_start", "sm_failed", "failed_all_auth",
-                                "connection_failed", "ssl_invalid_chain"])
-    alice.connect()
+                                "unreachable", "ssl_invalid_chain"])
+    alice.start()
     event, data = await run.within(outcome, lambda: f"the resumption (it got as far as: {alice.stage})")
     if event == "sm_failed":
         failed = next((e for e in reversed(alice.inbox) if e.tag == f"{{{NS_SM}}}failed"), None)
@@ -291,9 +291,9 @@ async def case_c11(run: CaseRun) -> str:
     # An error to the plugin's registration-form request stalls slixmpp: catch it here.
     client.waiters.append((lambda e: e.tag == IQ and e.get("type") == "error" and not client.authenticated,
                            registered))
-    outcome = run.watch(client, ["session_start", "failed_all_auth", "no_auth", "connection_failed",
+    outcome = run.watch(client, ["session_start", "failed_all_auth", "no_auth", "unreachable",
                                  "ssl_invalid_chain", "disconnected"])
-    client.connect()
+    client.start()
     await run.within(asyncio.wait([registered, outcome], return_when=asyncio.FIRST_COMPLETED),
                      lambda: f"in-band registration (it got as far as: {client.stage})")
     if not registered.done():
@@ -320,7 +320,7 @@ async def case_c12(run: CaseRun) -> str:
     records, why = await run.srv(f"_xmpps-client._tcp.{domain}")
     if not records:
         raise CaseFailed(f"no SRV record _xmpps-client._tcp.{domain} ({why})")
-    client = await run.login(run.server, "alice", presence=False, use_ssl=True, dns_service="xmpps-client")
+    client = await run.login(run.server, "alice", presence=False, direct_tls=True)
     tls = client.transport.get_extra_info("ssl_object")
     if tls is None:
         raise CaseFailed("the session is not encrypted")

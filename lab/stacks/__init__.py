@@ -11,14 +11,15 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 RUNNER_DIR = "/opt/xmpp-lab"
 
 
 @dataclass(frozen=True)
 class ClientStack:
-    name: str
+    """A client stack; in a lab, one client of it at one Debian release (see ``at``)."""
+    name: str                   # the stack's name; in a lab, the client's (see at)
     runner: str                 # file name in lab/runners/
     cases: frozenset[str]       # catalogue IDs this stack can express
     description: str = ""
@@ -27,6 +28,18 @@ class ClientStack:
     # How many times the lab's concurrency this stack runs at once: more where its cases
     # mostly wait (xmppc sleeps 10 s before every message), costing no CPU meanwhile.
     concurrency_scale: int = 1
+    # The lab gives each client of it accounts of its own (<client>-alice, <client>-bob),
+    # so that its presence and roster cases never share one with other clients.
+    own_accounts: bool = False
+    # Debian suites its image builds at (the package and what it was checked against).
+    releases: tuple[str, ...] = ("bookworm", "trixie", "sid")
+    release: str = "bookworm"   # in a lab: the suite this client's packages come from
+    stack: str = ""             # in a lab: the stack's own name, when the client's differs
+    package: str = ""           # the Debian package whose installed version the reports show
+
+    def at(self, release: str, name: str | None = None) -> "ClientStack":
+        """This stack's client at ``release``, called ``name`` in the lab."""
+        return replace(self, name=name or self.name, stack=self.stack or self.name, release=release)
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -35,8 +48,13 @@ class ClientStack:
 
     @property
     def service(self) -> str:
-        """Container (service) name, and the image folder under lab/dockerfiles/."""
+        """Container (service) name."""
         return f"client-{self.name}"
+
+    @property
+    def image(self) -> str:
+        """The image folder under lab/dockerfiles/."""
+        return f"client-{self.stack or self.name}"
 
     def command(self, action: str, spec: dict) -> list[str]:
         return ["python3", f"{RUNNER_DIR}/{self.runner}", action, json.dumps(spec)]

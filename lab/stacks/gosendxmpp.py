@@ -4,9 +4,13 @@ from lab.stacks import ClientStack
 
 STACK = ClientStack(
     name="gosendxmpp",
+    package="go-sendxmpp",
     runner="gosendxmpp_runner.py",
     support=("cli_support.py",),
     cases=frozenset({"C1", "C2", "C5", "S1"}),
+    # The runner speaks 0.5.7's options; trixie's 0.17.1 gave -r another meaning
+    # (recipients file; no resource option left), so the listener cannot be reached.
+    releases=("bookworm",),
     description=(
         "go-xmpp through the go-sendxmpp CLI: sender, and listener (-l) as the receiving end. Trusts only "
         "the lab CA (SSL_CERT_FILE/SSL_CERT_DIR for Go's crypto/x509). It looks up both _xmpp-client and "

@@ -4,6 +4,7 @@ from lab.stacks import ClientStack
 
 STACK = ClientStack(
     name="nbxmpp",
+    package="python3-nbxmpp",
     runner="nbxmpp_runner.py",
     cases=frozenset({"C1", "C2", "C3", "C5", "C7", "S1"}),
     description=(

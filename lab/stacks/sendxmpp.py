@@ -4,6 +4,7 @@ from lab.stacks import ClientStack
 
 STACK = ClientStack(
     name="sendxmpp",
+    package="sendxmpp",
     runner="sendxmpp_runner.py",
     support=("cli_support.py",),
     cases=frozenset({"C2", "C5", "S1"}),

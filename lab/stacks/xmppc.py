@@ -4,6 +4,7 @@ from lab.stacks import ClientStack
 
 STACK = ClientStack(
     name="xmppc",
+    package="xmppc",
     runner="xmppc_runner.py",
     support=("cli_support.py",),
     cases=frozenset({"C1", "C2", "C5", "S1"}),

@@ -1,4 +1,4 @@
--- Prosody config for the XMPP interop lab: prosody.test (Debian bookworm)
+-- Prosody config for the XMPP interop lab: prosody.test (Debian trixie)
 -- Rendered by the lab; the container's entrypoint runs `prosody -F` as user prosody.
 
 pidfile = "/run/prosody/prosody.pid"
