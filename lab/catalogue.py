@@ -73,6 +73,14 @@ FEATURE_VARS = {
     "ping": "urn:xmpp:ping",
     "carbons": "urn:xmpp:carbons:2",
     "register": "jabber:iq:register",
+    "version": "jabber:iq:version",
+}
+# Declared features a server offers in its c2s stream features (C6 compares them too): the
+# namespace of an element found anywhere in them (Bind2 and FAST sit inside SASL2's).
+STREAM_FEATURE_NAMESPACES = {
+    "sasl2": "urn:xmpp:sasl:2",
+    "bind2": "urn:xmpp:bind:0",
+    "fast": "urn:xmpp:fast:0",
 }
 
 

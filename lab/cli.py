@@ -335,7 +335,7 @@ def run_catalogue(interop: Interop, cases, servers=None, stack_names=None) -> bo
                 console.print(f"  {result.status:5}  {result.id}  {result.title}: {result.detail}",
                               highlight=False, markup=False)
     versions = Project(lab, interop.runtime).versions()
-    directory = report.write(results, lab, versions)
+    directory = report.write(results, lab, versions, interop.software_versions())
     console.print(f"\n{len(results)} results in {seconds:.1f}s; reports: {directory}/"
                   f"{{results.json,junit.xml,report.html}}", highlight=False)
     return not any(r.status in FAILED for r in results)

@@ -24,7 +24,7 @@ from datetime import datetime
 
 from cryptography.hazmat.primitives import serialization
 
-from lab.catalogue import BY_ID, CASES, FAULTS, FEATURE_VARS, Case
+from lab.catalogue import BY_ID, CASES, FAULTS, FEATURE_VARS, STREAM_FEATURE_NAMESPACES, Case
 from lab.errors import LabError, NotUp
 from lab import ca
 from lab.faults import (OUTAGE, OUTAGE_START, RECOVERY_BUDGET, describe_offer, fault_in_place, judge_f1, judge_f2,
@@ -79,10 +79,10 @@ def plan(stack: ClientStack, cases: list[Case], servers: list[Server], pairs) ->
             if case.id not in stack.cases:
                 skipped.append(CaseResult(**where, reason="stack",
                                           detail=f"the {stack.name} runner cannot express {case.id}"))
-            elif case.needs and any(case.needs not in s.kind.features for s in needed_from):
-                lacking = next(s for s in needed_from if case.needs not in s.kind.features)
+            elif case.needs and any(case.needs not in s.features for s in needed_from):
+                lacking = next(s for s in needed_from if case.needs not in s.features)
                 skipped.append(CaseResult(**where, reason="server",
-                                          detail=f"{lacking.kind.name} does not declare {case.needs}"))
+                                          detail=f"{lacking.kind.name} at {lacking.release} does not declare {case.needs}"))
             else:
                 planned.append({"case": case.id, "server": server.name, "target": target and target.name})
     return planned, skipped
@@ -199,22 +199,28 @@ def judge_lookup(result: CaseResult, variant: str, sender: Server, receiver: Ser
 
 
 def judge_features(result: CaseResult, server: Server) -> CaseResult:
-    """C6: every declared feature with a disco#info var must be advertised."""
+    """C6: every declared feature with a disco#info var, or a stream feature namespace, must
+    be advertised there."""
     if result.status not in (PASS, FLAKY):
         return result
-    advertised = result.evidence.get("features")
-    if advertised is None:
+    advertised, stream = result.evidence.get("features"), result.evidence.get("stream_namespaces")
+    if advertised is None or stream is None:
         return dataclasses.replace(result, status=ERROR,
                                    detail=f"the runner returned no advertised features to compare; {result.detail}")
-    declared = {feature: FEATURE_VARS[feature] for feature in sorted(server.kind.features) if feature in FEATURE_VARS}
-    missing = [f"{feature} ({var})" for feature, var in declared.items() if var not in advertised]
+    declared = {feature: FEATURE_VARS[feature] for feature in sorted(server.features) if feature in FEATURE_VARS}
+    declared_stream = {feature: STREAM_FEATURE_NAMESPACES[feature] for feature in sorted(server.features)
+                       if feature in STREAM_FEATURE_NAMESPACES}
+    missing = [f"{feature} ({var}) in disco#info" for feature, var in declared.items() if var not in advertised]
+    missing += [f"{feature} ({namespace}) in the stream features" for feature, namespace in declared_stream.items()
+                if namespace not in stream]
     undeclared = sorted(set(advertised) & set(FEATURE_VARS.values()) - set(declared.values()))
+    undeclared += sorted(set(stream) & set(STREAM_FEATURE_NAMESPACES.values()) - set(declared_stream.values()))
     note = f"; advertised but not declared: {', '.join(undeclared)}" if undeclared else ""
     if missing:
         return dataclasses.replace(result, status=FAIL, detail=(
-            f"declared but not advertised in disco#info: {', '.join(missing)}{note}; {result.detail}"))
+            f"declared but not advertised: {', '.join(missing)}{note}; {result.detail}"))
     return dataclasses.replace(result, detail=(
-        f"{result.detail}; every declared feature advertised: {', '.join(declared)}{note}"))
+        f"{result.detail}; every declared feature advertised: {', '.join([*declared, *declared_stream])}{note}"))
 
 
 # --- running ------------------------------------------------------------------------------------
@@ -282,15 +288,29 @@ class Interop:
         planned, results = plan(stack, cases, servers, pairs)
         return results + self.run_runner(stack, planned, **extra)
 
+    def spec(self, stack: ClientStack, **extra) -> dict:
+        """What a runner is told of the lab: its CA, the servers with their accounts."""
+        return {"ca": CLIENT_CA, "timeout": CASE_BUDGET, "concurrency": self.concurrency * stack.concurrency_scale,
+                "servers": {s.name: {"domain": s.domain, "accounts": s.accounts, "muc": s.muc_domain,
+                                     "users": stack_users(stack, s)}
+                            for s in self.lab.servers}, **extra}
+
+    def software_versions(self) -> dict[str, str | None]:
+        """Each server's XEP-0092 answer ("name version (os)"), or why there is none."""
+        try:
+            answers = run_runner(self.runtime, PRIMARY, "software-version", self.spec(PRIMARY))
+        except LabError as error:
+            return {s.name: f"not asked: {error}" for s in self.lab.servers}
+        return {name: answer.get("error") and f"no answer: {answer['error']}"
+                or " ".join(filter(None, [answer.get("name"), answer.get("version"),
+                                          answer.get("os") and f"({answer['os']})"]))
+                for name, answer in answers.items()}
+
     def run_runner(self, stack: ClientStack, planned: list[dict], **extra) -> list[CaseResult]:
         """``extra``: further spec fields (F8's outage times; a concurrency of its own)."""
         if not planned:
             return []
-        spec = {"ca": CLIENT_CA, "timeout": CASE_BUDGET, "concurrency": self.concurrency * stack.concurrency_scale,
-                "servers": {s.name: {"domain": s.domain, "accounts": s.accounts, "muc": s.muc_domain,
-                                     "users": stack_users(stack, s)}
-                            for s in self.lab.servers},
-                "cases": planned, **extra}
+        spec = self.spec(stack, cases=planned, **extra)
         try:
             reported = run_runner(self.runtime, stack, "cases", spec)
         except LabError as error:

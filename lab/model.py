@@ -49,9 +49,14 @@ class Server:
         return [self.address] + ([self.address6] if self.address6 else [])
 
     @property
+    def features(self) -> frozenset[str]:
+        """What it does: its kind's features and those its release adds."""
+        return self.kind.features | self.kind.release_features.get(self.release, frozenset())
+
+    @property
     def muc_domain(self) -> str | None:
         """The MUC service's domain, for kinds that have one."""
-        return f"conference.{self.domain}" if "muc" in self.kind.features else None
+        return f"conference.{self.domain}" if "muc" in self.features else None
 
     @property
     def names(self) -> list[str]:

@@ -26,12 +26,12 @@ def template_context(lab: Lab, server: Server) -> dict:
         "domain": server.domain,
         "paths": server.kind.tls_paths,
         "ports": server.kind.ports,
-        "features": server.kind.features,
+        "features": server.features,
         "release": server.release,  # the Debian suite: where a config differs between versions
         "ipv6": lab.ipv6,  # dual-stack: listen on "::" (both families), look up AAAA too
         "log_level": server.log_level,
         "muc_domain": server.muc_domain,
-        "direct_tls_port": server.kind.ports["c2s_direct_tls"] if "direct-tls" in server.kind.features else None,
+        "direct_tls_port": server.kind.ports["c2s_direct_tls"] if "direct-tls" in server.features else None,
         # Peers that can only do dialback; everyone else must present a verified certificate.
         "dialback_peers": [p.domain for p in peers if "certificate" not in p.kind.s2s_auth],
         # False only while the fault F5 runs on this server: server connections in plaintext.

@@ -66,10 +66,11 @@ def fault_matrices(results: list[CaseResult], servers: list[str]) -> dict[str, l
     return matrices
 
 
-def server_rows(lab, versions: dict[str, str | None]) -> list[dict]:
-    """What ran: per server its kind, Debian release and installed version."""
+def server_rows(lab, versions: dict[str, str | None], software: dict[str, str | None] | None = None) -> list[dict]:
+    """What ran: per server its kind, Debian release, installed version and what it said
+    it is (XEP-0092)."""
     return [{"server": s.name, "domain": s.domain, "kind": s.kind.name, "release": s.release,
-             "version": versions.get(s.name)} for s in lab.servers]
+             "version": versions.get(s.name), "software": (software or {}).get(s.name)} for s in lab.servers]
 
 
 def client_rows(lab, versions: dict[str, str | None]) -> list[dict]:
@@ -151,8 +152,9 @@ def _html_table(rows: list[list[str]]) -> str:
 def to_html(results: list[CaseResult], lab: str, servers: list[str], rows: list[dict] | None = None,
             clients: list[dict] | None = None) -> str:
     failures = [r for r in results if r.status in FAILED or r.status == FLAKY]
-    versions = [["server", "kind", "release", "version"]] + [
-        [row["server"], row["kind"], row["release"], row["version"] or "?"] for row in rows or []]
+    versions = [["server", "kind", "release", "version", "XEP-0092 answer"]] + [
+        [row["server"], row["kind"], row["release"], row["version"] or "?", row.get("software") or "?"]
+        for row in rows or []]
     client_versions = [["client", "stack", "release", "version"]] + [
         [row["client"], row["stack"], row["release"], row["version"] or "?"] for row in clients or []]
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>xmpp interop lab {html.escape(lab)}</title>",
@@ -172,11 +174,13 @@ def to_html(results: list[CaseResult], lab: str, servers: list[str], rows: list[
     return "\n".join(parts)
 
 
-def write(results: list[CaseResult], lab, versions: dict[str, str | None] | None = None) -> Path:
+def write(results: list[CaseResult], lab, versions: dict[str, str | None] | None = None,
+          software: dict[str, str | None] | None = None) -> Path:
     """Every report of one run, in its own folder of the lab's state directory."""
     directory = lab.state_dir / "results" / time.strftime("%Y%m%d-%H%M%S")
     directory.mkdir(parents=True, exist_ok=True)
-    servers, rows, clients = [s.name for s in lab.servers], server_rows(lab, versions or {}), client_rows(lab, versions or {})
+    servers, clients = [s.name for s in lab.servers], client_rows(lab, versions or {})
+    rows = server_rows(lab, versions or {}, software)
     (directory / "results.json").write_text(to_json(results, lab.name, rows, clients))
     (directory / "junit.xml").write_text(to_junit(results, lab.name))
     (directory / "report.html").write_text(to_html(results, lab.name, servers, rows, clients))

@@ -64,6 +64,8 @@ class ServerKind:
     close_s2s_command: tuple[str, ...] | None
     # Debian suite -> what the kind runs there (kind.yml releases; bookworm only without it).
     releases: dict[str, str] = field(default_factory=dict)
+    # Features a release has beyond ``features`` (kind.yml releases: SUITE: features).
+    release_features: dict[str, frozenset[str]] = field(default_factory=dict)
     version_command: tuple[str, ...] | None = None
     tls_paths: dict[str, str] = field(default_factory=lambda: dict(TLS_PATHS))
     ports: dict[str, int] = field(default_factory=lambda: dict(PORTS))
@@ -146,6 +148,8 @@ def load_kind(folder: Path) -> ServerKind:
         close_s2s_command=tuple(s2s["drop"]) if "drop" in s2s else None,
         releases={release: spec.get("description", data.get("description", ""))
                   for release, spec in data.get("releases", {"bookworm": {}}).items()},
+        release_features={release: frozenset(spec.get("features", ()))
+                          for release, spec in data.get("releases", {}).items()},
         version_command=tuple(data["version"]) if "version" in data else None,
         tls_paths={**TLS_PATHS, **data.get("tls", {})}, ports={**PORTS, **data.get("ports", {})},
         ready_port=data.get("ready", {}).get("port", PORTS["c2s"]),

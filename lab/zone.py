@@ -56,7 +56,7 @@ def build_zone(lab: Lab, variant: str | None = None) -> dict:
                 records.append(srv("_xmpp-server._tcp", name, ports["s2s"], target))
         target = f"xmpp.{server.domain}" if variant == "S9" else server.domain
         records.append(srv("_xmpp-client._tcp", server.domain, ports["c2s"], target))
-        if "direct-tls" in server.kind.features:
+        if "direct-tls" in server.features:
             # Less preferred than STARTTLS: clients that merge both lists (XEP-0368) use
             # _xmpp-client first, as on most public servers; C12 asks for _xmpps-client itself.
             records.append(srv("_xmpps-client._tcp", server.domain, ports["c2s_direct_tls"], target, priority=10))

@@ -1,7 +1,9 @@
 """End to end: servers of one kind at different Debian releases side by side (issue:
 today's releases beside older ones): Prosody 0.12 (bookworm) and 13 (sid), ejabberd 24.12
-(trixie). Each image builds FROM its own suite's base; C1, S1 and S8 pass for every pair,
-and the report names each server's release and installed version. Removed by label after."""
+(trixie), with slixmpp 1.8.3 (bookworm) and 1.17 (sid) as two clients. Each image builds
+FROM its own suite's base; C1, S1 and S8 pass for every pair and both clients, and the
+report names each server's and client's release and installed version. Removed by label
+after."""
 
 import json
 import uuid
@@ -19,7 +21,7 @@ def test_prosody_bookworm_and_sid_beside_ejabberd_trixie(tmp_path):
     client = docker.from_env()
     name = f"e2e-rel-{uuid.uuid4().hex[:6]}"
     path = tmp_path / "lab.yml"
-    path.write_text(f"name: {name}\nclients: [slixmpp]\nservers:\n"
+    path.write_text(f"name: {name}\nclients: [slixmpp, {{stack: slixmpp, release: sid}}]\nservers:\n"
                     "  p12: {kind: prosody, domain: p12.test}\n"
                     "  psid: {kind: prosody, release: sid, domain: psid.test}\n"
                     "  e24: {kind: ejabberd, release: trixie, domain: e24.test}\n")
@@ -32,9 +34,14 @@ def test_prosody_bookworm_and_sid_beside_ejabberd_trixie(tmp_path):
         document = json.loads(report.read_text())
         for result in document["results"]:
             assert result["status"] == "pass", (result["id"], result["detail"])
-        assert len(document["results"]) == 3 + 6 + 6
+        # C1 per server and S1 per pair, for each client; S8 per pair, observed once
+        assert len(document["results"]) == 2 * (3 + 6) + 6
+        assert {r["stack"] for r in document["results"] if r["case"] == "S1"} == {"slixmpp", "slixmpp-sid"}
         releases = {row["server"]: (row["release"], row["version"].split(".")[0]) for row in document["servers"]}
         assert releases == {"p12": ("bookworm", "0"), "psid": ("sid", "13"), "e24": ("trixie", "24")}
+        clients = {row["client"]: (row["release"], row["version"]) for row in document["clients"]}
+        assert clients["slixmpp"][0] == "bookworm" and clients["slixmpp"][1].startswith("1.8.")
+        assert clients["slixmpp-sid"][0] == "sid" and clients["slixmpp-sid"][1].startswith("1.17.")
         assert tested.returncode == 0, tested.stdout
         images = {c.name: c.image.tags[0] for c in client.containers.list(filters={"label": f"{LABEL_LAB}={name}"})}
         assert images[f"xmpp-lab-{name}-psid"].startswith("xmpp-lab/prosody:sid-")

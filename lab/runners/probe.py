@@ -1,6 +1,7 @@
 """Servers looked at the XMPP level, standard library only: `ready` of the slixmpp runner
-(lab up waits with it until every server speaks XMPP) and `s2s-offer` (what a server's s2s
-port presents, for the fault scenarios)."""
+(lab up waits with it until every server speaks XMPP), `s2s-offer` (what a server's s2s
+port presents, for the fault scenarios) and `c2s_features` (what a client is offered
+after STARTTLS, for C6)."""
 
 from __future__ import annotations
 
@@ -60,6 +61,27 @@ def ready(spec: dict) -> dict:
 
 S2S_HEADER = ("<?xml version='1.0'?><stream:stream to='{domain}' from='{sender}' version='1.0' "
               "xmlns='jabber:server' xmlns:db='jabber:server:dialback' xmlns:stream='http://etherx.jabber.org/streams'>")
+
+
+def c2s_features(domain: str, sender: str, ca_file: str, port: int = 5222) -> str:
+    """The stream features ``domain`` offers after STARTTLS (the lab CA checked) to a
+    stream header that names its sender, as XEP-0388 asks of a client: a server may offer
+    SASL2 only then (ejabberd 24.12 does). An OSError or ValueError says why there are none."""
+    import ssl
+    with socket.create_connection((domain, port), timeout=3) as sock:
+        sock.sendall(STREAM_HEADER.format(domain=domain).encode())
+        if TLS_NS not in read_until(sock, b"</stream:features>"):
+            raise ValueError(f"{domain}:{port} offers no STARTTLS")
+        sock.sendall(f"<starttls xmlns='{TLS_NS}'/>".encode())
+        if "proceed" not in read_until(sock, b"/>"):
+            raise ValueError(f"{domain}:{port}: STARTTLS not proceeding")
+        with ssl.create_default_context(cafile=ca_file).wrap_socket(sock, server_hostname=domain) as tls:
+            header = STREAM_HEADER.format(domain=domain).replace("<stream:stream ", f"<stream:stream from='{sender}' ")
+            tls.sendall(header.encode())
+            text = read_until(tls, b"</stream:features>")
+    if "</stream:features>" not in text:
+        raise ValueError(f"no stream features from {domain}:{port} after STARTTLS (got {text[-160:]!r})")
+    return text[text.index("<stream:features"):text.index("</stream:features>") + len("</stream:features>")]
 
 
 def s2s_offer(spec: dict) -> dict:

@@ -24,6 +24,7 @@ modules_enabled = {
 	"offline";     -- store messages for offline users, as deployments do
 	"smacks";      -- XEP-0198
 	"register";    -- XEP-0077 in-band registration
+	"version";     -- XEP-0092: the reports show what the server says it is
 	"admin_shell"; -- `prosodyctl shell ...` (inspection, e.g. `s2s:show()`)
 }
 
