@@ -95,7 +95,8 @@ def print_federation(interop: Interop) -> bool:
     return not any(r.status in FAILED for r in results)
 
 
-def bring_up(file: Optional[Path], fresh: bool = False, test: bool = False, concurrency: int | None = None) -> None:
+def bring_up(file: Optional[Path], fresh: bool = False, test: bool = False, concurrency: int | None = None,
+             newer: tuple[str, ...] = ()) -> None:
     """up and reset: converge, report what changed, prove federation, show phase times."""
     lab, runtime = open_lab(file)
     with console.status("starting") as status:
@@ -105,7 +106,7 @@ def bring_up(file: Optional[Path], fresh: bool = False, test: bool = False, conc
             status.update("\n".join(line[:100] for line in text.splitlines()))
 
         project = Project(lab, runtime, say=say)
-        changed = project.up(fresh=fresh)
+        changed = project.up(fresh=fresh, newer=newer)
         status.update("checking federation")
         versions = project.versions()
         servers = ", ".join(f"{s.name} ({s.domain}; {s.kind.name} {versions[s.name] or '?'} from {s.release})"
@@ -135,9 +136,12 @@ def bring_up(file: Optional[Path], fresh: bool = False, test: bool = False, conc
 @reports_errors
 def up(file: Optional[Path] = FileOption,
        test: bool = typer.Option(False, "--test", help="Then run the whole interop catalogue (as lab test)."),
-       concurrency: Optional[int] = ConcurrencyOption):
+       concurrency: Optional[int] = ConcurrencyOption,
+       pull_newer: bool = typer.Option(False, "--pull-newer",
+                                       help="Build the lab's sid images again from today's sid (they are kept "
+                                            "otherwise); their containers are recreated.")):
     """Bring the lab up or up to date (building missing images), then check federation."""
-    bring_up(file, test=test, concurrency=concurrency)
+    bring_up(file, test=test, concurrency=concurrency, newer=("sid",) if pull_newer else ())
 
 
 @app.command()

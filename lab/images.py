@@ -132,16 +132,24 @@ def ensure_kind_image(client: docker.DockerClient, kind: ServerKind, say: Say, r
     return kind.prebuilt
 
 
-def ensure_images(client: docker.DockerClient, builds: list[tuple[str, Path, str]], say: Say) -> None:
+def ensure_images(client: docker.DockerClient, builds: list[tuple[str, Path, str]], say: Say,
+                  newer: tuple[str, ...] = ()) -> None:
     """Every image of ``builds`` ((name, build folder, release)) that is missing, built at the
-    same time (they are independent: each only needs its base), with live progress."""
+    same time (they are independent: each only needs its base), with live progress. The
+    releases in ``newer`` get a new base and every image again, without the build cache, so
+    that apt installs what the mirror has today (sid moves; an image keeps what it got)."""
     missing = {(name if release == "bookworm" else f"{name}@{release}"): (name, folder, release)
-               for name, folder, release in builds if not _exists(client, tag_for(name, folder, release))}
+               for name, folder, release in builds
+               if release in newer or not _exists(client, tag_for(name, folder, release))}
     if not missing:
         return
+    for release in newer:
+        if _exists(client, base_tag(release)):
+            say(f"taking {release} anew: its base and images are made again")
+            client.images.remove(base_tag(release))  # the tag only: images built on it keep their layers
     for release in dict.fromkeys(release for _, _, release in missing.values()):
         ensure_base(client, say, release)
-    progress = BuildProgress(say, list(missing))
+    progress = BuildProgress(say, list(missing), newer)
     errors: list[Exception] = []
 
     def build(label: str) -> None:
@@ -164,8 +172,8 @@ def ensure_images(client: docker.DockerClient, builds: list[tuple[str, Path, str
 class BuildProgress:
     """What each build is doing, shown as one status text: per image its step and time."""
 
-    def __init__(self, say: Say, names: list[str]):
-        self.say, self.started = say, time.monotonic()
+    def __init__(self, say: Say, names: list[str], newer: tuple[str, ...] = ()):
+        self.say, self.started, self.newer = say, time.monotonic(), newer
         self.state = {name: ("waiting", self.started, None) for name in names}
         self.lock = threading.Lock()
 
@@ -199,7 +207,7 @@ def _build(client: docker.DockerClient, label: str, image: str, folder: Path, re
     progress.step(name, "sending the build context")
     try:
         for chunk in client.api.build(path=str(folder), tag=tag_for(image, folder, release), buildargs=buildargs,
-                                      rm=True, forcerm=True, decode=True):
+                                      rm=True, forcerm=True, decode=True, nocache=release in progress.newer):
             if "error" in chunk:
                 tail = " | ".join(line for line in log[-3:] if line)
                 raise LabError(f"building image {name} failed: {chunk['error'].strip()}"

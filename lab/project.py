@@ -79,9 +79,10 @@ class Project:
     def kinds(self) -> list:
         return list({s.kind.name: s.kind for s in self.lab.servers}.values())
 
-    def ensure_images(self) -> None:
-        """Every image the lab runs: the missing ones built at the same time; a kind's
-        prebuilt image taken as it is (or pulled)."""
+    def ensure_images(self, newer: tuple[str, ...] = ()) -> None:
+        """Every image the lab runs: the missing ones built at the same time, and every one
+        at a release of ``newer`` again from today's packages; a kind's prebuilt image taken
+        as it is (or pulled)."""
         client = self.runtime.client
         built = self.builds()
         built += list(dict.fromkeys((s.kind.name, s.kind.build_dir, s.release) for s in self.lab.servers
@@ -89,7 +90,7 @@ class Project:
         for kind in self.kinds():
             if kind.prebuilt is not None:
                 images.ensure_kind_image(client, kind, self.say)
-        images.ensure_images(client, built, self.say)
+        images.ensure_images(client, built, self.say, newer)
 
     def authority(self) -> ca.Issued:
         lab = self.lab
@@ -147,14 +148,16 @@ class Project:
 
     # --- bringing it up ------------------------------------------------------------------------
 
-    def up(self, fresh: bool = False) -> list[str]:
+    def up(self, fresh: bool = False, newer: tuple[str, ...] = ()) -> list[str]:
         """Converge the engine to the lab; the names of the containers (re)created.
 
         ``fresh`` recreates every server container (their data lives only in the
-        container). On any failure, Ctrl-C included, everything of the lab is removed.
+        container); ``newer``: releases whose images are built again from today's packages
+        (their containers follow). On any failure, Ctrl-C included, everything of the lab
+        is removed.
         """
         with self.phases("images"):
-            self.ensure_images()
+            self.ensure_images(newer)
         try:
             with self.phases("certificates, zone, configs"):
                 dns, *others = self.services()

@@ -210,11 +210,19 @@ class Runtime:
         wanted = service.config_hash()
         existing = self.container(service.name)
         if existing is not None:
-            if existing.labels.get(LABEL_CONFIG_HASH) == wanted and existing.status == "running":
+            # The image too: a tag built again (lab up --pull-newer) names another image.
+            if (existing.labels.get(LABEL_CONFIG_HASH) == wanted and existing.status == "running"
+                    and existing.attrs.get("Image") == self.image_id(service.image)):
                 return False
             existing.remove(force=True, v=True)
         self._create(service, wanted, dns)
         return True
+
+    def image_id(self, image: str) -> str | None:
+        try:
+            return self.client.images.get(image).id
+        except docker.errors.ImageNotFound:
+            return None
 
     def _create(self, service: Service, config_hash: str, dns: list[str] | None) -> None:
         api = self.client.api

@@ -48,3 +48,31 @@ def test_prosody_bookworm_and_sid_beside_ejabberd_trixie(tmp_path):
     finally:
         lab_command("down", "-f", str(path))
         assert not labelled(client, name)
+
+
+def test_pull_newer_builds_sid_again_and_recreates_only_its_containers(tmp_path):
+    """sid moves: `lab up --pull-newer` makes the sid base and the lab's sid images again
+    (no build cache: apt takes today's packages) and recreates the containers that ran the
+    old images; a bookworm server keeps running as it was."""
+    client = docker.from_env()
+    name = f"e2e-pull-{uuid.uuid4().hex[:6]}"
+    path = tmp_path / "lab.yml"
+    path.write_text(f"name: {name}\nclients: [slixmpp]\nservers:\n"
+                    "  p12: {kind: prosody, domain: p12.test}\n"
+                    "  psid: {kind: prosody, release: sid, domain: psid.test}\n")
+    try:
+        assert lab_command("up", "-f", str(path)).returncode == 0
+        before = {c.name: (c.id, c.image.id) for c in client.containers.list(filters={"label": f"{LABEL_LAB}={name}"})}
+        base_before = client.images.get("xmpp-lab/base:sid").id
+        again = lab_command("up", "--pull-newer", "-f", str(path))
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "taking sid anew" in again.stdout, again.stdout
+        after = {c.name: (c.id, c.image.id) for c in client.containers.list(filters={"label": f"{LABEL_LAB}={name}"})}
+        sid, old = f"xmpp-lab-{name}-psid", f"xmpp-lab-{name}-p12"
+        assert client.images.get("xmpp-lab/base:sid").id != base_before  # made again (its date differs)
+        assert after[sid][1] != before[sid][1] and after[sid][0] != before[sid][0]
+        assert after[old] == before[old]
+        assert "prosody 13." in again.stdout
+    finally:
+        lab_command("down", "-f", str(path))
+        assert not labelled(client, name)

@@ -365,6 +365,8 @@ def case_c2(run: CaseRun) -> str:
     if wrong.state == "active":
         raise CaseFailed("logged in with a wrong password")
     failure = wrong.failure or {}
+    if failure.get("stage") != "auth" and failure.get("error") == "internal-server-error":
+        raise login_refused(f"{wrong.jid} (wrong password)", "internal-server-error")  # a passing server fault
     if failure.get("stage") != "auth":
         raise CaseFailed(f"wrong password: failed before SASL: {_describe(failure)}")
     if failure.get("error") != "not-authorized":
