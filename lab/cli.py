@@ -323,14 +323,17 @@ def run_catalogue(interop: Interop, cases, servers=None, stack_names=None) -> bo
         raise Interrupted(f"lab test was interrupted: lab {lab.name} is as it was (its normal DNS zone served, every server with its own certificate and config); "
                           f"no report written") from None
     seconds = time.monotonic() - started
-    names = [s.name for s in lab.servers]
-    console.print(matrix_table(report.s2s_matrix(results, names), "server to server (row: from, column: to)"))
+    names, versions = [s.name for s in lab.servers], Project(lab, interop.runtime).versions()
+    label = report.labels(report.server_rows(lab, versions), report.client_rows(lab, versions))
+    console.print(matrix_table(report.relabelled(report.s2s_matrix(results, names), label),
+                               "server to server (row: from, column: to)"))
     console.print()
-    console.print(matrix_table(report.c2s_matrix(results, names), "client to server"))
+    console.print(matrix_table(report.relabelled(report.c2s_matrix(results, names), label), "client to server"))
     titles = {r.case: r.title for r in results}
     for case, rows in report.fault_matrices(results, names).items():
         console.print()
-        console.print(matrix_table(rows, f"fault {case}: {titles[case]} (row: from, column: to; cell: observed)"))
+        console.print(matrix_table(report.relabelled(rows, label),
+                                   f"fault {case}: {titles[case]} (row: from, column: to; cell: observed)"))
     for label, status_set in (("failed or in error", FAILED), ("flaky (passed only on the retry)", (FLAKY,))):
         listed = [r for r in results if r.status in status_set]
         if listed:
@@ -338,7 +341,6 @@ def run_catalogue(interop: Interop, cases, servers=None, stack_names=None) -> bo
             for result in listed:
                 console.print(f"  {result.status:5}  {result.id}  {result.title}: {result.detail}",
                               highlight=False, markup=False)
-    versions = Project(lab, interop.runtime).versions()
     directory = report.write(results, lab, versions, interop.software_versions())
     console.print(f"\n{len(results)} results in {seconds:.1f}s; reports: {directory}/"
                   f"{{results.json,junit.xml,report.html}}", highlight=False)

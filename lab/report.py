@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import time
 import xml.etree.ElementTree as ET
 from collections import defaultdict
@@ -11,6 +12,28 @@ from dataclasses import asdict
 from pathlib import Path
 
 from lab.results import ERROR, FAIL, FAILED, FLAKY, NOT_SUPPORTED, PASS, CaseResult, counts
+
+
+def upstream(version: str | None) -> str:
+    """The upstream part of a Debian package version: 13.0.1 of 13.0.1-1+deb131u."""
+    found = re.match(r"(?:\d+:)?([^-]+)", version or "")
+    return found.group(1) if found else "?"
+
+
+def labels(servers: list[dict], clients: list[dict]) -> dict[str, str]:
+    """What the matrices call each server and client: its name, kind or stack, version and
+    release (rows of server_rows and client_rows)."""
+    names = {row["server"]: f"{row['server']} ({row['kind']} {upstream(row['version'])}, {row['release']})"
+             for row in servers}
+    names.update({row["client"]: f"{row['client']} ({row['stack']} {upstream(row['version'])}, {row['release']})"
+                  for row in clients})
+    return names
+
+
+def relabelled(rows: list[list[str]], names: dict[str, str]) -> list[list[str]]:
+    """A matrix with its header row and first column named by ``names``."""
+    return [[names.get(value, value) if i == 0 or j == 0 else value for j, value in enumerate(row)]
+            for i, row in enumerate(rows)]
 
 
 def cell(results) -> str:
@@ -155,16 +178,17 @@ def to_html(results: list[CaseResult], lab: str, servers: list[str], rows: list[
     versions = [["server", "kind", "release", "version", "XEP-0092 answer"]] + [
         [row["server"], row["kind"], row["release"], row["version"] or "?", row.get("software") or "?"]
         for row in rows or []]
+    names = labels(rows or [], clients or [])
     client_versions = [["client", "stack", "release", "version"]] + [
         [row["client"], row["stack"], row["release"], row["version"] or "?"] for row in clients or []]
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>xmpp interop lab {html.escape(lab)}</title>",
              f"<style>{STYLE}</style></head><body><h1>xmpp interop lab: {html.escape(lab)}</h1>",
              *(["<h2>Servers</h2>", _html_table(versions)] if rows else []),
              *(["<h2>Clients</h2>", _html_table(client_versions)] if clients else []),
-             "<h2>Server to server</h2>", _html_table(s2s_matrix(results, servers)),
-             "<h2>Client to server</h2>", _html_table(c2s_matrix(results, servers)),
-             *(part for case, rows in fault_matrices(results, servers).items()
-               for part in (f"<h2>Fault {html.escape(case)}</h2>", _html_table(rows))),
+             "<h2>Server to server</h2>", _html_table(relabelled(s2s_matrix(results, servers), names)),
+             "<h2>Client to server</h2>", _html_table(relabelled(c2s_matrix(results, servers), names)),
+             *(part for case, matrix in fault_matrices(results, servers).items()
+               for part in (f"<h2>Fault {html.escape(case)}</h2>", _html_table(relabelled(matrix, names)))),
              f"<h2>Failures and flaky cases ({len(failures)})</h2>"]
     for result in failures:
         parts.append(f"<h3 id='{html.escape(result.id)}'>{html.escape(result.id)} ({result.status}): "

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import update_golden
 
-from lab import catalogue
+from lab import catalogue, report
 from lab.report import c2s_matrix, s2s_matrix, to_html, to_json, to_junit
 from lab.results import FAIL, FLAKY, NOT_SUPPORTED, PASS, CaseResult
 
@@ -121,3 +121,16 @@ def test_faults_have_matrices_of_their_own_with_the_observed_outcome():
     assert s2s_matrix(results, ["p", "e"])[1][2] == "1 pass"  # the S matrix counts no fault
     junit = ET.fromstring(to_junit(results[:1], "lab"))
     assert junit.find(".//property[@name='observed']").get("value") == "refused: x after 8 ms"
+
+
+def test_matrices_name_each_server_and_client_by_kind_version_and_release():
+    servers = [{"server": "p13", "kind": "prosody", "version": "13.0.1-1+deb131u", "release": "trixie"},
+               {"server": "j2", "kind": "jabberd2", "version": None, "release": "bookworm"}]
+    clients = [{"client": "slixmpp-sid", "stack": "slixmpp", "version": "1.17.0-2", "release": "sid"}]
+    names = report.labels(servers, clients)
+    matrix = report.relabelled([["from \\ to", "p13", "j2"], ["p13", "", "2 pass"], ["slixmpp-sid", "1 pass", "-"]],
+                               names)
+    assert matrix[0] == ["from \\ to", "p13 (prosody 13.0.1, trixie)", "j2 (jabberd2 ?, bookworm)"]
+    assert [row[0] for row in matrix[1:]] == ["p13 (prosody 13.0.1, trixie)", "slixmpp-sid (slixmpp 1.17.0, sid)"]
+    assert matrix[1][2] == "2 pass"  # cells stay as they were
+    assert report.upstream("1:2.7.0-4+b2") == "2.7.0"
