@@ -164,8 +164,12 @@ class CaseRun(Case):
     def refused(self, client, event: str, data, what: str) -> Exception:
         """The exception for a session that did not come: a passing server fault (see
         login_refused) or a fail."""
-        if event == "stream_error" and client.stage != "session started":
-            condition = data["condition"]
+        if client.stage != "session started":
+            # The stream error itself, or the disconnection that follows it (whichever
+            # event the case was watching came first).
+            condition = (data["condition"] if event == "stream_error" else
+                         client.stream_errors[-1].split(" ")[0] if event == "disconnected" and client.stream_errors
+                         else None)
             if isinstance(login_refused(what, condition), Transient):
                 return login_refused(what, condition)
         return CaseFailed(f"{what}: {self.login_failure(client, event, data)}")

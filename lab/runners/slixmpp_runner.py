@@ -16,7 +16,7 @@ import struct
 import time
 import xml.etree.ElementTree as ET
 
-from harness import CaseFailed, Runner, main, token
+from harness import CaseFailed, Runner, Transient, main, token
 from probe import c2s_features, ready, s2s_offer
 from slixmpp_client import (IQ, MESSAGE, NS_BIND, NS_CARBONS, NS_CLIENT, NS_DATA, NS_FORWARD, NS_MUC, NS_MUC_OWNER,
                             NS_MUC_USER, NS_REGISTER, NS_REGISTER_FEATURE, NS_ROSTER, NS_SM, PRESENCE, bare, describe_error,
@@ -314,6 +314,9 @@ async def case_c11(run: CaseRun) -> str:
                       if e.tag.endswith("}features"))
         event, data = outcome.result()
         client.cancel_connection_attempt()
+        refused = run.refused(client, event, data, client.label)
+        if isinstance(refused, Transient):  # a passing server fault, not registration's
+            raise refused
         raise CaseFailed(("" if offered else "in-band registration not offered in the stream features; ")
                          + f"{client.label}: {run.login_failure(client, event, data)}")
     reply = registered.result()
