@@ -1,11 +1,13 @@
 """Speed of bringing a lab up and down, as ratios measured in one run.
 
-    ./run python benchmarks/lab_up.py [--lab lab.yml] [--cold]
+    ./run python benchmarks/lab_up.py [--lab lab.yml] [--cold] [--engine swarm]
 
 Prints: warm `lab up` to all-ready; each server's own start-to-ready (a lab holding only
 that server, in the same run); the ratio of the two (target <= 1.3); `lab down` time
 (target <= 3 s); with --cold, the time to build every image from nothing (base included;
-target <= 180 s on 2 cores: the images build at the same time).
+target <= 180 s on 2 cores: the images build at the same time). With --engine swarm
+(the engine must manage a swarm): the lab up on the swarm against the same lab up on the
+local engine, in the same run.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import yaml
 
 from lab import model
 from lab.project import Project
-from lab.runtime import LABEL_LAB, Runtime, connect
+from lab.runtime import LABEL_LAB, Runtime, connect, runtime_for
 
 UP_TARGET, DOWN_TARGET = 1.3, 3.0
 
@@ -43,9 +45,9 @@ def cold_build(client, lab: model.Lab) -> float:
     return timed(Project(lab, Runtime(client, lab.name)).ensure_images)
 
 
-def up_to_ready(client, lab: model.Lab) -> float:
+def up_to_ready(client, lab: model.Lab, engine: str = "local") -> float:
     """Seconds from nothing running to every server ready (images present)."""
-    runtime = Runtime(client, lab.name)
+    runtime = runtime_for(client, lab.name, engine)
     runtime.down()
     project = Project(lab, runtime)
     project.up()
@@ -68,10 +70,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lab", type=Path, default=None, help="lab.yml (default: ./lab.yml, else the default lab)")
     parser.add_argument("--cold", action="store_true", help="also time building every image from nothing")
+    parser.add_argument("--engine", choices=("local", "swarm"), default="local",
+                        help="swarm: time the lab up on the swarm against the local engine")
     args = parser.parse_args()
     client = connect()
     directory = Path(tempfile.mkdtemp(prefix="xmpp-lab-bench-"))
     lab = variant(args.lab, directory, "bench")
+    if args.engine == "swarm":
+        Project(lab, Runtime(client, lab.name)).ensure_images()
+        local = up_to_ready(client, lab)
+        Runtime(client, lab.name).down()
+        on_swarm = up_to_ready(client, lab, "swarm")
+        runtime_for(client, lab.name, "swarm").down()
+        shutil.rmtree(directory)
+        print(f"lab up to all ready: local engine {local:.2f}s; swarm {on_swarm:.2f}s = {on_swarm / local:.2f} x local")
+        return
 
     if args.cold:
         cold = cold_build(client, lab)

@@ -23,7 +23,7 @@ from lab.errors import ConfigError, Interrupted, LabError
 from lab.interop import Interop
 from lab.project import Project
 from lab.results import FAILED, FLAKY, PASS
-from lab.runtime import Runtime, connect
+from lab.runtime import Runtime, connect, runtime_for
 from lab import servers
 from lab.servers import CERTIFICATE
 
@@ -37,6 +37,18 @@ FileOption = typer.Option(None, "--file", "-f", help="The lab file (default: ./l
 ConcurrencyOption = typer.Option(None, "--concurrency", min=1,
                                  help="Cases each client stack runs at once (default: test.concurrency in "
                                       "lab.yml, else 2 per engine core).")
+
+# `lab --engine swarm ...`: the engine for this command, over lab.yml's.
+ENGINE: dict[str, str | None] = {"name": None}
+
+
+@app.callback()
+def choose_engine(engine: Optional[str] = typer.Option(
+        None, "--engine", help="local or swarm: where the lab runs (default: lab.yml's engine, else local).")):
+    if engine not in (None, "local", "swarm"):
+        raise typer.BadParameter(f"{engine!r} is not one of: local, swarm", param_hint="--engine")
+    ENGINE["name"] = engine
+
 
 AUTH_NAMES = {CERTIFICATE: "certificate (SASL EXTERNAL)", "dialback": "dialback", None: "auth not observed"}
 
@@ -71,8 +83,9 @@ def reports_errors(command):
 
 
 def open_lab(path: Optional[Path]) -> tuple[model.Lab, Runtime]:
+    """The lab and its runtime (``lab --engine`` before lab.yml's engine)."""
     lab = model.load_lab(path)
-    return lab, Runtime(connect(), lab.name)
+    return lab, runtime_for(connect(), lab.name, ENGINE["name"] or lab.engine)
 
 
 def print_federation(interop: Interop) -> bool:
@@ -176,10 +189,11 @@ def status(file: Optional[Path] = FileOption,
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("server", "kind", "domain", "address", "state", "ready", box=None)
+    table = Table("server", "kind", "domain", "address", "state", "ready", "node", box=None)
     for row in rows:
         ready = {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[row["ready"]]
-        table.add_row(row["server"], row["kind"], row["domain"] or "-", row["address"], row["state"], ready)
+        table.add_row(row["server"], row["kind"], row["domain"] or "-", row["address"], row["state"], ready,
+                      row["node"] or "-")
     console.print(table)
 
 

@@ -227,7 +227,9 @@ def judge_features(result: CaseResult, server: Server) -> CaseResult:
 
 class Interop:
     def __init__(self, lab: Lab, runtime: Runtime, concurrency: int | None = None):
-        self.lab, self.runtime = lab, runtime
+        # Each server where it runs (on a swarm, at the address its task got): the zone
+        # variants of the DNS cases name those.
+        self.lab, self.runtime = runtime.placed(lab), runtime
         self.concurrency = concurrency or lab.test_concurrency or default_concurrency(
             runtime.client.info().get("NCPU") or 1)
 

@@ -43,6 +43,7 @@ class Server:
     ready_timeout: float
     address6: str | None = None  # on a dual-stack lab
     release: str = "bookworm"    # the Debian suite its packages come from
+    host: str | None = None      # engine: swarm: the node it must run on
 
     @property
     def addresses(self) -> list[str]:
@@ -74,6 +75,7 @@ class Lab:
     clients: tuple[ClientStack, ...]  # each a stack's client at a release; the first: slixmpp
     test_concurrency: int | None = None  # cases a runner has in flight (None: from the engine's cores)
     subnet6: ipaddress.IPv6Network | None = None  # dual-stack labs only
+    engine: str = "local"  # local: containers of this engine; swarm: services of its swarm
 
     @property
     def ipv6(self) -> bool:
@@ -247,10 +249,11 @@ def _build(data: dict, root: yaml.Node, path: Path) -> Lab:
             ready_timeout=settings["ready_timeout"],
             address6=server_address6.get(server_name),
             release=settings["release"],
+            host=settings.get("host"),
         ))
     return Lab(name=name, file=path.resolve(), subnet=subnet, name_constraints=merged["ca"]["name_constraints"],
                servers=tuple(servers), clients=clients,
-               test_concurrency=merged["test"]["concurrency"], subnet6=subnet6)
+               test_concurrency=merged["test"]["concurrency"], subnet6=subnet6, engine=merged["engine"])
 
 
 def _clients(merged: dict, data: dict, root: yaml.Node, path: Path) -> tuple[ClientStack, ...]:

@@ -134,7 +134,7 @@ class Project:
             for target in server.kind.config_files.values():
                 (config_dir / Path(target).name).write_bytes(files[target].data)
             services.append(Service(name=server.name, role="server", image=images.kind_tag(server.kind, server.release),
-                                    address=server.address, address6=server.address6, files=files))
+                                    address=server.address, address6=server.address6, files=files, host=server.host))
         for name, address in lab.client_addresses.items():
             stack = lab.client(name)
             services.append(Service(
@@ -179,6 +179,12 @@ class Project:
                 dns_servers = [a for a in (self.lab.dns_address, self.lab.dns_address6) if a]
                 created = parallel(lambda s: self.runtime.converge(s, dns=dns_servers), others)
                 changed += [s.name for s, c in zip(others, created) if c]
+                placed = self.runtime.placed(self.lab)
+                if placed != self.lab:  # the swarm chose the addresses: the zone names them
+                    self.lab = placed
+                    zone = json.dumps(build_zone(self.lab), indent=2).encode()
+                    (self.lab.state_dir / "dns" / "zone.json").write_bytes(zone)
+                    self.runtime.update_file(dns.name, ZONE_PATH, File(zone))
             with self.phases("servers ready"):
                 self.say("waiting for servers to speak XMPP", transient=True)
                 self.wait_ready()
@@ -296,6 +302,10 @@ class Project:
         for row in rows:
             container = self.runtime.container(row["server"])
             row["state"] = container.status if container else "absent"
+            row["node"] = self.runtime.node(row["server"]) if container else None
+            if container is not None:  # where it is, which on a swarm is not where the model put it
+                network = container.attrs["NetworkSettings"]["Networks"].get(self.runtime.network_name) or {}
+                row["address"] = network.get("IPAddress") or row["address"]
             row["ready"] = None
         client = self.runtime.container(PRIMARY.service)
         if client is not None and client.status == "running":
