@@ -224,6 +224,9 @@ def _build(data: dict, root: yaml.Node, path: Path) -> Lab:
                                        if role in merged["accounts"]})
     servers, seen_domains = [], {}
     subnet6 = default_subnet6(name) if merged["network"]["ipv6"] else None
+    if subnet6 and merged["engine"] == "swarm":
+        raise config_file.located(path, root, ["network", "ipv6"], "not supported with engine: swarm yet (the lab's "
+                                  "overlay network is IPv4 only)")
     server_address = addresses(list(merged["servers"]), subnet, SERVER_HOSTS)
     server_address6 = addresses(list(merged["servers"]), subnet6, SERVER_HOSTS) if subnet6 else {}
     for server_name, spec in merged["servers"].items():
