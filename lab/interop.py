@@ -303,10 +303,13 @@ class Interop:
             answers = run_runner(self.runtime, PRIMARY, "software-version", self.spec(PRIMARY))
         except LabError as error:
             return {s.name: f"not asked: {error}" for s in self.lab.servers}
-        return {name: answer.get("error") and f"no answer: {answer['error']}"
-                or " ".join(filter(None, [answer.get("name"), answer.get("version"),
-                                          answer.get("os") and f"({answer['os']})"]))
-                for name, answer in answers.items()}
+
+        def said(answer: dict) -> str:
+            if answer.get("error"):
+                return f"no answer: {answer['error']}"
+            os_name = f"({answer['os']})" if answer.get("os") else None
+            return " ".join(part for part in (answer.get("name"), answer.get("version"), os_name) if part)
+        return {name: said(answer) for name, answer in answers.items()}
 
     def run_runner(self, stack: ClientStack, planned: list[dict], **extra) -> list[CaseResult]:
         """``extra``: further spec fields (F8's outage times; a concurrency of its own)."""

@@ -38,6 +38,10 @@ def test_prosody_bookworm_and_sid_beside_ejabberd_trixie(tmp_path):
         assert len(document["results"]) == 2 * (3 + 6) + 6
         assert {r["stack"] for r in document["results"] if r["case"] == "S1"} == {"slixmpp", "slixmpp-sid"}
         releases = {row["server"]: (row["release"], row["version"].split(".")[0]) for row in document["servers"]}
+        # What each server says it is (XEP-0092), beside the package version
+        software = {row["server"]: row["software"] for row in document["servers"]}
+        assert software["p12"].startswith("Prosody 0.12.") and software["psid"].startswith("Prosody 13."), software
+        assert software["e24"].startswith("ejabberd 24.12"), software
         assert releases == {"p12": ("bookworm", "0"), "psid": ("sid", "13"), "e24": ("trixie", "24")}
         clients = {row["client"]: (row["release"], row["version"]) for row in document["clients"]}
         assert clients["slixmpp"][0] == "bookworm" and clients["slixmpp"][1].startswith("1.8.")
