@@ -304,8 +304,7 @@ class Project:
             row["state"] = container.status if container else "absent"
             row["node"] = self.runtime.node(row["server"]) if container else None
             if container is not None:  # where it is, which on a swarm is not where the model put it
-                network = container.attrs["NetworkSettings"]["Networks"].get(self.runtime.network_name) or {}
-                row["address"] = network.get("IPAddress") or row["address"]
+                row["address"] = self.runtime.address_of(container) or row["address"]
             row["ready"] = None
         client = self.runtime.container(PRIMARY.service)
         if client is not None and client.status == "running":

@@ -188,6 +188,10 @@ class Runtime:
     def volumes(self) -> list:
         return self.client.volumes.list(filters={"label": f"{LABEL_LAB}={self.lab_name}"})
 
+    def address_of(self, container) -> str | None:
+        """The container's address on the lab network (on a swarm, the one its task got)."""
+        return (container.attrs["NetworkSettings"]["Networks"].get(self.network_name) or {}).get("IPAddress") or None
+
     def node(self, service: str) -> str | None:
         """Where the service runs: this engine's host."""
         return self.client.info().get("Name")
@@ -349,9 +353,12 @@ class SwarmRuntime(Runtime):
         """The running container of the service's task (or the lab DNS's container)."""
         if service == "dns":
             return super().container(service)
-        found = self.client.containers.list(all=True, filters={"label": [f"{LABEL_LAB}={self.lab_name}",
-                                                                         f"{LABEL_SERVICE}={service}"]})
+        found = self._task_containers(service)
         return next((c for c in found if c.status == "running"), found[0] if found else None)
+
+    def _task_containers(self, service: str) -> list:
+        return self.client.containers.list(all=True, filters={"label": [f"{LABEL_LAB}={self.lab_name}",
+                                                                        f"{LABEL_SERVICE}={service}"]})
 
     def node(self, service: str) -> str | None:
         """The hostname of the node the service's task runs on."""
@@ -369,8 +376,7 @@ class SwarmRuntime(Runtime):
 
         def address(server):
             container = self.container(server.name)
-            networks = container.attrs["NetworkSettings"]["Networks"] if container else {}
-            return (networks.get(self.network_name) or {}).get("IPAddress") or server.address
+            return (self.address_of(container) if container else None) or server.address
         return dataclasses.replace(lab, servers=tuple(dataclasses.replace(s, address=address(s)) for s in lab.servers))
 
     # --- creating ------------------------------------------------------------------------
@@ -479,8 +485,7 @@ class SwarmRuntime(Runtime):
     def _gone(self, service: str) -> None:
         """Until the service's task container has gone (a removed service's lingers)."""
         for _ in range(100):
-            if not self.client.containers.list(all=True, filters={"label": [f"{LABEL_LAB}={self.lab_name}",
-                                                                            f"{LABEL_SERVICE}={service}"]}):
+            if not self._task_containers(service):
                 return
             time.sleep(0.2)
 

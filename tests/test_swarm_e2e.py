@@ -13,7 +13,7 @@ import docker
 import pytest
 
 from lab.runtime import LABEL_LAB
-from test_e2e import lab_command
+from test_e2e import federated, lab_command
 
 pytestmark = pytest.mark.docker
 
@@ -55,8 +55,7 @@ def test_a_lab_on_the_swarm_federates_and_passes_s1_s8_s9_s10(swarm, tmp_path):
     try:
         up = lab_command("up", "-f", str(path))
         assert up.returncode == 0, up.stdout + up.stderr
-        federation = [line.split()[0] for line in up.stdout.splitlines() if line.startswith("  ") and " -> " in line]
-        assert len(federation) == 6 and set(federation) <= {"pass", "flaky"}, up.stdout
+        assert federated(up.stdout) == 6, up.stdout
         services = {s.name for s in swarm.services.list(filters={"label": f"{LABEL_LAB}={name}"})}
         assert services == {f"xmpp-lab-{name}-{s}" for s in ("prosody", "ejabberd", "jabberd2", "client-slixmpp")}
         assert swarm.configs.list(filters={"label": f"{LABEL_LAB}={name}"})
