@@ -269,3 +269,13 @@ def test_log_lines_drop_colour_codes():
             "\x1b[0;49;95m\x1b[0;49;93mFailed to establish outbound s2s connection\x1b[0m")
     [(when, line)] = log_lines(text)
     assert line == "2026-11-24 23:10:49.725738+00:00 [warning] Failed to establish outbound s2s connection"
+
+
+def test_c6_fails_on_a_declared_stream_feature_that_is_not_offered(servers):
+    # ejabberd 24.12 declares SASL2 at trixie; its captured stream features offer it. Without it: a fail.
+    captured = c6("ejabberd")
+    assert "urn:xmpp:sasl:2" in captured.evidence["stream_namespaces"]
+    stripped = dataclasses.replace(captured, evidence={**captured.evidence, "stream_namespaces": [
+        n for n in captured.evidence["stream_namespaces"] if n != "urn:xmpp:sasl:2"]})
+    verdict = judge_features(stripped, servers["ejabberd"])
+    assert verdict.status == FAIL and "sasl2 (urn:xmpp:sasl:2) in the stream features" in verdict.detail
