@@ -73,7 +73,7 @@ def issue(ca: Issued | None, names: list[str], valid_from: datetime.datetime | N
 
     s2s connections present it as a client certificate too, so it carries both EKUs by
     default. ``ca`` None: self-signed. The other arguments make the faulty certificates of
-    VARIANTS.
+    the fault scenarios (lab/cases/server_faults.py).
     """
     key = ec.generate_private_key(ec.SECP256R1())
     signing_key = ca.key if ca else key
@@ -99,42 +99,6 @@ def issue(ca: Issued | None, names: list[str], valid_from: datetime.datetime | N
     return Issued(key, cert)
 
 
-# Faulty certificates a server presents in the fault scenarios F3a-e and F4 (what is wrong
-# with each; shared/notes/interop-catalogue.md, docs/faults.md).
-VARIANTS = {
-    "F3a": "a certificate for another lab domain",
-    "F3b": "an expired certificate",
-    "F3c": "a self-signed certificate",
-    "F3d": "a certificate from a second CA the lab's servers do not trust",
-    "F3e": "a certificate not valid yet",
-    "F4": "a certificate with the serverAuth EKU only (no clientAuth)",
-}
-
-
-def variant(fault: str, authority: Issued, names: list[str], other_names: list[str]) -> tuple[Issued, bytes]:
-    """The certificate of the fault ``fault`` (VARIANTS) for a server with ``names``, and the
-    chain it presents. ``other_names``: another lab server's names (F3a)."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    day = datetime.timedelta(days=1)
-    signer = authority
-    if fault == "F3a":
-        issued = issue(authority, other_names)
-    elif fault == "F3b":
-        issued = issue(authority, names, valid_from=now - 30 * day, valid_until=now - day)
-    elif fault == "F3c":
-        issued, signer = issue(None, names), None
-    elif fault == "F3d":
-        signer = create_ca("a second CA, not the lab's")
-        issued = issue(signer, names)
-    elif fault == "F3e":
-        issued = issue(authority, names, valid_from=now + 30 * day, valid_until=now + 60 * day)
-    elif fault == "F4":
-        issued = issue(authority, names, usages=(ExtendedKeyUsageOID.SERVER_AUTH,))
-    else:
-        raise ValueError(f"no certificate variant {fault}")
-    return issued, issued.cert_pem + (signer.cert_pem if signer else b"")
-
-
 def permitted(authority: Issued) -> list[str] | None:
     """The domains a name-constrained CA may vouch for; None when unconstrained."""
     try:
@@ -153,12 +117,19 @@ def write_private(path: Path, data: bytes) -> None:
     os.chmod(path, 0o600)
 
 
+def read(key_path: Path, cert_path: Path) -> Issued | None:
+    """The key and certificate at those paths, or None where either is missing."""
+    if not (key_path.exists() and cert_path.exists()):
+        return None
+    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    return Issued(key, x509.load_pem_x509_certificate(cert_path.read_bytes()))
+
+
 def load_or_create_ca(directory: Path, lab_name: str, permitted_domains: list[str] | None) -> Issued:
     """The lab's CA from ``directory``, created there on first use (key mode 0600)."""
     key_path, cert_path = directory / "ca.key", directory / "ca.pem"
-    if key_path.exists() and cert_path.exists():
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        existing = Issued(key, x509.load_pem_x509_certificate(cert_path.read_bytes()))
+    existing = read(key_path, cert_path)
+    if existing is not None:
         allowed = permitted(existing)
         if (allowed is None and not permitted_domains) or (
                 allowed is not None and permitted_domains and set(permitted_domains) <= set(allowed)):

@@ -18,10 +18,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from lab import catalogue, model, report
+from lab import cases as catalogue, model, report
+from lab.cases import auth as s8
+from lab.cases.s2s import S1
 from lab.errors import ConfigError, Interrupted, LabError
 from lab.interop import Interop
-from lab.project import Project
+from lab.project import DNS_SERVICE, Project
 from lab.results import FAILED, FLAKY, PASS
 from lab.runtime import Runtime, connect, runtime_for
 from lab import servers
@@ -85,7 +87,7 @@ def reports_errors(command):
 def open_lab(path: Optional[Path]) -> tuple[model.Lab, Runtime]:
     """The lab and its runtime (``lab --engine`` before lab.yml's engine)."""
     lab = model.load_lab(path)
-    return lab, runtime_for(connect(), lab.name, ENGINE["name"] or lab.engine)
+    return lab, runtime_for(connect(), lab.name, ENGINE["name"] or lab.engine, own_containers=(DNS_SERVICE,))
 
 
 def print_federation(interop: Interop) -> bool:
@@ -93,9 +95,9 @@ def print_federation(interop: Interop) -> bool:
     results = interop.federation()
     console.print("federation (one message each way, sender's server -> recipient's server; "
                   "auth as the recipient logged it):")
-    auth = {(r.server, r.target): r for r in results if r.case == "S8"}
+    auth = s8.observed(results)
     domain = {server.name: server.domain for server in interop.lab.servers}
-    for delivery in [r for r in results if r.case == "S1"]:
+    for delivery in [r for r in results if r.case == S1.id]:
         observed = auth.get((delivery.server, delivery.target))
         pair = [r for r in (delivery, observed) if r is not None]
         bad = next((r for r in pair if r.status not in (PASS, FLAKY)), None)
@@ -140,7 +142,8 @@ def bring_up(file: Optional[Path], fresh: bool = False, test: bool = False, conc
                   highlight=False)
     if test:
         console.print()
-        federated = run_catalogue(Interop(lab, runtime, concurrency), catalogue.CASES) and federated
+        federated = run_catalogue(Interop(lab, runtime, concurrency), catalogue.selected(list(lab.cases), None)) \
+            and federated
     if not federated:
         raise typer.Exit(1)
 
@@ -315,7 +318,7 @@ def test_(only: Optional[list[str]] = typer.Option(None, "--only", help="Case ID
     """Run the interop catalogue on the running lab and report both matrices."""
     lab, runtime = open_lab(file)
     try:
-        cases = catalogue.selected(split(only), faults)
+        cases = catalogue.selected(list(lab.cases), split(only), faults)
     except ValueError as error:
         raise ConfigError(f"--only: {error}") from None
     unknown = [s for s in split(stack) or [] if s not in [c.name for c in lab.clients]]
@@ -359,6 +362,26 @@ def run_catalogue(interop: Interop, cases, servers=None, stack_names=None) -> bo
     console.print(f"\n{len(results)} results in {seconds:.1f}s; reports: {directory}/"
                   f"{{results.json,junit.xml,report.html}}", highlight=False)
     return not any(r.status in FAILED for r in results)
+
+
+@app.command("cases")
+@reports_errors
+def list_cases(file: Optional[Path] = FileOption,
+               markdown: bool = typer.Option(False, "--markdown", help="The catalogue as docs/catalogue.md has it.")):
+    """Every case a lab here runs: where it comes from (built-in or cases/), its scope, what it
+    needs, when it passes and against which spec."""
+    lab_dir = file.resolve().parent if file else Path.cwd()
+    cases = catalogue.catalogue(lab_dir)
+    if markdown:
+        print(catalogue.markdown(cases))
+        return
+    table = Table("case", "from", "scope", "needs", "fault", "title", "passes when", "reference", box=None)
+    for column in table.columns:
+        column.overflow = "fold"
+    for case in cases:
+        table.add_row(case.id, case.origin, case.scope, (case.needs or "-") + (" (both)" if case.needs_both else ""),
+                      case.group or ("yes" if case.fault else "-"), case.title, case.criterion, case.spec)
+    console.print(table)
 
 
 @app.command()

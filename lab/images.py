@@ -26,8 +26,7 @@ from lab.servers import ServerKind
 IMAGES_DIR = PACKAGE_DIR / "dockerfiles"
 # Every image builds FROM the base of its Debian suite (build args BASE and RELEASE): the
 # upstream image when one can be pulled, else a Debian rootfs made by mmdebstrap and
-# imported. The DNS and the client stacks are built at bookworm.
-RELEASES = ("bookworm", "trixie", "sid")
+# imported. The DNS is built at the first client's release, each client at its own.
 
 
 def base_tag(release: str = "bookworm") -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from lab import config_file
+from lab.cases import Case, catalogue
 from lab.errors import ConfigError
 from lab.servers import ServerKind, kind_folders, load_kind
 from lab.stacks import ClientStack, stacks
@@ -76,6 +77,18 @@ class Lab:
     test_concurrency: int | None = None  # cases a runner has in flight (None: from the engine's cores)
     subnet6: ipaddress.IPv6Network | None = None  # dual-stack labs only
     engine: str = "local"  # local: containers of this engine; swarm: services of its swarm
+    cases: tuple[Case, ...] = ()  # the catalogue: built-in cases, then the lab's own (cases/)
+
+    @property
+    def primary(self) -> ClientStack:
+        """The lab's first client (slixmpp): it checks readiness and federation, and runs the
+        cases only the lab's own client runs (S8's exchange, the faults)."""
+        return self.clients[0]
+
+    @property
+    def case_files(self) -> list[Path]:
+        """The files of the lab's own cases."""
+        return [self.file.parent / case.origin for case in self.cases if case.origin != "built-in"]
 
     @property
     def ipv6(self) -> bool:
@@ -217,7 +230,8 @@ def _build(data: dict, root: yaml.Node, path: Path) -> Lab:
             loaded[name] = load_kind(folders[name])
         return loaded[name]
 
-    clients = _clients(merged, data, root, path)
+    cases = tuple(catalogue(path.parent))
+    clients = _clients(merged, data, root, path, frozenset(c.id for c in cases if c.origin != "built-in"))
     for client in clients:
         if client.own_accounts:
             merged["accounts"].update({f"{client.name}-{role}": merged["accounts"][role] for role in ("alice", "bob")
@@ -256,10 +270,11 @@ def _build(data: dict, root: yaml.Node, path: Path) -> Lab:
         ))
     return Lab(name=name, file=path.resolve(), subnet=subnet, name_constraints=merged["ca"]["name_constraints"],
                servers=tuple(servers), clients=clients,
-               test_concurrency=merged["test"]["concurrency"], subnet6=subnet6, engine=merged["engine"])
+               test_concurrency=merged["test"]["concurrency"], subnet6=subnet6, engine=merged["engine"],
+               cases=cases)
 
 
-def _clients(merged: dict, data: dict, root: yaml.Node, path: Path) -> tuple[ClientStack, ...]:
+def _clients(merged: dict, data: dict, root: yaml.Node, path: Path, own_cases: frozenset[str]) -> tuple[ClientStack, ...]:
     """The lab's clients: slixmpp at client.release first (it checks readiness and
     federation), then each entry of ``clients`` (default: every stack); a stack at a release
     other than client.release is called <stack>-<release>."""
@@ -268,7 +283,7 @@ def _clients(merged: dict, data: dict, root: yaml.Node, path: Path) -> tuple[Cli
     entries = merged["clients"] if merged["clients"] is not None else [
         name if default in stack.releases else {"stack": name, "release": stack.releases[-1]}
         for name, stack in known.items()]
-    clients, listed = {"slixmpp": known["slixmpp"].at(default)}, set()
+    clients, listed = {"slixmpp": known["slixmpp"].at(default, own_cases=own_cases)}, set()
     for index, entry in enumerate(entries):
         stack, release = (entry, default) if isinstance(entry, str) else (entry["stack"], entry.get("release", default))
         name = stack if release == default else f"{stack}-{release}"
@@ -279,5 +294,5 @@ def _clients(merged: dict, data: dict, root: yaml.Node, path: Path) -> tuple[Cli
         if name in listed:
             raise config_file.located(path, root, where, f"client {name} is listed twice")
         listed.add(name)
-        clients[name] = known[stack].at(release, name)
+        clients[name] = known[stack].at(release, name, own_cases)
     return tuple(clients.values())

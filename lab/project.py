@@ -18,13 +18,12 @@ from lab import PACKAGE_DIR, ca, images
 from lab.errors import Interrupted, LabError
 from lab.model import Lab, Server
 from lab.render import render_server
-from lab.runtime import LABEL_ROLE, LABEL_SERVICE, File, Runtime, Service, interrupts_ignored, parallel
-from lab.stacks import RUNNER_DIR, ClientStack, stacks
+from lab.concurrency import interrupts_ignored, parallel, poll_until
+from lab.runtime import LABEL_ROLE, LABEL_SERVICE, File, Runtime, Service
+from lab.stacks import RUNNER_DIR, ClientStack
 from lab.zone import TTL, build_zone
 
 DNS_SERVICE = "dns"
-# The slixmpp stack also checks readiness and federation for up.
-PRIMARY = stacks()["slixmpp"]
 CLIENT_CA = "/etc/xmpp-lab/ca.pem"
 ZONE_PATH = "/etc/xmpp-lab/zone.json"
 LOG_TAIL = 5
@@ -110,8 +109,19 @@ class Project:
         files.update({target: File(text.encode()) for target, text in render_server(self.lab, server, **overrides).items()})
         return files
 
-    def services(self) -> list[Service]:
-        """Everything the lab runs, with its files; written to the state directory too."""
+    def current_files(self, server: Server, **overrides) -> dict[str, File]:
+        """The files ``server`` runs with: the certificate the lab issued it (read here, never
+        made: the lab must have been brought up) and its config as rendered now."""
+        state = self.lab.state_dir
+        authority = ca.read(state / "ca" / "ca.key", state / "ca" / "ca.pem")
+        issued = ca.read(state / "servers" / server.name / "key.pem", state / "servers" / server.name / "cert.pem")
+        if authority is None or issued is None:
+            raise LabError(f"lab {self.lab.name} has no certificate for {server.name} in {state}: run 'lab up' first")
+        return self.server_files(server, authority, issued.key_pem, issued.cert_pem + authority.cert_pem, **overrides)
+
+    def prepare(self) -> list[Service]:
+        """Everything the lab runs, with its files: the CA and certificates issued where
+        missing, each server's rendered config written to the state directory too."""
         lab, state = self.lab, self.lab.state_dir
         authority = self.authority()
         (state / "dns").mkdir(parents=True, exist_ok=True)
@@ -137,12 +147,12 @@ class Project:
                                     address=server.address, address6=server.address6, files=files, host=server.host))
         for name, address in lab.client_addresses.items():
             stack = lab.client(name)
+            files = {f"{RUNNER_DIR}/{file}": File((PACKAGE_DIR / "runners" / file).read_bytes()) for file in stack.files}
+            if stack.user_cases:  # the lab's own cases (cases/ beside lab.yml), beside its runner
+                files.update({f"{RUNNER_DIR}/cases/{path.name}": File(path.read_bytes()) for path in lab.case_files})
             services.append(Service(
                 name=stack.service, role="client", image=images.tag_for(stack.image, release=stack.release),
-                address=address, address6=lab.client_addresses6.get(name),
-                files={**{f"{RUNNER_DIR}/{name}": File((PACKAGE_DIR / "runners" / name).read_bytes())
-                          for name in stack.files},
-                       CLIENT_CA: File(authority.cert_pem)},
+                address=address, address6=lab.client_addresses6.get(name), files={**files, CLIENT_CA: File(authority.cert_pem)},
             ))
         return services
 
@@ -160,7 +170,7 @@ class Project:
             self.ensure_images(newer)
         try:
             with self.phases("certificates, zone, configs"):
-                dns, *others = self.services()
+                dns, *others = self.prepare()
                 zone = json.dumps(build_zone(self.lab), indent=2).encode()
                 (self.lab.state_dir / "dns" / "zone.json").write_bytes(zone)
             with self.phases("network, dns"):
@@ -201,8 +211,8 @@ class Project:
             raise
         return changed
 
-    def run_runner(self, command: str, spec: dict, stack: ClientStack = PRIMARY):
-        return run_runner(self.runtime, stack, command, spec)
+    def run_runner(self, command: str, spec: dict, stack: ClientStack | None = None):
+        return run_runner(self.runtime, stack or self.lab.primary, command, spec)
 
     def restart_server(self, server: Server, files: dict[str, File]) -> None:
         """Put ``files`` into ``server``'s container and restart it alone, until it is ready
@@ -216,7 +226,8 @@ class Project:
         """Until every server opens an XMPP stream offering STARTTLS, or one dies or times out."""
         started = time.monotonic()
         waiting = list(servers or self.lab.servers)
-        while waiting:
+
+        def all_ready() -> bool:
             result = self.run_runner("ready", {"domains": [s.domain for s in waiting], "timeout": 2,
                                                "ports": {s.domain: s.kind.ready_port for s in waiting}})
             for server in list(waiting):
@@ -228,6 +239,10 @@ class Project:
                 elif time.monotonic() - started > server.ready_timeout:
                     self._not_ready(server, f"not ready after {server.ready_timeout:g}s: "
                                             f"{result[server.domain]['error']}")
+            return not waiting
+        # Each round waits up to 2 s for a stream; a server past its ready_timeout ends it.
+        if not poll_until(all_ready, max(s.ready_timeout for s in waiting) + 60, 0):
+            raise LabError(f"servers {', '.join(s.name for s in waiting)} never became ready")
 
     def _not_ready(self, server: Server, why: str):
         tail = " | ".join(line.strip() for line in self.runtime.logs(server.name, tail=LOG_TAIL).strip().splitlines())
@@ -257,16 +272,16 @@ class Project:
         """Until the server's admin command works: its client port can answer before that
         (ejabberd: register then fails with unknown_user, about once in 40 warm ups)."""
         command = server.kind.admin_ready(server.domain)
-        deadline = time.monotonic() + server.ready_timeout
-        while True:
-            code, output = self.runtime.exec(server.name, command)
-            if code == 0:
-                return
-            if time.monotonic() > deadline:
-                last = (output.strip().splitlines() or ["(no output)"])[-1]
-                raise LabError(f"server {server.name}: its admin command ({' '.join(command)}) did not work within "
-                               f"{server.ready_timeout:g}s (exit {code}: {last}); accounts cannot be created")
-            time.sleep(0.5)
+        last: list = []
+
+        def works() -> bool:
+            last[:] = self.runtime.exec(server.name, command)
+            return last[0] == 0
+        if not poll_until(works, server.ready_timeout, 0.5):
+            code, output = last
+            said = (output.strip().splitlines() or ["(no output)"])[-1]
+            raise LabError(f"server {server.name}: its admin command ({' '.join(command)}) did not work within "
+                           f"{server.ready_timeout:g}s (exit {code}: {said}); accounts cannot be created")
 
     def create_account(self, account: tuple[Server, str, str]) -> None:
         server, user, password = account
@@ -306,7 +321,7 @@ class Project:
             if container is not None:  # where it is, which on a swarm is not where the model put it
                 row["address"] = self.runtime.address_of(container) or row["address"]
             row["ready"] = None
-        client = self.runtime.container(PRIMARY.service)
+        client = self.runtime.container(self.lab.primary.service)
         if client is not None and client.status == "running":
             probed = self.run_runner("ready", {"domains": self.lab.domains, "timeout": 0,
                                                "ports": {s.domain: s.kind.ready_port for s in self.lab.servers}})

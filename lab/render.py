@@ -34,7 +34,7 @@ def template_context(lab: Lab, server: Server) -> dict:
         "direct_tls_port": server.kind.ports["c2s_direct_tls"] if "direct-tls" in server.features else None,
         # Peers that can only do dialback; everyone else must present a verified certificate.
         "dialback_peers": [p.domain for p in peers if "certificate" not in p.kind.s2s_auth],
-        # False only while the fault F5 runs on this server: server connections in plaintext.
+        # False only while a fault with s2s TLS off runs on this server: server connections in plaintext.
         "s2s_tls": True,
     }
 

@@ -11,7 +11,11 @@ from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
 
+from lab.cases import builtin
+from lab.cases.auth import observed
 from lab.results import ERROR, FAIL, FAILED, FLAKY, NOT_SUPPORTED, PASS, CaseResult, counts
+
+FAULTS = {case.id for case in builtin() if case.fault}  # (a lab's own cases are never faults)
 
 
 def upstream(version: str | None) -> str:
@@ -43,18 +47,20 @@ def cell(results) -> str:
 
 
 def is_fault(result: CaseResult) -> bool:
-    return result.case.startswith("F")
+    return result.case in FAULTS
 
 
 def s2s_matrix(results: list[CaseResult], servers: list[str]) -> list[list[str]]:
     """Rows: source server; columns: target; cell: counts and the observed auth method (S8).
     Fault scenarios have matrices of their own."""
     rows = [["from \\ to", *servers]]
+    auth_of = observed(results)
     for source in servers:
         row = [source]
         for target in servers:
             here = [r for r in results if r.target and r.server == source and r.target == target and not is_fault(r)]
-            auth = next((r.evidence.get("auth") for r in here if r.case == "S8" and r.status == PASS), "")
+            seen = auth_of.get((source, target))
+            auth = seen.evidence.get("auth") if seen is not None and seen.status == PASS else ""
             row.append("" if source == target else (cell(here) + (f" [{auth}]" if auth else "")))
         rows.append(row)
     return rows

@@ -1,4 +1,5 @@
-"""Containers and networks on the Docker engine, through the Docker SDK.
+"""The local engine: the lab as containers and networks of one Docker engine, through the
+Docker SDK (lab/swarm.py has the same interface on a swarm).
 
 Everything the lab creates carries the label ``org.xmpp-lab.lab=<lab name>``; that label,
 not any local file, is how ``down`` finds what to remove. Files go into containers through
@@ -7,33 +8,23 @@ the API (put_archive), never as bind mounts, so a remote engine (DOCKER_HOST) wo
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import io
-import shlex
-import signal
 import tarfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, TypeVar
 
 import docker
 import docker.errors
 import requests.exceptions
 
+from lab.concurrency import interrupts_deferred, parallel
 from lab.errors import LabError
 
 LABEL_LAB = "org.xmpp-lab.lab"
 LABEL_ROLE = "org.xmpp-lab.role"
 LABEL_SERVICE = "org.xmpp-lab.service"
 LABEL_CONFIG_HASH = "org.xmpp-lab.config-hash"
-
-T = TypeVar("T")
-R = TypeVar("R")
-
 
 def connect() -> docker.DockerClient:
     try:
@@ -43,71 +34,6 @@ def connect() -> docker.DockerClient:
     except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
         reason = str(error).split(": ", 1)[-1] if str(error) else type(error).__name__
         raise LabError(f"cannot reach the Docker engine (is it running? DOCKER_HOST?): {reason}") from None
-
-
-def parallel(function: Callable[[T], R], items: Iterable[T], finish_on_interrupt: bool = True) -> list[R]:
-    """``function`` over ``items`` at once; the first error is raised after all have finished.
-
-    On Ctrl-C, items not started are dropped and, with ``finish_on_interrupt``, those running
-    are waited for (further Ctrl-C ignored) before KeyboardInterrupt goes on: the caller's
-    cleanup must never run while a worker may still create something.
-    """
-    items = list(items)
-    if not items:
-        return []
-    pool = ThreadPoolExecutor(max_workers=len(items))
-    with interrupts_deferred():  # a Ctrl-C between two submits would leave a worker unwaited for
-        futures = [pool.submit(function, item) for item in items]
-    try:
-        # In slices: Ctrl-C is seen between them even where a signal does not wake a wait.
-        while concurrent.futures.wait(futures, timeout=0.2).not_done:
-            pass
-    except KeyboardInterrupt:
-        for future in futures:
-            future.cancel()
-        if finish_on_interrupt:
-            with interrupts_ignored():
-                concurrent.futures.wait(futures)
-        raise
-    finally:
-        pool.shutdown(wait=False)
-    errors = [f.exception() for f in futures if f.exception() is not None]
-    if errors:
-        raise errors[0]
-    return [f.result() for f in futures]
-
-
-@contextmanager
-def interrupts_ignored():
-    """Ctrl-C does nothing inside (cleanup that must finish); main thread only."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-@contextmanager
-def interrupts_deferred():
-    """Ctrl-C inside is raised when the block ends, not in it.
-
-    For a call that makes something on the engine: interrupted mid-request, the engine
-    still makes it, after the cleanup has looked for what to remove.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    seen = []
-    previous = signal.signal(signal.SIGINT, lambda *_: seen.append(True))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if seen:
-        raise KeyboardInterrupt
 
 
 @dataclass(frozen=True)
@@ -282,6 +208,12 @@ class Runtime:
 
     # --- removing ------------------------------------------------------------------------
 
+    @staticmethod
+    def _attached(network) -> dict:
+        """The containers the engine says are on ``network`` (a listing leaves them out)."""
+        network.reload()
+        return network.attrs.get("Containers") or {}
+
     def down(self) -> int:
         """Remove every container, network and volume of this lab; how many things went."""
         removed = 0
@@ -295,232 +227,34 @@ class Runtime:
         containers = self.containers()
         parallel(remove_container, containers)
         removed += len(containers)
+        held = []
         for network in self.networks():
             try:
                 network.remove()
-            except docker.errors.APIError as error:  # a swarm may remove an unused overlay itself
-                if "not found" not in str(error):
+            except docker.errors.APIError as error:
+                if "not found" in str(error):  # a swarm may remove an unused overlay itself
+                    pass
+                elif "active endpoints" in str(error) and not self._attached(network):
+                    held.append(network.name)  # said last: the rest goes first
+                    continue
+                else:
                     raise
             removed += 1
         for volume in self.volumes():
             volume.remove(force=True)
             removed += 1
+        if held:
+            raise LabError(f"network {held[0]} is held by the Docker engine: it counts an endpoint that no container "
+                           f"has (a libnetwork leak of Docker 20.10, seen after a container was cut off the network "
+                           f"by hand); everything else of lab {self.lab_name} was removed ({removed}), the next "
+                           f"'lab up' reuses the network, and restarting the Docker daemon frees it")
         return removed
 
 
-class SwarmRuntime(Runtime):
-    """The same lab as services of the swarm this engine manages (``engine: swarm``).
-
-    Servers and clients are services (one task each, never restarted by the swarm, DNS
-    round robin: no IPVS needed); the lab DNS stays a container of this engine, attached at
-    its fixed address to the lab network, an internal attachable overlay, so that every task
-    can use it. Tasks get their addresses from the swarm: ``placed`` reads them, and the
-    zone is served with those. Files go in as swarm configs, named by a hash of their
-    content (immutable, at most 500 KB); a task copies them into place before its image's
-    own entrypoint runs, which sets owners and modes as it does on the local engine.
-
-    Exec, logs and file updates reach a task's container through this engine: on another
-    node they would need that node's engine (README, "More than one machine").
-    """
-
-    CONFIG_LIMIT = 500 * 1024
-    FILES_DIR = "/run/xmpp-lab-files"
-    PLACED = "/.xmpp-lab-files-placed"
-    SCHEDULE_WAIT = 20  # seconds a task may stay unscheduled before lab up gives up
-
-    def __init__(self, client: docker.DockerClient, lab_name: str):
-        super().__init__(client, lab_name)
-        swarm = client.info().get("Swarm") or {}
-        if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
-            raise LabError("engine: swarm needs an engine that manages a swarm; this one is "
-                           f"{'a worker of one' if swarm.get('LocalNodeState') == 'active' else 'in no swarm'} "
-                           "('docker swarm init', or point DOCKER_HOST at a manager)")
-
-    # --- what exists -------------------------------------------------------------------
-
-    def services(self) -> list:
-        return self.client.services.list(filters={"label": f"{LABEL_LAB}={self.lab_name}"})
-
-    def configs(self) -> list:
-        return self.client.configs.list(filters={"label": f"{LABEL_LAB}={self.lab_name}"})
-
-    def service(self, service: str):
-        """The swarm service of the lab's ``service`` (the name filter matches prefixes)."""
-        name = self.container_name(service)
-        return next((s for s in self.client.services.list(filters={"name": name}) if s.name == name), None)
-
-    def container(self, service: str):
-        """The running container of the service's task (or the lab DNS's container)."""
-        if service == "dns":
-            return super().container(service)
-        found = self._task_containers(service)
-        return next((c for c in found if c.status == "running"), found[0] if found else None)
-
-    def _task_containers(self, service: str) -> list:
-        return self.client.containers.list(all=True, filters={"label": [f"{LABEL_LAB}={self.lab_name}",
-                                                                        f"{LABEL_SERVICE}={service}"]})
-
-    def node(self, service: str) -> str | None:
-        """The hostname of the node the service's task runs on."""
-        if service == "dns":
-            return self.client.info().get("Name")
-        found = self.service(service)
-        tasks = [t for t in (found.tasks() if found else []) if t.get("NodeID")]
-        if not tasks:
-            return None
-        return self.client.nodes.get(tasks[0]["NodeID"]).attrs["Description"]["Hostname"]
-
-    def placed(self, lab):
-        """``lab`` with each server at the address the swarm gave its task."""
-        import dataclasses
-
-        def address(server):
-            container = self.container(server.name)
-            return (self.address_of(container) if container else None) or server.address
-        return dataclasses.replace(lab, servers=tuple(dataclasses.replace(s, address=address(s)) for s in lab.servers))
-
-    # --- creating ------------------------------------------------------------------------
-
-    def ensure_network(self, subnet: str, subnet6: str | None = None) -> None:
-        if subnet6:
-            raise LabError("network.ipv6 is not supported with engine: swarm yet (an overlay needs more than "
-                           "the lab's ULA /64)")
-        if self.networks():
-            return
-        try:
-            with interrupts_deferred():
-                self.client.networks.create(
-                    self.network_name, driver="overlay", attachable=True, internal=True, scope="swarm",
-                    ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)]),
-                    labels=self.labels(), check_duplicate=True)
-        except docker.errors.APIError as error:
-            raise LabError(f"cannot create overlay network {self.network_name} ({subnet}): {error.explanation}") from None
-
-    def converge(self, service: Service, dns: list[str] | None) -> bool:
-        if service.role == "dns":  # a container: a fixed address everyone can use
-            try:
-                return super().converge(service, dns)
-            except LabError as error:
-                if "already in use" not in str(error):
-                    raise
-                raise LabError(f"{error}: the swarm still holds that address from an earlier lab DNS (moby "
-                               f"issue 27754): 'lab down', then 'lab up' again, or give the lab another "
-                               f"network.subnet") from None
-        wanted = service.config_hash()
-        existing = self.service(service.name)
-        if existing is not None:
-            if existing.attrs["Spec"]["Labels"].get(LABEL_LAB) != self.lab_name:
-                raise LabError(f"a service named {existing.name} exists but is not part of lab {self.lab_name}: "
-                               f"remove it, or give the lab another name")
-            running = self.container(service.name)
-            if existing.attrs["Spec"]["Labels"].get(LABEL_CONFIG_HASH) == wanted and running is not None \
-                    and running.status == "running":
-                return False
-            existing.remove()
-            self._gone(service.name)
-        self._create_service(service, wanted, dns)
-        return True
-
-    def _config(self, file: File) -> docker.types.ConfigReference:
-        """The swarm config holding ``file``, made once (named by its content's hash)."""
-        if len(file.data) > self.CONFIG_LIMIT:
-            raise LabError(f"a file of {len(file.data)} bytes is over the swarm's config limit (500 KB)")
-        name = f"xmpp-lab-{self.lab_name}-{hashlib.sha256(file.data).hexdigest()[:20]}"
-        try:
-            with interrupts_deferred():
-                config = self.client.configs.create(name=name, data=file.data, labels=self.labels())
-        except docker.errors.APIError as error:
-            if error.status_code != 409:
-                raise LabError(f"cannot make swarm config {name}: {error.explanation}") from None
-            config = self.client.configs.get(name)
-        return docker.types.ConfigReference(config.id, name, filename=f"{self.FILES_DIR}/{name}", mode=0o400)
-
-    def _create_service(self, service: Service, config_hash: str, dns: list[str] | None) -> None:
-        name = self.container_name(service.name)
-        references, copies = [], []
-        for path, file in sorted(service.files.items()):
-            reference = self._config(file)
-            references.append(reference)
-            copies.append(f"mkdir -p {shlex.quote(path.rsplit('/', 1)[0] or '/')} && "
-                          f"cp {reference['File']['Name']} {shlex.quote(path)} && "
-                          f"chmod {file.mode:o} {shlex.quote(path)}")
-        # On the container's first start only: a file the lab changed since (a fault's
-        # certificate, put in through the engine) outlives a restart.
-        copies = [f"if [ ! -e {self.PLACED} ]; then {' && '.join(copies + [f'touch {self.PLACED}'])}; fi"]
-        image = self.client.images.get(service.image).attrs["Config"]
-        original = service.command or [*(image.get("Entrypoint") or []), *(image.get("Cmd") or [])]
-        labels = self.labels(**{LABEL_ROLE: service.role, LABEL_SERVICE: service.name})
-        try:
-            with interrupts_deferred():
-                self.client.services.create(
-                    service.image, name=name,
-                    command=["/bin/sh", "-c", " && ".join(copies + ['exec "$@"']), "lab-files", *original],
-                    labels={**labels, LABEL_CONFIG_HASH: config_hash}, container_labels=labels,
-                    networks=[self.network_name], endpoint_spec=docker.types.EndpointSpec(mode="dnsrr"),
-                    restart_policy=docker.types.RestartPolicy(condition="none"),
-                    dns_config=docker.types.DNSConfig(nameservers=dns) if dns else None,
-                    configs=references, init=True,
-                    constraints=[f"node.hostname=={service.host}"] if service.host else None)
-        except docker.errors.APIError as error:
-            raise LabError(f"cannot start {service.name} (service {name}): {error.explanation or error}") from None
-        self._scheduled(service.name)
-
-    def _scheduled(self, service: str) -> None:
-        """Until the service's task runs; a LabError with the swarm's own words (the task's
-        state and error) when it ends or stays unscheduled."""
-        name = self.container_name(service)
-        deadline = time.monotonic() + self.SCHEDULE_WAIT
-        while True:
-            found = self.service(service)
-            tasks = found.tasks() if found else []
-            status = tasks[0]["Status"] if tasks else {}
-            if status.get("State") == "running" and self.container(service) is not None:
-                return
-            if status.get("State") in ("failed", "rejected", "shutdown", "complete", "orphaned") \
-                    or time.monotonic() > deadline:
-                why = status.get("Err") or status.get("Message") or "no task"
-                raise LabError(f"{service} (service {name}) did not start: task {status.get('State', 'missing')}: {why}")
-            time.sleep(0.3)
-
-    def _gone(self, service: str) -> None:
-        """Until the service's task container has gone (a removed service's lingers)."""
-        for _ in range(100):
-            if not self._task_containers(service):
-                return
-            time.sleep(0.2)
-
-    # --- removing ------------------------------------------------------------------------
-
-    def down(self) -> int:
-        """Every service, config, container, network and volume of the lab; the swarm itself
-        stays as it was."""
-        services = self.services()
-        for service in services:
-            try:
-                service.remove()
-            except docker.errors.NotFound:
-                pass
-        for service in services:
-            self._gone(service.attrs["Spec"]["Labels"].get(LABEL_SERVICE, ""))
-        removed = len(services) + super().down()
-        for config in self.configs():
-            config.remove()
-            removed += 1
-        # An overlay made a moment ago can be missing from the list, or not be found when
-        # removed, and then be there: ask again until it is gone for good.
-        for _ in range(25):
-            networks = self.networks()
-            if not networks:
-                break
-            for network in networks:
-                try:
-                    network.remove()
-                except docker.errors.APIError:
-                    pass
-            time.sleep(0.2)
-        return removed
-
-
-def runtime_for(client: docker.DockerClient, lab_name: str, engine: str) -> Runtime:
-    """The runtime of ``engine``: local (containers of this engine) or swarm (services)."""
-    return SwarmRuntime(client, lab_name) if engine == "swarm" else Runtime(client, lab_name)
+def runtime_for(client: docker.DockerClient, lab_name: str, engine: str, own_containers: tuple[str, ...] = ()) -> Runtime:
+    """The runtime of ``engine``: local (containers of this engine) or swarm (services of its
+    swarm; ``own_containers``: services that stay containers of this engine there)."""
+    if engine == "swarm":
+        from lab.swarm import SwarmRuntime
+        return SwarmRuntime(client, lab_name, own_containers)
+    return Runtime(client, lab_name)

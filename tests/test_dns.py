@@ -10,6 +10,7 @@ import dns.rdatatype
 import pytest
 
 from lab import labdns
+from lab.cases.dns import s10_records, s9_records
 from lab.zone import build_zone
 
 
@@ -80,7 +81,7 @@ def records(zone, name, rtype):
 
 
 def test_s9_variant_sends_every_srv_to_a_distinct_target_host(default_lab):
-    zone = build_zone(default_lab, "S9")
+    zone = build_zone(default_lab, s9_records)
     assert not records(zone, "prosody.test", "A")
     assert records(zone, "xmpp.prosody.test", "A")[0]["address"] == default_lab.server("prosody").address
     assert {r["target"] for r in zone["records"] if r["type"] == "SRV" and r["name"].endswith(".prosody.test")} == {
@@ -88,6 +89,6 @@ def test_s9_variant_sends_every_srv_to_a_distinct_target_host(default_lab):
 
 
 def test_s10_variant_has_no_server_srv_records(default_lab):
-    zone = build_zone(default_lab, "S10")
+    zone = build_zone(default_lab, s10_records)
     assert not [r for r in zone["records"] if r["name"].startswith("_xmpp-server.")]
     assert records(zone, "ejabberd.test", "A") and records(zone, "_xmpp-client._tcp.ejabberd.test", "SRV")

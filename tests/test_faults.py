@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from lab import model
-from lab.faults import judge_f1, judge_f2, judge_f7, judge_f8
-from lab.interop import dns_queries
+from lab.cases.dns import f1_records, f2_records, f7_records, judge_f1, judge_f2, judge_f7
+from lab.cases.outage import judge_f8
+from lab.evidence import dns_queries
 from lab.results import ERROR, FAIL, PASS, CaseResult
 from lab.zone import build_zone
 
@@ -40,13 +41,13 @@ def since(result_id: str) -> float:
 
 
 def test_f1_serves_dot_targets_and_f2_a_dead_target_first(lab):
-    f1 = [r for r in build_zone(lab, "F1")["records"] if r["name"] == "_xmpp-server._tcp.prosody.test"]
+    f1 = [r for r in build_zone(lab, f1_records)["records"] if r["name"] == "_xmpp-server._tcp.prosody.test"]
     assert f1 == [{"name": "_xmpp-server._tcp.prosody.test", "type": "SRV", "priority": 0, "weight": 5,
                    "port": 0, "target": "."}]
-    f2 = sorted((r["priority"], r["target"]) for r in build_zone(lab, "F2")["records"]
+    f2 = sorted((r["priority"], r["target"]) for r in build_zone(lab, f2_records)["records"]
                 if r["name"] == "_xmpp-server._tcp.prosody.test")
     assert f2 == [(0, "dead.prosody.test"), (10, "prosody.test")]
-    dead = [r for r in build_zone(lab, "F2")["records"] if r["name"] == "dead.prosody.test"]
+    dead = [r for r in build_zone(lab, f2_records)["records"] if r["name"] == "dead.prosody.test"]
     assert dead == [{"name": "dead.prosody.test", "type": "A", "address": lab.unused_address}]
     assert lab.unused_address not in [s.address for s in lab.servers] + list(lab.client_addresses.values())
 
@@ -93,7 +94,7 @@ def test_f2_not_delivered_keeps_its_fail_and_says_what_was_observed(lab):
 
 
 def test_f7_serves_xmpps_server_records_alone_to_a_name_only_they_lead_to(lab):
-    records = build_zone(lab, "F7")["records"]
+    records = build_zone(lab, f7_records)["records"]
     assert [r for r in records if r["name"] == "_xmpps-server._tcp.prosody.test"] == [
         {"name": "_xmpps-server._tcp.prosody.test", "type": "SRV", "priority": 0, "weight": 5, "port": 5270,
          "target": "tls.prosody.test"}]
@@ -124,19 +125,56 @@ def as_the_runner_said(result_id: str) -> CaseResult:
                       evidence=evidence)
 
 
-def test_f8_recovery_is_timed_from_the_moment_the_dns_came_back():
+def lookup(sender, name: str, when: float) -> dict:
+    """One line of the lab DNS's query log, as labdns.py writes it (the F8 capture predates
+    the log's use by F8's judge, so its lookups are written here)."""
+    return {"time": when, "client": sender.address, "name": f"{name}.", "type": "SRV", "rcode": "NOERROR",
+            "answers": []}
+
+
+def test_f8_recovery_is_timed_from_the_moment_the_dns_came_back(lab):
+    rid = "F8/slixmpp/prosody->ejabberd"
+    prosody, ejabberd = lab.server("prosody"), lab.server("ejabberd")
+    down, back = F8[rid]["evidence"]["dns_down_at"], F8[rid]["evidence"]["dns_back_at"]
+    asked = [lookup(prosody, "_xmpp-server._tcp.ejabberd.test", back + 0.1)]
+    verdict = judge_f8(as_the_runner_said(rid), prosody, ejabberd, asked, down, back, back + 60)
+    assert verdict.status == PASS and verdict.evidence["observed"] == "recovered 3.0 s after the DNS came back"
+    assert "prosody asked _xmpp-server._tcp.ejabberd.test SRV after the outage" in verdict.detail
+
+
+def test_f8_delivered_during_the_outage_never_passes(lab):
+    """A delivery before the DNS was back says the outage was not real for the pair (a cache,
+    or a connection the drop missed): the lab could not set the case up."""
+    rid = "F8/slixmpp/prosody->ejabberd"
+    prosody, ejabberd = lab.server("prosody"), lab.server("ejabberd")
+    down, back = F8[rid]["evidence"]["dns_down_at"], F8[rid]["evidence"]["dns_back_at"]
+    asked = [lookup(prosody, "_xmpp-server._tcp.ejabberd.test", back + 0.1)]
+    early = judge_f8(as_the_runner_said(rid), prosody, ejabberd, asked, down, back + 100, back + 160)
+    assert early.status == ERROR and early.evidence["observed"].startswith("delivered during the outage")
+
+
+def test_f8_a_recovery_without_a_lookup_the_dns_saw_is_not_judged(lab):
+    rid = "F8/slixmpp/prosody->ejabberd"
+    prosody, ejabberd = lab.server("prosody"), lab.server("ejabberd")
+    down, back = F8[rid]["evidence"]["dns_down_at"], F8[rid]["evidence"]["dns_back_at"]
+    others = [lookup(lab.server("jabberd2"), "_xmpp-server._tcp.ejabberd.test", back + 0.1),
+              lookup(prosody, "_xmpp-server._tcp.jabberd2.test", back + 0.1)]
+    verdict = judge_f8(as_the_runner_said(rid), prosody, ejabberd, others, down, back, back + 60)
+    assert verdict.status == ERROR and "saw no lookup of ejabberd.test from prosody" in verdict.detail
+
+
+def test_f8_a_pass_with_no_delivery_time_is_an_error(lab):
     rid = "F8/slixmpp/prosody->ejabberd"
     down, back = F8[rid]["evidence"]["dns_down_at"], F8[rid]["evidence"]["dns_back_at"]
-    verdict = judge_f8(as_the_runner_said(rid), down, back, back + 60)
-    assert verdict.status == PASS and verdict.evidence["observed"] == "recovered 3.0 s after the DNS came back"
-    early = judge_f8(as_the_runner_said(rid), down, back + 100, back + 160)
-    assert early.evidence["observed"].startswith("delivered during the outage")
+    untimed = dataclasses.replace(as_the_runner_said(rid), evidence={})
+    verdict = judge_f8(untimed, lab.server("prosody"), lab.server("ejabberd"), [], down, back, back + 60)
+    assert verdict.status == ERROR and "without its time" in verdict.detail
 
 
-def test_f8_without_a_delivery_is_no_recovery():
+def test_f8_without_a_delivery_is_no_recovery(lab):
     rid = "F8/slixmpp/jabberd2->prosody"  # jabberd2's s2s TLS broke ("oid exists") once the DNS was back
     evidence = F8[rid]["evidence"]
     # That run gave up 60 s after the DNS came back.
-    verdict = judge_f8(as_the_runner_said(rid), evidence["dns_down_at"], evidence["dns_back_at"],
-                       evidence["dns_back_at"] + 60)
+    verdict = judge_f8(as_the_runner_said(rid), lab.server("jabberd2"), lab.server("prosody"), [],
+                       evidence["dns_down_at"], evidence["dns_back_at"], evidence["dns_back_at"] + 60)
     assert verdict.status == FAIL and verdict.evidence["observed"] == "no recovery within 60 s after the DNS came back"

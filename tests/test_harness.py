@@ -85,7 +85,6 @@ def test_a_case_past_its_budget_is_an_error_and_its_tools_are_killed():
 
 @pytest.mark.parametrize("entry, why", [
     (("C9", "a", None), "the fake runner cannot express C9"),
-    (("S1", "a", None), "S1 needs a target server"),
     (("S1", "a", "zz"), "server 'zz' not in the spec"),
 ])
 def test_a_case_that_cannot_run_is_an_error_with_the_reason(entry, why):

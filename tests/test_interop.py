@@ -9,9 +9,15 @@ from pathlib import Path
 import pytest
 
 from lab import model
-from lab.catalogue import BY_ID
-from lab.interop import (OBSERVER, dns_queries, expected_auth, judge_auth, judge_features, judge_lookup,
-                         log_lines, plan, server_side)
+from lab.cases import builtin, by_id
+from lab.cases.auth import OBSERVER, judge_auth
+from lab.cases.c2s import judge_features
+from lab.cases.dns import judge_lookup
+from lab.evidence import dns_queries, log_lines, server_side
+from lab.interop import plan
+from lab.servers import common_auth
+
+BY_ID = by_id(builtin())
 from lab.results import ERROR, FAIL, FLAKY, NOT_SUPPORTED, PASS, CaseResult, reconcile
 from lab.stacks import stacks
 
@@ -93,6 +99,8 @@ def test_flaky_stays_flaky_with_its_attempts():
 # --- S8: the receiver's log of this run --------------------------------------------------------
 
 def test_expected_auth_is_the_strongest_both_declare(servers):
+    def expected_auth(sender, receiver):
+        return common_auth(sender.kind, receiver.kind)
     assert expected_auth(servers["prosody"], servers["ejabberd"]) == "certificate"
     assert expected_auth(servers["prosody"], servers["jabberd2"]) == "dialback"
     assert expected_auth(servers["jabberd2"], servers["ejabberd"]) == "dialback"
@@ -155,7 +163,8 @@ def test_s9_s10_pass_on_the_lookups_the_dns_saw(servers, variant, sender, receiv
     result_id = f"{variant}/slixmpp/{sender}->{receiver}"
     since = CAPTURED[result_id]["evidence"]["since"]
     queries = dns_queries((FIXTURES / "dns.log").read_text())
-    verdict = judge_lookup(captured_delivery(result_id), variant, servers[sender], servers[receiver], queries, since)
+    host = f"xmpp.{receiver}.test" if variant == "S9" else f"{receiver}.test"
+    verdict = judge_lookup(captured_delivery(result_id), servers[sender], servers[receiver], host, queries, since)
     assert verdict.status == PASS, verdict.detail
     srv, address = verdict.evidence["dns"]
     assert srv["name"] == f"_xmpp-server._tcp.{receiver}.test." and srv["client"] == servers[sender].address
@@ -167,7 +176,7 @@ def test_s9_without_a_lookup_in_the_case_is_an_error(servers):
     queries = dns_queries((FIXTURES / "dns.log").read_text())
     # The same delivery, judged against another sender's address: nothing was asked from there.
     elsewhere = dataclasses.replace(servers["prosody"], address="10.0.0.99")
-    verdict = judge_lookup(captured_delivery(result_id), "S9", elsewhere, servers["ejabberd"], queries,
+    verdict = judge_lookup(captured_delivery(result_id), elsewhere, servers["ejabberd"], "xmpp.ejabberd.test", queries,
                            CAPTURED[result_id]["evidence"]["since"])
     assert verdict.status == ERROR and "saw no query" in verdict.detail
 
@@ -182,9 +191,9 @@ def test_s9_quotes_the_lookup_that_returned_an_address(servers):
                {"time": 101.1006, "client": servers["prosody"].address, "name": "xmpp.jabberd2.test.", "type": "A",
                 "rcode": "NOERROR", "answers": [servers["jabberd2"].address]}]
     delivery = CaseResult("S9", "t", "slixmpp", "prosody", "jabberd2", PASS, "delivered", started=100.5, ended=102)
-    verdict = judge_lookup(delivery, "S9", servers["prosody"], servers["jabberd2"], queries, since)
+    verdict = judge_lookup(delivery, servers["prosody"], servers["jabberd2"], "xmpp.jabberd2.test", queries, since)
     assert verdict.status == PASS and verdict.evidence["dns"][1]["type"] == "A"
-    verdict = judge_lookup(delivery, "S9", servers["prosody"], servers["jabberd2"], queries[:2], since)
+    verdict = judge_lookup(delivery, servers["prosody"], servers["jabberd2"], "xmpp.jabberd2.test", queries[:2], since)
     assert verdict.status == ERROR
 
 

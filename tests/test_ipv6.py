@@ -12,9 +12,10 @@ import dns.query
 import pytest
 
 from lab import labdns, model
-from lab.catalogue import BY_ID, selected
-from lab.faults import judge_f6
-from lab.interop import dns_queries, plan
+from lab.cases import builtin, by_id, selected
+from lab.cases.ipv6 import ipv6_records, judge_f6
+from lab.evidence import dns_queries
+from lab.interop import plan
 from lab.render import render_server
 from lab.results import ERROR, PASS, CaseResult
 from lab.stacks import stacks
@@ -54,7 +55,7 @@ def test_the_zone_has_aaaa_records_and_f6_serves_nothing_else(lab, ipv4_lab):
     prosody = lab.server("prosody")
     assert {"name": "prosody.test", "type": "AAAA", "address": prosody.address6} in records
     assert {"name": "prosody.test", "type": "A", "address": prosody.address} in records
-    only6 = build_zone(lab, "F6")["records"]
+    only6 = build_zone(lab, ipv6_records)["records"]
     assert not [r for r in only6 if r["type"] == "A"] and [r for r in only6 if r["type"] == "AAAA"]
     assert not [r for r in build_zone(ipv4_lab)["records"] if r["type"] == "AAAA"]
 
@@ -82,13 +83,13 @@ def test_servers_listen_on_both_families_on_a_dual_stack_lab(lab, ipv4_lab):
 
 
 def test_f6_is_asked_for_and_runs_per_server_and_per_pair(lab):
-    assert "F6" not in [c.id for c in selected(None)]
-    assert "F6" in [c.id for c in selected(None, faults=True)] and [c.id for c in selected(["f6"])] == ["F6"]
+    assert "F6" not in [c.id for c in selected(builtin(), None)]
+    assert "F6" in [c.id for c in selected(builtin(), None, faults=True)] and [c.id for c in selected(builtin(), ["f6"])] == ["F6"]
     servers = list(lab.servers)
     pairs = [(a, b) for a in servers for b in servers if a is not b]
-    planned, skipped = plan(stacks()["slixmpp"], [BY_ID["F6"]], servers, pairs)
+    planned, skipped = plan(stacks()["slixmpp"], [by_id(builtin())["F6"]], servers, pairs)
     assert len(planned) == 3 + 6 and not skipped
-    assert plan(stacks()["xmppc"], [BY_ID["F6"]], servers, pairs) == ([], [])  # other stacks stay out
+    assert plan(stacks()["xmppc"], [by_id(builtin())["F6"]], servers, pairs) == ([], [])  # other stacks stay out
 
 
 CAPTURED = {r["id"]: r for r in json.loads((FIXTURES / "results.json").read_text())["results"]}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import update_golden
 
-from lab import catalogue, report
+from lab import cases as catalogue, report
 from lab.report import c2s_matrix, s2s_matrix, to_html, to_json, to_junit
 from lab.results import FAIL, FLAKY, NOT_SUPPORTED, PASS, CaseResult
 
@@ -91,9 +91,9 @@ def test_json_report_is_machine_readable():
 
 
 def test_catalogue_selection():
-    assert [c.id for c in catalogue.selected(["s1", "C2"])] == ["C2", "S1"]
+    assert [c.id for c in catalogue.selected(catalogue.builtin(), ["s1", "C2"])] == ["C2", "S1"]
     with pytest.raises(ValueError, match="unknown case X9"):
-        catalogue.selected(["X9"])
+        catalogue.selected(catalogue.builtin(), ["X9"])
 
 
 def test_a_faults_observed_and_expected_outcomes_are_fields_of_their_own():

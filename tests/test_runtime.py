@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from lab.runtime import interrupts_deferred, parallel
+from lab.concurrency import interrupts_deferred, parallel
 
 
 def slow(finished):
@@ -54,3 +54,63 @@ def test_ctrl_c_inside_a_deferred_block_is_raised_when_the_block_ends():
             time.sleep(0.3)  # stands for a create request the engine carries out anyway
             done.append("created")
     assert done == ["created"]
+
+
+# --- a network the engine will not remove --------------------------------------------------
+
+class Removable:
+    """Stands in for one engine object: it records its removal, or fails it as told."""
+
+    def __init__(self, name: str, error: Exception | None = None, attrs: dict | None = None):
+        self.name, self.error, self.attrs, self.removed = name, error, attrs or {}, False
+
+    def remove(self, **_):
+        if self.error:
+            raise self.error
+        self.removed = True
+
+    def reload(self):
+        pass
+
+
+class Listing:
+    def __init__(self, items):
+        self.items = items
+
+    def list(self, **_):
+        return [item for item in self.items if not item.removed]
+
+
+class Engine:
+    """The three listings Runtime.down reads; the real engine is in the E2E tests. The leak
+    itself (Docker 20.10 counting an endpoint no container holds) cannot be made on purpose."""
+
+    def __init__(self, containers, networks, volumes):
+        self.containers, self.networks, self.volumes = Listing(containers), Listing(networks), Listing(volumes)
+
+
+def test_a_network_the_engine_holds_is_left_last_and_said_in_one_line():
+    import docker.errors
+
+    from lab.errors import LabError
+    from lab.runtime import Runtime
+    leaked = docker.errors.APIError("403 Client Error: error while removing network: network xmpp-lab-x id 1 has "
+                                    "active endpoints")
+    containers, volumes = [Removable("c1"), Removable("c2")], [Removable("v1")]
+    network = Removable("xmpp-lab-x", leaked, attrs={"Containers": {}})
+    with pytest.raises(LabError) as raised:
+        Runtime(Engine(containers, [network], volumes), "x").down()
+    assert all(c.removed for c in containers) and all(v.removed for v in volumes)  # everything else went
+    message = str(raised.value)
+    assert "\n" not in message and "xmpp-lab-x is held by the Docker engine" in message
+    assert "the next 'lab up' reuses the network" in message and "restarting the Docker daemon" in message
+
+
+def test_a_network_still_used_by_a_container_is_an_engine_error_as_it_was():
+    import docker.errors
+
+    from lab.runtime import Runtime
+    busy = docker.errors.APIError("network xmpp-lab-x has active endpoints")
+    network = Removable("xmpp-lab-x", busy, attrs={"Containers": {"abc": {"Name": "someone-else"}}})
+    with pytest.raises(docker.errors.APIError):
+        Runtime(Engine([], [network], []), "x").down()

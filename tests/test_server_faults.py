@@ -9,9 +9,16 @@ from pathlib import Path
 import pytest
 
 from lab import ca, model
-from lab.interop import log_lines
-from lab.faults import describe_offer, expected_outcomes, fate_of, fault_in_place, judge_server_fault
+from lab.cases import builtin, by_id
+from lab.cases.server_faults import describe_offer, expected_outcomes, fate_of, fault_in_place, judge_server_fault
+from lab.evidence import log_lines
 from lab.results import ERROR, FAIL, PASS, CaseResult
+
+FAULT = {case.id: case.phase for case in builtin() if case.group == "server"}  # each fault's setup
+
+
+def variant(fault: str, authority, names, other):
+    return FAULT[fault].certificate(authority, names, other)
 
 
 @pytest.fixture(scope="module")
@@ -22,28 +29,28 @@ def lab():
 def test_expected_outcomes_follow_the_senders_policy(lab):
     prosody, ejabberd, jabberd2 = (lab.server(n) for n in ("prosody", "ejabberd", "jabberd2"))
     # Both do certificates: a bad one is refused; dialback only for a dialback-only peer.
-    assert expected_outcomes("F3c", prosody, ejabberd) == {"refused"}
-    assert expected_outcomes("F3c", prosody, jabberd2) == {"refused", "fell back to dialback"}
-    assert expected_outcomes("F3a", jabberd2, prosody) == {"refused", "fell back to dialback"}
-    assert expected_outcomes("F4", ejabberd, prosody) == {"accepted"}
-    assert expected_outcomes("F4", jabberd2, ejabberd) == {"accepted", "fell back to dialback"}
-    assert expected_outcomes("F5", prosody, jabberd2) == {"refused"}
+    assert expected_outcomes(FAULT["F3c"], prosody, ejabberd) == {"refused"}
+    assert expected_outcomes(FAULT["F3c"], prosody, jabberd2) == {"refused", "fell back to dialback"}
+    assert expected_outcomes(FAULT["F3a"], jabberd2, prosody) == {"refused", "fell back to dialback"}
+    assert expected_outcomes(FAULT["F4"], ejabberd, prosody) == {"accepted"}
+    assert expected_outcomes(FAULT["F4"], jabberd2, ejabberd) == {"accepted", "fell back to dialback"}
+    assert expected_outcomes(FAULT["F5"], prosody, jabberd2) == {"refused"}
 
 
 def test_a_message_fate_is_read_with_the_receivers_log(lab):
     prosody, ejabberd = lab.server("prosody"), lab.server("ejabberd")
     log = ("prosody.test:saslauth        info\tAccepting SASL EXTERNAL identity from ejabberd.test\n"
            "s2sin55ffd8aff090            info\tIncoming s2s connection ejabberd.test->prosody.test complete")
-    outcome, short, _ = fate_of({"outcome": "delivered", "ms": 62}, ejabberd, prosody, log, "F4")
+    outcome, short, _ = fate_of({"outcome": "delivered", "ms": 62}, ejabberd, prosody, log, FAULT["F4"])
     assert (outcome, short) == ("accepted", "accepted, delivered after 62 ms")
     dialback = "[info] Accepted inbound s2s dialback authentication prosody.test -> ejabberd.test"
-    assert fate_of({"outcome": "delivered", "ms": 86}, prosody, ejabberd, dialback, "F4")[0] == "fell back to dialback"
-    assert fate_of({"outcome": "delivered", "ms": 86}, prosody, ejabberd, "", "F4")[0] == "unknown"
+    assert fate_of({"outcome": "delivered", "ms": 86}, prosody, ejabberd, dialback, FAULT["F4"])[0] == "fell back to dialback"
+    assert fate_of({"outcome": "delivered", "ms": 86}, prosody, ejabberd, "", FAULT["F4"])[0] == "unknown"
     refused = {"outcome": "refused", "condition": "remote-server-timeout", "ms": 54, "detail": "x"}
-    assert fate_of(refused, prosody, ejabberd, "", "F3c")[:2] == ("refused", "refused: remote-server-timeout after 54 ms")
-    assert fate_of({"outcome": "none", "seconds": 10.5}, prosody, ejabberd, "", "F3c")[:2] == (
+    assert fate_of(refused, prosody, ejabberd, "", FAULT["F3c"])[:2] == ("refused", "refused: remote-server-timeout after 54 ms")
+    assert fate_of({"outcome": "none", "seconds": 10.5}, prosody, ejabberd, "", FAULT["F3c"])[:2] == (
         "none", "no answer within 10.5 s")
-    assert fate_of({"outcome": "delivered", "ms": 5}, prosody, ejabberd, "", "F5")[0] == "delivered in plaintext"
+    assert fate_of({"outcome": "delivered", "ms": 5}, prosody, ejabberd, "", FAULT["F5"])[0] == "delivered in plaintext"
 
 
 def offer_of(issued: ca.Issued) -> dict:
@@ -53,17 +60,17 @@ def offer_of(issued: ca.Issued) -> dict:
 
 def test_the_fault_must_be_seen_on_bs_port_before_anything_is_judged(lab):
     authority = ca.create_ca("t")
-    faulty, _ = ca.variant("F3b", authority, ["prosody.test"], ["ejabberd.test"])
+    faulty, _ = variant("F3b", authority, ["prosody.test"], ["ejabberd.test"])
     good = ca.issue(authority, ["prosody.test"])
     der = faulty.cert.public_bytes(ca.serialization.Encoding.DER)
-    assert fault_in_place("F3b", offer_of(faulty), der) is None
-    assert "another certificate" in fault_in_place("F3b", offer_of(good), der)
-    assert "could not be looked at" in fault_in_place("F3b", {"error": "refused"}, der)
-    assert fault_in_place("F5", {"starttls": False, "certificate": None, "error": None}, None) is None
-    assert "still offers STARTTLS" in fault_in_place("F5", offer_of(good), None)
-    assert describe_offer(offer_of(ca.variant("F4", authority, ["p.test"], ["e.test"])[0])).endswith("EKU serverAuth")
+    assert fault_in_place(FAULT["F3b"], offer_of(faulty), der) is None
+    assert "another certificate" in fault_in_place(FAULT["F3b"], offer_of(good), der)
+    assert "could not be looked at" in fault_in_place(FAULT["F3b"], {"error": "refused"}, der)
+    assert fault_in_place(FAULT["F5"], {"starttls": False, "certificate": None, "error": None}, None) is None
+    assert "still offers STARTTLS" in fault_in_place(FAULT["F5"], offer_of(good), None)
+    assert describe_offer(offer_of(variant("F4", authority, ["p.test"], ["e.test"])[0])).endswith("EKU serverAuth")
     assert "EKU serverAuth+clientAuth" in describe_offer(offer_of(good))
-    assert "serverAuth" in describe_offer(offer_of(ca.variant("F4", authority, ["p.test"], ["e.test"])[0]))
+    assert "serverAuth" in describe_offer(offer_of(variant("F4", authority, ["p.test"], ["e.test"])[0]))
     assert describe_offer(offer_of(faulty)).startswith("a certificate for prosody.test issued by CN=xmpp interop lab CA (t)")
 
 
@@ -75,22 +82,22 @@ def runner_said(there: dict, back: dict, started: float = 100.0) -> CaseResult:
 def test_judged_both_ways_and_never_when_the_fault_was_not_in_place(lab):
     prosody, ejabberd = lab.server("prosody"), lab.server("ejabberd")
     refused = {"outcome": "refused", "condition": "remote-server-timeout", "ms": 30, "detail": "x"}
-    verdict = judge_server_fault(runner_said(refused, refused), prosody, ejabberd, "F3c", None, {}, "a certificate")
+    verdict = judge_server_fault(runner_said(refused, refused), prosody, ejabberd, FAULT["F3c"], None, {}, "a certificate")
     assert verdict.status == PASS
     assert verdict.evidence["observed"] == ("A->B refused: remote-server-timeout after 30 ms; "
                                             "B->A refused: remote-server-timeout after 30 ms")
     assert verdict.evidence["expected"].startswith("both ways refused (RFC 6120")
     silent = judge_server_fault(runner_said(refused, {"outcome": "none", "seconds": 10.5}), prosody, ejabberd,
-                                "F3c", None, {}, "a certificate")
+                                FAULT["F3c"], None, {}, "a certificate")
     assert silent.status == FAIL and "B->A no answer within 10.5 s" in silent.detail
     logs = {"ejabberd": [(100.2, "[info] Accepted inbound s2s EXTERNAL authentication prosody.test -> ejabberd.test")]}
     accepted = judge_server_fault(runner_said({"outcome": "delivered", "ms": 40}, refused), prosody, ejabberd,
-                                  "F3c", None, logs, "a certificate")
+                                  FAULT["F3c"], None, logs, "a certificate")
     assert accepted.status == FAIL and accepted.evidence["observed"].startswith("A->B accepted")
     late = {"ejabberd": [(105.0, logs["ejabberd"][0][1])]}  # logged after the case: not this exchange's
     assert judge_server_fault(runner_said({"outcome": "delivered", "ms": 40}, refused), prosody, ejabberd,
-                              "F3c", None, late, "a certificate").status == ERROR
-    assert judge_server_fault(runner_said(refused, refused), prosody, ejabberd, "F3c", "B presented no certificate",
+                              FAULT["F3c"], None, late, "a certificate").status == ERROR
+    assert judge_server_fault(runner_said(refused, refused), prosody, ejabberd, FAULT["F3c"], "B presented no certificate",
                               {}, "").status == ERROR
 
 
@@ -112,7 +119,7 @@ def as_the_runner_said(result_id: str) -> CaseResult:
 def test_the_lab_judges_a_real_run_as_it_did_then(lab, result_id):
     r = CAPTURED[result_id]
     verdict = judge_server_fault(as_the_runner_said(result_id), lab.server(r["server"]), lab.server(r["target"]),
-                                 r["case"], None, LOGS, r["evidence"]["presented"])
+                                 FAULT[r["case"]], None, LOGS, r["evidence"]["presented"])
     assert (verdict.status, verdict.evidence["observed"]) == (r["status"], r["observed"])
 
 
@@ -135,6 +142,6 @@ def test_a_delivery_whose_authentication_is_not_in_the_log_is_not_judged(lab):
     r = CAPTURED[rid]
     without = {name: [(when, line) for when, line in lines if "is now valid" not in line and "complete" not in line]
                for name, lines in LOGS.items()}
-    verdict = judge_server_fault(as_the_runner_said(rid), lab.server("prosody"), lab.server("jabberd2"), "F3c",
+    verdict = judge_server_fault(as_the_runner_said(rid), lab.server("prosody"), lab.server("jabberd2"), FAULT["F3c"],
                                  None, without, r["evidence"]["presented"])
     assert verdict.status == ERROR and "log shows no authentication" in verdict.detail

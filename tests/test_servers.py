@@ -11,7 +11,7 @@ import pytest
 from lab import model
 from lab.errors import ConfigError
 from lab.images import kind_tag
-from lab.interop import log_lines
+from lab.evidence import log_lines
 from lab.servers import BUILTIN_KINDS, CERTIFICATE, DIALBACK, filled, kind_folders, kinds
 
 FIXTURES = Path(__file__).parent / "fixtures" / "interop"

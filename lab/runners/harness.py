@@ -6,8 +6,9 @@ so it needs the standard library only. A runner ends with ``main(Runner(...))``;
     RUNNER cases SPEC_JSON   prints, as its last stdout line, one JSON list: one result per
                              case of the spec, in the spec's order
 
-The spec: {"cases": [{"case", "server", "target"}], "servers": {name: {"domain", "accounts",
-...}}, "timeout": seconds one wait may take, "concurrency": cases in flight, "ca": path}.
+The spec: {"cases": [{"case", "server", "target", optional "timeout" and case options}],
+"servers": {name: {"domain", "accounts", ...}}, "timeout": seconds one wait may take (a case's
+own "timeout" wins), "concurrency": cases in flight, "ca": path}.
 
 What the harness does for every runner:
 - planning: the cases of one (server, target) pair run in turn, pairs side by side, at most
@@ -85,6 +86,11 @@ def clip(text: str, limit: int) -> str:
     return text[:head] + f"\n[... {len(text) - limit} characters left out ...]\n" + text[-(limit - head):]
 
 
+def timeout_of(spec: dict, entry: dict) -> float:
+    """Seconds one wait of the case may take: the case's own, else the spec's."""
+    return float(entry.get("timeout") or spec.get("timeout", 20))
+
+
 def kill_group(process) -> None:
     try:
         os.killpg(process.pid, 9)
@@ -98,7 +104,7 @@ class Case:
     def __init__(self, spec: dict, entry: dict, budget: float):
         self.spec, self.entry = spec, entry
         self.case, self.server, self.target = entry["case"], entry.get("server"), entry.get("target")
-        self.timeout = float(spec.get("timeout", 20))
+        self.timeout = timeout_of(spec, entry)
         self.budget = budget
         self.ca = spec.get("ca")
         self.trace: list[str] = []
@@ -264,8 +270,6 @@ def unrunnable(runner: Runner, spec: dict, entry: dict) -> str | None:
     case, servers = entry.get("case"), spec.get("servers", {})
     if case not in runner.cases:
         return f"the {runner.tool} runner cannot express {case}"
-    if str(case).startswith("S") and not entry.get("target"):
-        return f"{case} needs a target server"
     for name in (entry.get("server"), entry.get("target")):
         if name is not None and name not in servers:
             return f"server {name!r} not in the spec"
@@ -281,7 +285,7 @@ def run_case(runner: Runner, spec: dict, entry: dict) -> dict:
     if problem:
         result["detail"] = problem
     else:
-        budget = float(runner.budget(entry["case"], float(spec.get("timeout", 20))))
+        budget = float(runner.budget(entry["case"], timeout_of(spec, entry)))
         outcome = attempt(runner, spec, entry, budget)
         result["attempts"].append({"status": outcome.status, "detail": outcome.detail})
         retried = outcome.detail if outcome.status == "transient" else None
@@ -331,8 +335,7 @@ def stopped(entry: dict, detail: str) -> dict:
 def run_isolated(runner: Runner, spec: dict, entries: list) -> list:
     """The entries (one group) in a child process: `RUNNER group SPEC_JSON`; killed after
     every case's budget twice over (a retry each), its cases then in error."""
-    timeout = float(spec.get("timeout", 20))
-    limit = sum(2 * float(runner.budget(e.get("case"), timeout)) for e in entries) + 10
+    limit = sum(2 * float(runner.budget(e.get("case"), timeout_of(spec, e))) for e in entries) + 10
     child = subprocess.Popen([sys.executable, os.path.abspath(sys.argv[0]), "group",
                               json.dumps({**spec, "cases": entries})],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)

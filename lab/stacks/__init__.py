@@ -3,7 +3,8 @@
 A stack is one module in this package defining ``STACK = ClientStack(...)``, an image
 folder ``lab/dockerfiles/client-<name>/`` and a runner script in ``lab/runners/`` that the lab
 puts into the stack's container, with the shared harness (lab/runners/harness.py) beside
-it. Every runner takes ``cases SPEC_JSON`` and prints one JSON list of results.
+it. Every runner takes ``cases SPEC_JSON`` and prints one JSON list of results. The cases a
+stack can express are its runner's: the keys of the runner's ``CASES`` table.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import json
 import pkgutil
 from dataclasses import dataclass, replace
 
+from lab.cases import RUNNERS_DIR, runner_cases
+
 RUNNER_DIR = "/opt/xmpp-lab"
 
 
@@ -21,8 +24,11 @@ class ClientStack:
     """A client stack; in a lab, one client of it at one Debian release (see ``at``)."""
     name: str                   # the stack's name; in a lab, the client's (see at)
     runner: str                 # file name in lab/runners/
-    cases: frozenset[str]       # catalogue IDs this stack can express
     description: str = ""
+    cases: frozenset[str] = frozenset()  # the IDs its runner's CASES table names (filled in by stacks())
+    # It also runs the lab's own cases (cases/ beside lab.yml): their case functions are
+    # written for it, and put beside its runner.
+    user_cases: bool = False
     # Further files of lab/runners/ the runner imports (put beside it in the container).
     support: tuple[str, ...] = ()
     # How many times the lab's concurrency this stack runs at once: more where its cases
@@ -37,9 +43,11 @@ class ClientStack:
     stack: str = ""             # in a lab: the stack's own name, when the client's differs
     package: str = ""           # the Debian package whose installed version the reports show
 
-    def at(self, release: str, name: str | None = None) -> "ClientStack":
-        """This stack's client at ``release``, called ``name`` in the lab."""
-        return replace(self, name=name or self.name, stack=self.stack or self.name, release=release)
+    def at(self, release: str, name: str | None = None, own_cases: frozenset[str] = frozenset()) -> "ClientStack":
+        """This stack's client at ``release``, called ``name`` in the lab (``own_cases``: the
+        IDs of the lab's own cases, for a stack that runs them)."""
+        return replace(self, name=name or self.name, stack=self.stack or self.name, release=release,
+                       cases=self.cases | (own_cases if self.user_cases else frozenset()))
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -65,5 +73,5 @@ def stacks() -> dict[str, ClientStack]:
     found = {}
     for module in pkgutil.iter_modules(__path__):
         stack = importlib.import_module(f"{__name__}.{module.name}").STACK
-        found[stack.name] = stack
+        found[stack.name] = replace(stack, cases=runner_cases(RUNNERS_DIR / stack.runner))
     return dict(sorted(found.items(), key=lambda item: item[0] != "slixmpp"))

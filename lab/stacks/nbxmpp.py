@@ -6,7 +6,6 @@ STACK = ClientStack(
     name="nbxmpp",
     package="python3-nbxmpp",
     runner="nbxmpp_runner.py",
-    cases=frozenset({"C1", "C2", "C3", "C5", "C7", "S1"}),
     description=(
         "Gajim's library, driven through its API: STARTTLS only, on the addresses of SRV _xmpp-client "
         "(Gio's resolver), trusting only the lab CA (the connection's TLS database is replaced by one "

@@ -7,7 +7,6 @@ STACK = ClientStack(
     package="sendxmpp",
     runner="sendxmpp_runner.py",
     support=("cli_support.py",),
-    cases=frozenset({"C2", "C5", "S1"}),
     description=(
         "Perl Net::XMPP through sendxmpp: send only (the runner's stdlib client receives, at a full JID). "
         "STARTTLS (-t) trusting only the lab CA (-a). No C1: XML::Stream asks for SRV _xmpp-client only "

@@ -1,6 +1,5 @@
 """slixmpp (Debian python3-slixmpp 1.8.3, 1.10.0, 1.17.0): the deep runner, every case."""
 
-from lab.catalogue import CASES, FAULTS
 from lab.stacks import ClientStack
 
 STACK = ClientStack(
@@ -8,7 +7,7 @@ STACK = ClientStack(
     package="python3-slixmpp",  # its version names the stack's in the reports
     runner="slixmpp_runner.py",
     support=("probe.py", "slixmpp_client.py", "slixmpp_expect.py"),
-    cases=frozenset(case.id for case in CASES + FAULTS if case.id != "S8"),  # S8 is observed by the lab
     description="asyncio XMPP library; also checks readiness and federation for `lab up`",
     own_accounts=True,
+    user_cases=True,
 )

@@ -7,7 +7,6 @@ STACK = ClientStack(
     package="xmppc",
     runner="xmppc_runner.py",
     support=("cli_support.py",),
-    cases=frozenset({"C1", "C2", "C5", "S1"}),
     concurrency_scale=4,
     description=(
         "libstrophe through the xmppc CLI. Trusts only the lab CA (SSL_CERT_FILE=CA, SSL_CERT_DIR unset "

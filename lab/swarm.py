@@ -1,0 +1,223 @@
+"""The swarm engine: the same lab as services of the swarm the engine manages (``engine: swarm``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shlex
+
+import docker
+import docker.errors
+
+from lab.concurrency import interrupts_deferred, poll_until
+from lab.errors import LabError
+from lab.runtime import LABEL_CONFIG_HASH, LABEL_LAB, LABEL_ROLE, LABEL_SERVICE, File, Runtime, Service
+
+
+class SwarmRuntime(Runtime):
+    """The same lab as services of the swarm this engine manages (``engine: swarm``).
+
+    Servers and clients are services (one task each, never restarted by the swarm, DNS
+    round robin: no IPVS needed); the lab DNS stays a container of this engine, attached at
+    its fixed address to the lab network, an internal attachable overlay, so that every task
+    can use it. Tasks get their addresses from the swarm: ``placed`` reads them, and the
+    zone is served with those. Files go in as swarm configs, named by a hash of their
+    content (immutable, at most 500 KB); a task copies them into place before its image's
+    own entrypoint runs, which sets owners and modes as it does on the local engine.
+
+    Exec, logs and file updates reach a task's container through this engine: on another
+    node they would need that node's engine (README, "More than one machine").
+    """
+
+    CONFIG_LIMIT = 500 * 1024
+    FILES_DIR = "/run/xmpp-lab-files"
+    PLACED = "/.xmpp-lab-files-placed"
+    SCHEDULE_WAIT = 20  # seconds a task may stay unscheduled before lab up gives up
+
+    def __init__(self, client: docker.DockerClient, lab_name: str, own_containers: tuple[str, ...] = ()):
+        super().__init__(client, lab_name)
+        self.own_containers = own_containers  # the lab DNS: a container at a fixed address
+        swarm = client.info().get("Swarm") or {}
+        if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+            raise LabError("engine: swarm needs an engine that manages a swarm; this one is "
+                           f"{'a worker of one' if swarm.get('LocalNodeState') == 'active' else 'in no swarm'} "
+                           "('docker swarm init', or point DOCKER_HOST at a manager)")
+
+    # --- what exists -------------------------------------------------------------------
+
+    def services(self) -> list:
+        return self.client.services.list(filters={"label": f"{LABEL_LAB}={self.lab_name}"})
+
+    def configs(self) -> list:
+        return self.client.configs.list(filters={"label": f"{LABEL_LAB}={self.lab_name}"})
+
+    def service(self, service: str):
+        """The swarm service of the lab's ``service`` (the name filter matches prefixes)."""
+        name = self.container_name(service)
+        return next((s for s in self.client.services.list(filters={"name": name}) if s.name == name), None)
+
+    def container(self, service: str):
+        """The running container of the service's task (or the lab DNS's container)."""
+        if service in self.own_containers:
+            return super().container(service)
+        found = self._task_containers(service)
+        return next((c for c in found if c.status == "running"), found[0] if found else None)
+
+    def _task_containers(self, service: str) -> list:
+        return self.client.containers.list(all=True, filters={"label": [f"{LABEL_LAB}={self.lab_name}",
+                                                                        f"{LABEL_SERVICE}={service}"]})
+
+    def node(self, service: str) -> str | None:
+        """The hostname of the node the service's task runs on."""
+        if service in self.own_containers:
+            return self.client.info().get("Name")
+        found = self.service(service)
+        tasks = [t for t in (found.tasks() if found else []) if t.get("NodeID")]
+        if not tasks:
+            return None
+        return self.client.nodes.get(tasks[0]["NodeID"]).attrs["Description"]["Hostname"]
+
+    def placed(self, lab):
+        """``lab`` with each server at the address the swarm gave its task."""
+        def address(server):
+            container = self.container(server.name)
+            return (self.address_of(container) if container else None) or server.address
+        return dataclasses.replace(lab, servers=tuple(dataclasses.replace(s, address=address(s)) for s in lab.servers))
+
+    # --- creating ------------------------------------------------------------------------
+
+    def ensure_network(self, subnet: str, subnet6: str | None = None) -> None:
+        if subnet6:
+            raise LabError("network.ipv6 is not supported with engine: swarm yet (an overlay needs more than "
+                           "the lab's ULA /64)")
+        if self.networks():
+            return
+        try:
+            with interrupts_deferred():
+                self.client.networks.create(
+                    self.network_name, driver="overlay", attachable=True, internal=True, scope="swarm",
+                    ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)]),
+                    labels=self.labels(), check_duplicate=True)
+        except docker.errors.APIError as error:
+            raise LabError(f"cannot create overlay network {self.network_name} ({subnet}): {error.explanation}") from None
+
+    def converge(self, service: Service, dns: list[str] | None) -> bool:
+        if service.role == "dns":  # a container: a fixed address everyone can use
+            try:
+                return super().converge(service, dns)
+            except LabError as error:
+                if "already in use" not in str(error):
+                    raise
+                raise LabError(f"{error}: the swarm still holds that address from an earlier lab DNS (moby "
+                               f"issue 27754): 'lab down', then 'lab up' again, or give the lab another "
+                               f"network.subnet") from None
+        wanted = service.config_hash()
+        existing = self.service(service.name)
+        if existing is not None:
+            if existing.attrs["Spec"]["Labels"].get(LABEL_LAB) != self.lab_name:
+                raise LabError(f"a service named {existing.name} exists but is not part of lab {self.lab_name}: "
+                               f"remove it, or give the lab another name")
+            running = self.container(service.name)
+            if existing.attrs["Spec"]["Labels"].get(LABEL_CONFIG_HASH) == wanted and running is not None \
+                    and running.status == "running":
+                return False
+            existing.remove()
+            self._gone(service.name)
+        self._create_service(service, wanted, dns)
+        return True
+
+    def _config(self, file: File) -> docker.types.ConfigReference:
+        """The swarm config holding ``file``, made once (named by its content's hash)."""
+        if len(file.data) > self.CONFIG_LIMIT:
+            raise LabError(f"a file of {len(file.data)} bytes is over the swarm's config limit (500 KB)")
+        name = f"xmpp-lab-{self.lab_name}-{hashlib.sha256(file.data).hexdigest()[:20]}"
+        try:
+            with interrupts_deferred():
+                config = self.client.configs.create(name=name, data=file.data, labels=self.labels())
+        except docker.errors.APIError as error:
+            if error.status_code != 409:
+                raise LabError(f"cannot make swarm config {name}: {error.explanation}") from None
+            config = self.client.configs.get(name)
+        return docker.types.ConfigReference(config.id, name, filename=f"{self.FILES_DIR}/{name}", mode=0o400)
+
+    def _create_service(self, service: Service, config_hash: str, dns: list[str] | None) -> None:
+        name = self.container_name(service.name)
+        references, copies = [], []
+        for path, file in sorted(service.files.items()):
+            reference = self._config(file)
+            references.append(reference)
+            copies.append(f"mkdir -p {shlex.quote(path.rsplit('/', 1)[0] or '/')} && "
+                          f"cp {reference['File']['Name']} {shlex.quote(path)} && "
+                          f"chmod {file.mode:o} {shlex.quote(path)}")
+        # On the container's first start only: a file the lab changed since (a fault's
+        # certificate, put in through the engine) outlives a restart.
+        copies = [f"if [ ! -e {self.PLACED} ]; then {' && '.join(copies + [f'touch {self.PLACED}'])}; fi"]
+        image = self.client.images.get(service.image).attrs["Config"]
+        original = service.command or [*(image.get("Entrypoint") or []), *(image.get("Cmd") or [])]
+        labels = self.labels(**{LABEL_ROLE: service.role, LABEL_SERVICE: service.name})
+        try:
+            with interrupts_deferred():
+                self.client.services.create(
+                    service.image, name=name,
+                    command=["/bin/sh", "-c", " && ".join(copies + ['exec "$@"']), "lab-files", *original],
+                    labels={**labels, LABEL_CONFIG_HASH: config_hash}, container_labels=labels,
+                    networks=[self.network_name], endpoint_spec=docker.types.EndpointSpec(mode="dnsrr"),
+                    restart_policy=docker.types.RestartPolicy(condition="none"),
+                    dns_config=docker.types.DNSConfig(nameservers=dns) if dns else None,
+                    configs=references, init=True,
+                    constraints=[f"node.hostname=={service.host}"] if service.host else None)
+        except docker.errors.APIError as error:
+            raise LabError(f"cannot start {service.name} (service {name}): {error.explanation or error}") from None
+        self._scheduled(service.name)
+
+    def _scheduled(self, service: str) -> None:
+        """Until the service's task runs; a LabError with the swarm's own words (the task's
+        state and error) when it ends or stays unscheduled."""
+        seen: dict = {}
+
+        def settled():  # running (True), ended (its status), or still on its way (None)
+            found = self.service(service)
+            tasks = found.tasks() if found else []
+            seen["status"] = status = tasks[0]["Status"] if tasks else {}
+            if status.get("State") == "running" and self.container(service) is not None:
+                return True
+            return status.get("State") in ("failed", "rejected", "shutdown", "complete", "orphaned")
+        poll_until(settled, self.SCHEDULE_WAIT, 0.3)
+        status = seen["status"]
+        if status.get("State") != "running" or self.container(service) is None:
+            why = status.get("Err") or status.get("Message") or "no task"
+            raise LabError(f"{service} (service {self.container_name(service)}) did not start: task "
+                           f"{status.get('State', 'missing')}: {why}")
+
+    def _gone(self, service: str) -> None:
+        """Until the service's task container has gone (a removed service's lingers)."""
+        poll_until(lambda: not self._task_containers(service), 20, 0.2)
+
+    # --- removing ------------------------------------------------------------------------
+
+    def down(self) -> int:
+        """Every service, config, container, network and volume of the lab; the swarm itself
+        stays as it was."""
+        services = self.services()
+        for service in services:
+            try:
+                service.remove()
+            except docker.errors.NotFound:
+                pass
+        for service in services:
+            self._gone(service.attrs["Spec"]["Labels"].get(LABEL_SERVICE, ""))
+        removed = len(services) + super().down()
+        for config in self.configs():
+            config.remove()
+            removed += 1
+        # An overlay made a moment ago can be missing from the list, or not be found when
+        # removed, and then be there: ask again until it is gone for good.
+        def networks_gone() -> bool:
+            for network in self.networks():
+                try:
+                    network.remove()
+                except docker.errors.APIError:
+                    pass
+            return not self.networks()
+        poll_until(networks_gone, 5, 0.2)
+        return removed
