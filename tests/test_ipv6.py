@@ -125,3 +125,16 @@ def test_f6_c2s_checks_the_client_containers_lookup(lab):
     assert verdict.status == PASS
     other = judge_f6(result, "client-slixmpp", ["10.0.0.1"], lab.server("ejabberd"), QUERIES, result.started - 3)
     assert other.status == ERROR
+
+
+def test_f6_says_what_was_observed_and_expected_whatever_the_status(lab):
+    """Every fault result has observed and expected (the reports' fault matrices show them)."""
+    result = exchange("F6/slixmpp/jabberd2->prosody")
+    failed = dataclasses.replace(result, status="fail", detail="S1 A->B: not delivered within 20s")
+    verdict = judge_f6(failed, "jabberd2", lab.server("jabberd2").addresses, lab.server("prosody"), QUERIES, 0)
+    assert verdict.status == "fail"
+    assert verdict.evidence["observed"] == "did not work: S1 A->B: not delivered within 20s"
+    assert verdict.evidence["expected"].startswith("C1 and S1 work over IPv6")
+    passed = judge_f6(result, "jabberd2", lab.server("jabberd2").addresses, lab.server("prosody"), QUERIES,
+                      CAPTURED["F6/slixmpp/jabberd2->prosody"]["started"] - 3)
+    assert passed.evidence["observed"] == "worked over IPv6 after jabberd2 asked prosody.test AAAA"

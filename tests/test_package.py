@@ -51,3 +51,31 @@ def test_lab_init_writes_a_starter_lab_once(installed, tmp_path):
     again = run(installed, tmp_path, "init")
     assert again.returncode == 1 and "never overwrites" in again.stderr
     assert (tmp_path / "lab.yml").read_text().endswith("# mine\n")
+
+
+def test_every_import_of_the_package_is_declared():
+    """What lab/ imports from outside the standard library is in pyproject.toml's
+    dependencies (the runners run in their containers, with their stacks' Debian packages)."""
+    import ast
+    import sys
+    import tomllib
+    declared = {re_name(d) for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
+    modules = {"docker": "docker", "yaml": "pyyaml", "jinja2": "jinja2", "dnslib": "dnslib",
+               "cryptography": "cryptography", "typer": "typer", "rich": "rich", "jsonschema": "jsonschema",
+               "requests": "requests"}
+    imported = set()
+    for path in (REPO / "lab").rglob("*.py"):
+        if path.parent.name == "runners" or path.name == "labdns.py":  # in containers
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+            imported |= {name.split(".")[0] for name in names}
+    third_party = imported - set(sys.stdlib_module_names) - {"lab", "__future__"}
+    assert third_party <= set(modules), f"imported but not known here: {third_party - set(modules)}"
+    assert {modules[name] for name in third_party} <= declared
+
+
+def re_name(requirement: str) -> str:
+    import re
+    return re.match(r"[A-Za-z0-9_.-]+", requirement).group(0).lower()
