@@ -39,12 +39,12 @@ def handler(name: str, target: tuple[str, int]):
     return forward
 
 
-async def main(specs: list[str]) -> None:
+async def main(specs: list[str], host: str = "0.0.0.0") -> None:
     servers = []
     for spec in specs:
         name, tls, listen, address, port = spec.split(":")
         servers.append(await asyncio.start_server(handler(f"{name} ({tls})", (address, int(port))),
-                                                  "0.0.0.0", int(listen)))
+                                                  host, int(listen)))
         print(f"{name} ({tls}): port {listen} -> {address}:{port}", flush=True)
     await asyncio.gather(*(server.serve_forever() for server in servers))
 
