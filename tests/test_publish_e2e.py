@@ -222,6 +222,19 @@ def test_down_frees_the_ports_and_up_brings_the_same_back(published_lab, client)
     assert sorted(bindings(client, name)["publish"]) == sorted(before)
 
 
+def test_a_port_another_lab_publishes_is_refused_before_anything_starts(published_lab, client, tmp_path):
+    first, _, _ = published_lab
+    name = f"e2e-{uuid.uuid4().hex[:6]}"
+    path = tmp_path / "lab.yml"
+    path.write_text(LAB_YML.format(name=name, publish=f"{{port: {model.default_publish_port(first)}}}"))
+    result = lab_command("up", "-f", str(path))
+    leftovers = labelled(client, name)
+    lab_command("down", "-f", str(path))
+    assert result.returncode == 1 and not leftovers, result.stdout + result.stderr
+    assert (f"(prosody's STARTTLS client port) is taken: the engine publishes it for container "
+            f"xmpp-lab-{first}-publish; ") in result.stderr, result.stderr
+
+
 def free_base() -> int:
     """A base port whose two servers' ports are all free on 127.0.0.1 now."""
     for base in range(29000, 30000, 100):
