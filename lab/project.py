@@ -306,6 +306,9 @@ class Project:
                  for s in self.lab.servers]
         rows += [{"server": self.lab.client(name).service, "kind": "client", "domain": None, "address": address}
                  for name, address in self.lab.client_addresses.items()]
+        if self.lab.publish or self.runtime.container(publish.SERVICE):  # (published by lab.yml or --publish)
+            rows.append({"server": publish.SERVICE, "kind": "forwarder", "domain": None,
+                         "address": self.lab.publish_address})
         for row in rows:
             container = self.runtime.container(row["server"])
             row["state"] = container.status if container else "absent"

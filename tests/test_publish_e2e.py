@@ -98,6 +98,12 @@ def test_only_the_forwarder_publishes_and_only_on_loopback(published_lab, client
     assert client.networks.get(f"xmpp-lab-{name}").attrs["Internal"] is True
 
 
+def test_status_lists_the_forwarder(published_lab):
+    _, path, _ = published_lab
+    rows = {row["server"]: row for row in json.loads(lab_command("status", "--json", "-f", str(path)).stdout)}
+    assert (rows["publish"]["kind"], rows["publish"]["state"]) == ("forwarder", "running")
+
+
 class Tmux:
     """A terminal program in a tmux session of its own (its own server socket)."""
 
