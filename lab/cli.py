@@ -26,7 +26,7 @@ from lab.interop import Interop
 from lab.project import DNS_SERVICE, Project
 from lab.results import FAILED, FLAKY, PASS
 from lab.runtime import Runtime, connect, runtime_for
-from lab import servers
+from lab import publish, servers
 from lab.servers import CERTIFICATE
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -36,6 +36,9 @@ console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 errors = Console(stderr=True, soft_wrap=True)
 
 FileOption = typer.Option(None, "--file", "-f", help="The lab file (default: ./lab.yml, else the repo's default lab).")
+PublishOption = typer.Option(False, "--publish",
+                             help="Publish every server's client ports on 127.0.0.1 for a desktop client "
+                                  "(as network: {publish: true} in lab.yml).")
 ConcurrencyOption = typer.Option(None, "--concurrency", min=1,
                                  help="Cases each client stack runs at once (default: test.concurrency in "
                                       "lab.yml, else 2 per engine core).")
@@ -111,9 +114,11 @@ def print_federation(interop: Interop) -> bool:
 
 
 def bring_up(file: Optional[Path], fresh: bool = False, test: bool = False, concurrency: int | None = None,
-             newer: tuple[str, ...] = ()) -> None:
+             newer: tuple[str, ...] = (), published: bool = False) -> None:
     """up and reset: converge, report what changed, prove federation, show phase times."""
     lab, runtime = open_lab(file)
+    if published:
+        lab = model.published(lab)
     with console.status("starting") as status:
         def say(text: str, transient: bool = False):
             if not transient:
@@ -132,6 +137,7 @@ def bring_up(file: Optional[Path], fresh: bool = False, test: bool = False, conc
                           f"files in {lab.state_dir}", highlight=False)
         else:
             console.print(f"lab [bold]{lab.name}[/] is up to date (nothing restarted): {servers}", highlight=False)
+        console.print(publish.summary(lab, runtime), highlight=False, markup=False)
         try:
             with project.phases("federation (S1, S8)"):
                 federated = print_federation(Interop(lab, runtime, concurrency))
@@ -155,21 +161,23 @@ def up(file: Optional[Path] = FileOption,
        concurrency: Optional[int] = ConcurrencyOption,
        pull_newer: bool = typer.Option(False, "--pull-newer",
                                        help="Build the lab's sid images again from today's sid (they are kept "
-                                            "otherwise); their containers are recreated.")):
+                                            "otherwise); their containers are recreated."),
+       publish_ports: bool = PublishOption):
     """Bring the lab up or up to date (building missing images), then check federation."""
-    bring_up(file, test=test, concurrency=concurrency, newer=("sid",) if pull_newer else ())
+    bring_up(file, test=test, concurrency=concurrency, newer=("sid",) if pull_newer else (), published=publish_ports)
 
 
 @app.command()
 @reports_errors
 def reset(file: Optional[Path] = FileOption,
-          hard: bool = typer.Option(False, "--hard", help="Also make a new CA and new certificates.")):
+          hard: bool = typer.Option(False, "--hard", help="Also make a new CA and new certificates."),
+          publish_ports: bool = PublishOption):
     """Put every server back to a fresh state: data wiped, accounts created again (images and CA kept)."""
     if hard:
         lab = model.load_lab(file)
         shutil.rmtree(lab.state_dir / "ca", ignore_errors=True)
         shutil.rmtree(lab.state_dir / "servers", ignore_errors=True)
-    bring_up(file, fresh=True)
+    bring_up(file, fresh=True, published=publish_ports)
 
 
 @app.command()
@@ -239,14 +247,33 @@ def exec_(ctx: typer.Context, name: str = typer.Argument(..., help="A server nam
 
 @app.command()
 @reports_errors
-def accounts(file: Optional[Path] = FileOption):
-    """The test accounts of every server: JID and password."""
+def accounts(file: Optional[Path] = FileOption,
+             as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+    """The test accounts of every server: JID, password, and where a client connects (host,
+    port, STARTTLS or direct TLS): the published ports if the running lab has them, else
+    the servers' lab addresses (which answer on a Linux host only)."""
     lab = model.load_lab(file)
-    table = Table("jid", "password", "server", box=None)
-    for server in lab.servers:
-        for user, password in server.accounts.items():
-            table.add_row(f"{user}@{server.domain}", password, server.name)
+    try:  # where the running lab publishes its ports; without an engine, the lab addresses still
+        found = publish.running(lab, runtime_for(connect(), lab.name, ENGINE["name"] or lab.engine))
+    except LabError:
+        found = []
+    endpoints = found or publish.lab_endpoints(lab)
+    rows = [{"jid": f"{user}@{server.domain}", "password": password, "server": server.name,
+             "published": bool(found),
+             "ports": [{"host": e.host, "port": e.port, "tls": e.tls} for e in endpoints if e.server == server.name]}
+            for server in lab.servers for user, password in server.accounts.items()]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("jid", "password", "STARTTLS", "direct TLS", box=None)
+    for row in rows:
+        where = {p["tls"]: f"{p['host']}:{p['port']}" for p in row["ports"]}
+        table.add_row(row["jid"], row["password"], where.get(publish.STARTTLS, "-"), where.get(publish.DIRECT_TLS, "-"))
     console.print(table)
+    console.print(("published on this machine" if found else
+                   "not published (lab up --publish): lab addresses, reachable from a Linux host running the "
+                   "engine only") + "; trust the lab CA (lab ca export PATH); a client connects to host:port and "
+                                    "checks the certificate against the JID's domain", highlight=False)
 
 
 ca_app = typer.Typer(help="The lab's certificate authority.", no_args_is_help=True)

@@ -73,6 +73,11 @@ def located(path: Path, root: yaml.Node, keys, message: str, line_keys=None) -> 
     return ConfigError(f"{path}:{line}: {dotted + ': ' if dotted else ''}{message}")
 
 
+def where(path: Path, root: yaml.Node, keys) -> str:
+    """``FILE:LINE: a.b``: the place of ``keys``, for an error found later (after the file was read)."""
+    return str(located(path, root, keys, "")).rstrip(": ")
+
+
 def _validate(data, root: yaml.Node, path: Path, schema: dict) -> None:
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))

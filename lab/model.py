@@ -10,7 +10,7 @@ import copy
 import hashlib
 import ipaddress
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -31,6 +31,20 @@ DNS_HOST = 2
 SERVER_HOSTS = range(10, 200)
 CLIENT_HOSTS = range(200, 250)
 UNUSED_HOST = 251  # no container holds it: the dead SRV target of fault F2
+PUBLISH_HOST = 3  # the forwarder of published client ports (lab/publish.py)
+
+# Published client ports: a block of PUBLISH_STEP host ports per server, in lab.yml order,
+# from a base port (network.publish.port, else one picked from the lab's name).
+PUBLISH_STEP = 10
+PUBLISH_BASES = range(10000, 30000, 100)  # below Linux's ephemeral ports (32768 on)
+
+
+@dataclass(frozen=True)
+class Publish:
+    """Where a lab's client ports are published on the host (network.publish, lab up --publish)."""
+    address: str  # the host address the ports are bound on: 127.0.0.1 unless lab.yml says otherwise
+    port: int     # the first server's STARTTLS port
+    where: str    # what asked for it (FILE:LINE: network.publish, or --publish), for errors
 
 
 @dataclass(frozen=True)
@@ -78,6 +92,7 @@ class Lab:
     subnet6: ipaddress.IPv6Network | None = None  # dual-stack labs only
     engine: str = "local"  # local: containers of this engine; swarm: services of its swarm
     cases: tuple[Case, ...] = ()  # the catalogue: built-in cases, then the lab's own (cases/)
+    publish: Publish | None = None  # client ports published on the host (lab/publish.py)
 
     @property
     def primary(self) -> ClientStack:
@@ -110,6 +125,11 @@ class Lab:
     @property
     def unused_address6(self) -> str | None:
         return str(self.subnet6[UNUSED_HOST]) if self.subnet6 else None
+
+    @property
+    def publish_address(self) -> str:
+        """The forwarder's address on the lab network."""
+        return str(self.subnet[PUBLISH_HOST])
 
     @property
     def dns_address6(self) -> str | None:
@@ -192,6 +212,20 @@ def default_subnet(name: str) -> ipaddress.IPv4Network:
     return ipaddress.ip_network(f"10.{200 + index // 256}.{index % 256}.0/24")
 
 
+def default_publish_port(name: str) -> int:
+    """A base port for published client ports, picked from the lab's name (stable across
+    down and up; labs with different names rarely share one)."""
+    index = int.from_bytes(hashlib.sha256(f"publish {name}".encode()).digest()[:4], "big")
+    return PUBLISH_BASES[index % len(PUBLISH_BASES)]
+
+
+def published(lab: Lab, where: str = "--publish") -> Lab:
+    """``lab`` with its client ports published (lab up --publish); as it is if lab.yml says so."""
+    if lab.publish is not None:
+        return lab
+    return replace(lab, publish=Publish(address="127.0.0.1", port=default_publish_port(lab.name), where=where))
+
+
 def default_subnet6(name: str) -> ipaddress.IPv6Network:
     """An IPv6 unique local /64 (RFC 4193) whose global ID comes from the lab's name."""
     digest = hashlib.sha256(f"ipv6 {name}".encode()).digest()
@@ -271,7 +305,32 @@ def _build(data: dict, root: yaml.Node, path: Path) -> Lab:
     return Lab(name=name, file=path.resolve(), subnet=subnet, name_constraints=merged["ca"]["name_constraints"],
                servers=tuple(servers), clients=clients,
                test_concurrency=merged["test"]["concurrency"], subnet6=subnet6, engine=merged["engine"],
-               cases=cases)
+               cases=cases, publish=_publish(merged, root, path, len(servers)))
+
+
+def _publish(merged: dict, root: yaml.Node, path: Path, server_count: int) -> Publish | None:
+    """network.publish: false, true (127.0.0.1, the lab's own base port) or {address, port}."""
+    setting = merged["network"]["publish"]
+    if setting is False:
+        return None
+    keys = ["network", "publish"]
+    if merged["engine"] == "swarm":
+        raise config_file.located(path, root, keys, "not supported with engine: swarm (a swarm publishes a "
+                                  "port on every node's 0.0.0.0, or in host mode on the node its task runs on, "
+                                  "never on this machine's 127.0.0.1 alone)")
+    setting = setting if isinstance(setting, dict) else {}
+    address = setting.get("address", "127.0.0.1")
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise config_file.located(path, root, keys + ["address"], f"{address!r} is not an IP address "
+                                  f"(e.g. 127.0.0.1, the default)") from None
+    port = setting.get("port", default_publish_port(merged["name"]))
+    last = port + server_count * PUBLISH_STEP - 1
+    if last > 65535:
+        raise config_file.located(path, root, keys + ["port"], f"{server_count} servers need ports {port}-{last}: "
+                                  f"past 65535")
+    return Publish(address=address, port=port, where=config_file.where(path, root, keys))
 
 
 def _clients(merged: dict, data: dict, root: yaml.Node, path: Path, own_cases: frozenset[str]) -> tuple[ClientStack, ...]:

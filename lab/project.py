@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from lab import PACKAGE_DIR, ca, images
+from lab import PACKAGE_DIR, ca, images, publish
 from lab.errors import Interrupted, LabError
 from lab.model import Lab, Server
 from lab.render import render_server
@@ -168,6 +168,8 @@ class Project:
         """
         with self.phases("images"):
             self.ensure_images(newer)
+        if self.lab.publish:  # a taken host port: said before anything starts
+            publish.check(self.lab, self.runtime)
         try:
             with self.phases("certificates, zone, configs"):
                 dns, *others = self.prepare()
@@ -179,13 +181,18 @@ class Project:
                 changed = [dns.name] if self.runtime.converge(dns, dns=None) else []
                 # The zone is read live by the DNS server: updating it restarts nothing.
                 self.runtime.update_file(dns.name, ZONE_PATH, File(zone))
+                forwarder = publish.service(self.lab) if self.lab.publish else None
+                if forwarder and publish.start(self.lab, self.runtime, forwarder):
+                    changed.append(forwarder.name)
             with self.phases("start containers"):
                 self.say("starting servers and clients", transient=True)
-                wanted = {dns.name, *(s.name for s in others)}
+                wanted = {dns.name, *(s.name for s in others), *([forwarder.name] if forwarder else [])}
                 for container in self.runtime.containers():
                     if container.labels.get(LABEL_SERVICE) not in wanted or (
                             fresh and container.labels.get(LABEL_ROLE) == "server"):
                         container.remove(force=True, v=True)
+                if not forwarder:
+                    publish.remove_network(self.runtime)
                 dns_servers = [a for a in (self.lab.dns_address, self.lab.dns_address6) if a]
                 created = parallel(lambda s: self.runtime.converge(s, dns=dns_servers), others)
                 changed += [s.name for s, c in zip(others, created) if c]
@@ -314,6 +321,9 @@ class Project:
                  for s in self.lab.servers]
         rows += [{"server": self.lab.client(name).service, "kind": "client", "domain": None, "address": address}
                  for name, address in self.lab.client_addresses.items()]
+        if self.lab.publish or self.runtime.container(publish.SERVICE):  # (published by lab.yml or --publish)
+            rows.append({"server": publish.SERVICE, "kind": "forwarder", "domain": None,
+                         "address": self.lab.publish_address})
         for row in rows:
             container = self.runtime.container(row["server"])
             row["state"] = container.status if container else "absent"

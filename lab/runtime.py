@@ -53,6 +53,8 @@ class Service:
     command: list[str] | None = None
     address6: str | None = None  # on a dual-stack lab
     host: str | None = None      # the swarm node it must run on (engine: swarm)
+    # Published ports: container port -> (host address, host port) (lab/publish.py)
+    ports: dict[int, tuple[str, int]] = field(default_factory=dict)
 
     def config_hash(self) -> str:
         """Changes when anything that defines the container changes."""
@@ -61,6 +63,8 @@ class Service:
             digest.update(f"\0{self.address6}".encode())
         if self.host:
             digest.update(f"\0host {self.host}".encode())
+        if self.ports:
+            digest.update(f"\0ports {sorted(self.ports.items())}".encode())
         for path in sorted(self.files):
             digest.update(f"\0{path}\0{self.files[path].mode}\0".encode() + self.files[path].data)
         return digest.hexdigest()
@@ -77,6 +81,8 @@ def tar_of(files: dict[str, File]) -> bytes:
 
 
 class Runtime:
+    engine = "local"  # the lab.yml engine it is
+
     def __init__(self, client: docker.DockerClient, lab_name: str):
         self.client = client
         self.lab_name = lab_name
@@ -129,7 +135,7 @@ class Runtime:
     # --- creating ------------------------------------------------------------------------
 
     def ensure_network(self, subnet: str, subnet6: str | None = None) -> None:
-        existing = self.networks()
+        existing = [n for n in self.networks() if n.name == self.network_name]  # (not the publish network)
         if existing:
             had6 = existing[0].attrs.get("EnableIPv6", False)
             if had6 != bool(subnet6):
@@ -147,8 +153,9 @@ class Runtime:
         except docker.errors.APIError as error:
             raise LabError(f"cannot create network {self.network_name} ({subnet}): {error.explanation}") from None
 
-    def converge(self, service: Service, dns: list[str] | None) -> bool:
-        """Make the service's container match ``service``; True when it was (re)created."""
+    def converge(self, service: Service, dns: list[str] | None, extra_network: str | None = None) -> bool:
+        """Make the service's container match ``service``; True when it was (re)created.
+        ``extra_network``: a second network it joins (where its published ports are)."""
         wanted = service.config_hash()
         existing = self.container(service.name)
         if existing is not None:
@@ -157,7 +164,7 @@ class Runtime:
                     and existing.attrs.get("Image") == self.image_id(service.image)):
                 return False
             existing.remove(force=True, v=True)
-        self._create(service, wanted, dns)
+        self._create(service, wanted, dns, extra_network)
         return True
 
     def image_id(self, image: str) -> str | None:
@@ -166,7 +173,8 @@ class Runtime:
         except docker.errors.ImageNotFound:
             return None
 
-    def _create(self, service: Service, config_hash: str, dns: list[str] | None) -> None:
+    def _create(self, service: Service, config_hash: str, dns: list[str] | None,
+                extra_network: str | None = None) -> None:
         api = self.client.api
         name = self.container_name(service.name)
         try:
@@ -175,11 +183,15 @@ class Runtime:
                     service.image, name=name, command=service.command, detach=True,
                     labels=self.labels(**{LABEL_ROLE: service.role, LABEL_SERVICE: service.name,
                                           LABEL_CONFIG_HASH: config_hash}),
-                    host_config=api.create_host_config(dns=dns or None, init=True),
+                    host_config=api.create_host_config(dns=dns or None, init=True,
+                                                       port_bindings=service.ports or None),
+                    ports=list(service.ports) or None,
                     networking_config=api.create_networking_config(
                         {self.network_name: api.create_endpoint_config(ipv4_address=service.address,
                                                                         ipv6_address=service.address6)}),
                 )
+                if extra_network:  # the engine publishes ports on it: the lab network is internal
+                    api.connect_container_to_network(created["Id"], extra_network)
                 if service.files:
                     api.put_archive(created["Id"], "/", tar_of(service.files))
                 api.start(created["Id"])

@@ -29,6 +29,7 @@ class SwarmRuntime(Runtime):
     node they would need that node's engine (README, "More than one machine").
     """
 
+    engine = "swarm"
     CONFIG_LIMIT = 500 * 1024
     FILES_DIR = "/run/xmpp-lab-files"
     PLACED = "/.xmpp-lab-files-placed"
