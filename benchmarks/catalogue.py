@@ -47,9 +47,10 @@ def main() -> None:
     Project(lab, runtime).up()
     interop = Interop(lab, runtime)
 
-    alone = {}
+    alone, batches = {}, {}
     for stack in (c.name for c in lab.clients):
         alone[stack], _, _ = timed_run(interop, [stack])
+        batches[stack] = dict(interop.timings)
     whole, count, failed = timed_run(interop, None)
 
     for stack, seconds in alone.items():
@@ -58,6 +59,10 @@ def main() -> None:
     print(f"whole catalogue, {count} results ({failed} failed), every stack at once: {whole:.1f}s; "
           f"target <= {TARGET:.0f}s {'ok' if whole <= TARGET else 'MISSED'}; "
           f"{whole / alone[slowest]:.2f} x the slowest stack alone ({slowest})")
+    print(f"what bounds it: {slowest} alone, batch by batch: "
+          + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in batches[slowest].items())
+          + f"; whole catalogue batch by batch: "
+          + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in interop.timings.items()))
     if args.faults:
         faults, count, failed = timed_run(interop, None, faults=True)
         print(f"fault suite, {count} results ({failed} failed): {faults:.1f}s; target <= {FAULTS_TARGET:.0f}s "

@@ -83,6 +83,7 @@ class Interop:
         self.cases = {case.id: case for case in lab.cases}
         self.stacks: list[ClientStack] = list(self.lab.clients)
         self.project = Project(self.lab, runtime)
+        self.timings: dict[str, float] = {}  # seconds each batch of the last run took, by its cases
 
     @property
     def primary(self) -> ClientStack:
@@ -109,12 +110,14 @@ class Interop:
         self.stacks = [c for c in self.lab.clients if not stack_names or c.name in stack_names]
         pairs = [(a, b) for a in servers for b in self.lab.servers if a is not b]
         order = [case for case in self.lab.cases if case in cases] + [case for case in cases if case not in self.lab.cases]
-        results = []
+        results, self.timings = [], {}
         for phase, members in batches(order):
+            started = time.monotonic()
             ran = phase.run(self, members, servers, pairs)
             results += ran
             if members[0].group and any(r.status != NOT_SUPPORTED for r in ran):
                 results += self.back_to_normal(members[0].group, servers, pairs)
+            self.timings[f"{phase.key} {members[0].id}-{members[-1].id}"] = time.monotonic() - started
         results = self.with_server_side(results)
         place = {case.id: i for i, case in enumerate(order)}
         names = {s.name: i for i, s in enumerate(self.lab.servers)}
