@@ -259,8 +259,10 @@ class Interop:
                 self.runtime.update_file(DNS_SERVICE, ZONE_PATH, File(zone))
             return {}
         self.runtime.update_file(DNS_SERVICE, ZONE_PATH, File(zone))
+        served = time.monotonic()
         dropped = self.drop_s2s()
-        time.sleep(settle_time())
+        # Answers cached before the zone changed expire counted from then, not from the drop.
+        time.sleep(max(0.0, served + settle_time() - time.monotonic()))
         return dropped
 
     def pause_dns(self, down_at: float, up_at: float) -> tuple[float, float]:
