@@ -21,8 +21,10 @@ from lab.concurrency import interrupts_deferred, interrupts_ignored, parallel
 from lab.errors import LabError, NotUp
 from lab.evidence import dns_queries, log_lines, server_side
 from lab.model import Lab, Server
-from lab.project import CLIENT_CA, DNS_SERVICE, ZONE_PATH, Project, run_runner, stack_users
-from lab.results import ERROR, FAIL, NOT_SUPPORTED, CaseResult, reconcile
+from lab import protocol
+from lab.project import DNS_SERVICE, ZONE_PATH, Project
+from lab.protocol import reconcile, run_runner
+from lab.results import ERROR, FAIL, NOT_SUPPORTED, CaseResult
 from lab.runtime import File, Runtime
 from lab.stacks import ClientStack
 from lab.zone import build_zone
@@ -152,11 +154,7 @@ class Interop:
                 for stack in self.stacks for p in plan(stack, [case], servers, pairs)[0]]
 
     def spec(self, stack: ClientStack, **extra) -> dict:
-        """What a runner is told of the lab: its CA, the servers with their accounts."""
-        return {"ca": CLIENT_CA, "timeout": CASE_TIMEOUT, "concurrency": self.concurrency * stack.concurrency_scale,
-                "servers": {s.name: {"domain": s.domain, "accounts": s.accounts, "muc": s.muc_domain,
-                                     "users": stack_users(stack, s)}
-                            for s in self.lab.servers}, **extra}
+        return protocol.spec(self.lab, stack, CASE_TIMEOUT, self.concurrency, **extra)
 
     def run_runner(self, stack: ClientStack, planned: list[dict], **extra) -> list[CaseResult]:
         """``extra``: further spec fields (F8's outage times; a concurrency of its own)."""

@@ -19,12 +19,12 @@ from lab.errors import Interrupted, LabError
 from lab.model import Lab, Server
 from lab.render import render_server
 from lab.concurrency import interrupts_ignored, parallel, poll_until
+from lab.protocol import CLIENT_CA, run_runner
 from lab.runtime import LABEL_ROLE, LABEL_SERVICE, File, Runtime, Service
 from lab.stacks import RUNNER_DIR, ClientStack
 from lab.zone import TTL, build_zone
 
 DNS_SERVICE = "dns"
-CLIENT_CA = "/etc/xmpp-lab/ca.pem"
 ZONE_PATH = "/etc/xmpp-lab/zone.json"
 LOG_TAIL = 5
 
@@ -43,22 +43,6 @@ class Phases:
             yield
         finally:
             self.seconds[name] = time.monotonic() - started
-
-
-def stack_users(stack: ClientStack, server: Server) -> dict[str, str]:
-    """Accounts of a stack's own (``<stack>-alice``) where the lab has them, so stacks
-    running side by side never share one: presence and roster cases would see each other."""
-    return {role: f"{stack.name}-{role}" for role in ("alice", "bob") if f"{stack.name}-{role}" in server.accounts}
-
-
-def run_runner(runtime: Runtime, stack: ClientStack, command: str, spec: dict):
-    """A stack's runner in its container: the JSON document on its last line of output."""
-    code, output = runtime.exec(stack.service, stack.command(command, spec))
-    try:
-        return json.loads(output.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        tail = " | ".join(output.strip().splitlines()[-3:]) or "(no output)"
-        raise LabError(f"the {stack.name} runner failed ({command}, exit {code}): {tail}") from None
 
 
 class Project:

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 PASS, FLAKY, FAIL, ERROR, NOT_SUPPORTED = "pass", "flaky", "fail", "error", "not supported"
 STATUSES = (PASS, FLAKY, FAIL, ERROR, NOT_SUPPORTED)
 FAILED = (FAIL, ERROR)  # what makes a run's exit code 1
-RUNNER_STATUSES = (PASS, FLAKY, FAIL, ERROR)  # what a runner may report; not supported is the host's call
 REASONS = ("server", "stack", "lab")
 
 
@@ -54,54 +53,3 @@ def counts(results) -> dict[str, int]:
     for result in results:
         tally[result.status] += 1
     return tally
-
-
-def planned_key(entry: dict) -> tuple:
-    return entry.get("case"), entry.get("server"), entry.get("target")
-
-
-def reconcile(stack: str, titles: dict[str, str], planned: list[dict], reported) -> list[CaseResult]:
-    """A runner's output checked against what it was asked to run.
-
-    Exactly one result per planned entry comes back: a missing one, a malformed one or one
-    with a status runners may not give becomes ``error``; a result nobody asked for is an
-    ``error`` too, so a confused runner is seen rather than counted.
-    """
-    if not isinstance(reported, list):
-        reported = []
-        missing_why = "the runner printed no list of results"
-    else:
-        missing_why = "the runner returned no result for it"
-    by_key: dict[tuple, dict] = {}
-    extra = []
-    for entry in reported:
-        if not isinstance(entry, dict):
-            extra.append({"case": "?", "server": "?", "target": None, "status": ERROR,
-                          "detail": f"the runner returned a malformed result: {str(entry)[:200]}"})
-            continue
-        key = planned_key(entry)
-        if key in by_key or key not in {planned_key(p) for p in planned}:
-            extra.append({**entry, "status": ERROR,
-                          "detail": f"the runner returned a result that was not asked for (or twice): "
-                                    f"{entry.get('status')!r} {str(entry.get('detail', ''))[:200]}"})
-            continue
-        by_key[key] = entry
-    results = []
-    for entry in planned:
-        got = by_key.get(planned_key(entry))
-        case, server, target = planned_key(entry)
-        if got is None:
-            results.append(CaseResult(case, titles.get(case, case), stack, server, target, ERROR, missing_why))
-            continue
-        status, detail = got.get("status"), str(got.get("detail", ""))
-        if status not in RUNNER_STATUSES:
-            status, detail = ERROR, f"the runner reported an unknown status {status!r}: {detail}"
-        results.append(CaseResult(
-            case, titles.get(case, case), stack, server, target, status, detail, str(got.get("trace") or ""),
-            float(got.get("seconds") or 0.0), started=got.get("started"), ended=got.get("ended"),
-            attempts=tuple(got.get("attempts") or ()), evidence=dict(got.get("evidence") or {})))
-    for got in extra:
-        case = str(got.get("case"))
-        results.append(CaseResult(case, titles.get(case, case), stack, str(got.get("server")), got.get("target"),
-                                  ERROR, got["detail"], str(got.get("trace") or "")))
-    return results

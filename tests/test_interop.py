@@ -18,7 +18,8 @@ from lab.interop import plan
 from lab.servers import common_auth
 
 BY_ID = by_id(builtin())
-from lab.results import ERROR, FAIL, FLAKY, NOT_SUPPORTED, PASS, CaseResult, reconcile
+from lab.protocol import reconcile
+from lab.results import ERROR, FAIL, FLAKY, NOT_SUPPORTED, PASS, CaseResult
 from lab.stacks import stacks
 
 FIXTURES = Path(__file__).parent / "fixtures" / "interop"
