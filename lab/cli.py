@@ -369,7 +369,7 @@ def init():
     if path.exists():
         raise LabError(f"{path.resolve()} exists: lab init never overwrites it")
     path.write_text(model.starter_lab())
-    console.print(f"wrote {path.resolve()}: edit it, then 'lab up' (kinds of your own go in ./kinds/)",
+    console.print(f"wrote {path.resolve()}: edit it, then 'lab up' (kinds of your own go in ./images/<name>/, templates in ./templates/<kind>/)",
                   highlight=False)
 
 
