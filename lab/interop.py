@@ -20,6 +20,7 @@ import json
 import re
 import threading
 import time
+from typing import Callable
 from datetime import datetime
 
 from cryptography.hazmat.primitives import serialization
@@ -232,6 +233,8 @@ class Interop:
         self.lab, self.runtime = runtime.placed(lab), runtime
         self.concurrency = concurrency or lab.test_concurrency or default_concurrency(
             runtime.client.info().get("NCPU") or 1)
+        # Called with each runner's batch of results as it comes in (lab test's progress line).
+        self.on_results: Callable[[list[CaseResult]], None] = lambda results: None
 
     def check_up(self) -> None:
         stopped = [c.name for c in self.runtime.containers() if c.status != "running"]
@@ -321,7 +324,9 @@ class Interop:
         except LabError as error:
             return [CaseResult(p["case"], TITLES[p["case"]], stack.name, p["server"], p["target"], ERROR, str(error))
                     for p in planned]
-        return reconcile(stack.name, TITLES, planned, reported)
+        results = reconcile(stack.name, TITLES, planned, reported)
+        self.on_results(results)
+        return results
 
     def with_server_side(self, results: list[CaseResult]) -> list[CaseResult]:
         """Failed s2s cases with their servers' side (see server_side)."""
