@@ -449,7 +449,7 @@ def last_runs(lab: model.Lab, count: int) -> list[dict]:
 
 
 def print_changes(changes: dict) -> None:
-    old, new = changes["old"]["name"], changes["new"]["name"]
+    old, new = changes["old_run"]["name"], changes["new_run"]["name"]
     lines = report.change_lines(changes)
     console.print(f"from run {old} to run {new}: {len(changes['regressions'])} regressions, "
                   f"{len(changes['fixes'])} fixes, {len(changes['changed'])} other changes, {len(changes['new'])} new, "

@@ -53,8 +53,8 @@ def diff(old: dict, new: dict) -> dict:
     """What changed from run ``old`` to run ``new`` (documents of ``load``)."""
     before = {r["id"]: r for r in old["results"] if isinstance(r, dict) and "id" in r}
     after = {r["id"]: r for r in new["results"] if isinstance(r, dict) and "id" in r}
-    changes = {"old": {"name": old.get("name"), "started": (old.get("run") or {}).get("started")},
-               "new": {"name": new.get("name"), "started": (new.get("run") or {}).get("started")},
+    changes = {"old_run": {"name": old.get("name"), "started": (old.get("run") or {}).get("started")},
+               "new_run": {"name": new.get("name"), "started": (new.get("run") or {}).get("started")},
                "regressions": [], "fixes": [], "changed": [], "new": [], "gone": [], "versions": []}
     for result_id, now in after.items():
         was = before.get(result_id)

@@ -409,7 +409,7 @@ def to_markdown(results: list[CaseResult], lab: str, servers: list[str], rows: l
     lines += [f"## Failures, errors and flaky cases ({len(failures)})", ""]
     lines += [f"- **{r.status}** `{r.id}` {_md(r.title)}: {_md(r.detail)[:300]}" for r in failures] or ["none"]
     if changes is not None:
-        lines += ["", f"## Since run {changes['old']['name']}", ""]
+        lines += ["", f"## Since run {changes['old_run']['name']}", ""]
         lines += [f"- {line}" for line in change_lines(changes)] or ["- no change"]
     return "\n".join(lines) + "\n"
 
