@@ -77,8 +77,8 @@ def is_fault(result: CaseResult) -> bool:
 
 
 def observed_auth(results) -> str:
-    """The auth method S8 saw for a pair, from its passing result's evidence."""
-    return next((r.evidence.get("auth") for r in results if r.case == "S8" and r.status == PASS), "") or ""
+    """The auth method S8 saw for a pair, from its passing (or flaky: seen on the retry) result."""
+    return next((r.evidence.get("auth") for r in results if r.case == "S8" and r.status in (PASS, FLAKY)), "") or ""
 
 
 def s2s_matrix(results: list[CaseResult], servers: list[str]) -> list[list]:
