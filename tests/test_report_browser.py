@@ -100,7 +100,7 @@ def test_the_federation_picture_has_an_arrow_per_ordered_pair(page):
     assert pairs[("prosody", "jabberd2")] == FAIL and pairs[("prosody", "ejabberd")] == PASS
     assert pairs[("ejabberd", "jabberd2")] == FLAKY and pairs[("jabberd2", "ejabberd")] == "none"
     labels = [t.text for t in page.find_elements(By.CSS_SELECTOR, "svg#federation-picture text.label")]
-    assert sorted(labels) == ["cert", "dialback"]
+    assert sorted(labels) == ["cert", "db"]
 
 
 def test_every_case_id_of_the_run_appears(page):
