@@ -318,7 +318,7 @@ class Progress:
         self.lock = threading.Lock()
 
     def line(self) -> str:
-        return (f"{self.done}/{max(self.total, self.done)} results, {self.failed} failed or in error, "
+        return (f"{self.done}/{max(self.total, self.done)} cases run, {self.failed} failed or in error, "
                 f"{time.monotonic() - self.started:.0f}s")
 
     def __call__(self, results) -> None:  # Interop.on_results: a runner's batch is in
@@ -400,11 +400,11 @@ def run_catalogue_to(interop: Interop, cases, servers=None, stack_names=None) ->
     total = expected_results(interop, cases, servers, stack_names)
     try:
         if console.is_terminal:
-            with console.status(f"running {total} interop results ({interop.concurrency} at once per stack)") as live:
+            with console.status(f"running about {total} interop cases ({interop.concurrency} at once per stack)") as live:
                 interop.on_results = Progress(total, live)
                 results = interop.run(cases, servers, stack_names)
         else:
-            print(f"running about {total} interop results ({interop.concurrency} at once per stack)", flush=True)
+            print(f"running about {total} interop cases ({interop.concurrency} at once per stack)", flush=True)
             interop.on_results = Progress(total, None)
             results = interop.run(cases, servers, stack_names)
     except KeyboardInterrupt:

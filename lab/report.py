@@ -313,8 +313,9 @@ def server_sections(results: list[CaseResult], rows: list[dict], servers: list[s
     sections = []
     for name in servers:
         mine = [r for r in results if name in (r.server, r.target)]
-        passed = sorted({r.case for r in mine if r.status == PASS}, key=case_order)
         bad = [r for r in mine if r.status in (FAIL, ERROR, FLAKY)]
+        # Passed: a case that passed with every stack and peer that ran it here.
+        passed = sorted({r.case for r in mine if r.status == PASS} - {r.case for r in bad}, key=case_order)
         lacks = {}
         for r in mine:  # the feature a case needs, missing on this server (c2s: it; s2s: the target)
             if r.status == NOT_SUPPORTED and r.reason == "server" and (r.target or r.server) == name:
@@ -341,15 +342,25 @@ def case_rows(results: list[CaseResult]) -> list[dict]:
             for case, found in sorted(by_case.items(), key=lambda item: case_order(item[0]))]
 
 
+def pretty(value) -> str:
+    """An evidence value as people read it: text as it is, a list of plain values on one
+    line, anything deeper as indented JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) for v in value):
+        return ", ".join(str(v) for v in value)
+    return json.dumps(value, indent=1)
+
+
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR / "report")),
                              autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["when"] = when
-    env.filters["pretty"] = lambda value: value if isinstance(value, str) else json.dumps(value, indent=1)
+    env.filters["pretty"] = pretty
     env.globals["STATUSES"] = (PASS, FLAKY, FAIL, ERROR, NOT_SUPPORTED)
-    env.globals["case_criterion"] = lambda case_id: case_info(case_id)["criterion"] or "-"
-    env.globals["case_spec"] = lambda case_id: case_info(case_id)["spec"] or "-"
+    env.globals["case_criterion"] = lambda case_id: case_info(case_id)["criterion"]
+    env.globals["case_spec"] = lambda case_id: case_info(case_id)["spec"]
     return env
 
 

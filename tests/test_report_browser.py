@@ -72,7 +72,7 @@ def test_the_page_renders_without_console_errors(page):
 
 
 def test_opening_a_failing_cell_shows_its_detail_spec_and_xml(page):
-    cell = page.find_element(By.CSS_SELECTOR, "#s2s ~ table.matrix td.fail")
+    cell = page.find_element(By.CSS_SELECTOR, "#s2s + .matrix-wrap td.fail")
     assert cell.find_element(By.TAG_NAME, "summary").text == "1 fail"
     result = cell.find_element(By.ID, "S2/slixmpp/prosody->jabberd2")
     assert not result.is_displayed()  # closed until opened
@@ -112,7 +112,7 @@ def test_every_case_id_of_the_run_appears(page):
 
 
 def test_a_fault_cell_is_coloured_by_its_status(page):
-    fault = page.find_element(By.CSS_SELECTOR, "#fault-F1 + table")
+    fault = page.find_element(By.CSS_SELECTOR, "#fault-F1 + .matrix-wrap")
     failing = fault.find_element(By.CSS_SELECTOR, "td[data-status='fail']")
     passing = fault.find_element(By.CSS_SELECTOR, "td[data-status='pass']")
     assert failing.text.startswith("fail: fell back to prosody.test A")
