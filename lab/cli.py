@@ -372,7 +372,7 @@ def test_(only: Optional[list[str]] = typer.Option(None, "--only", help="Case ID
     previous = None
     if compare_with is not None:  # checked before the run: a wrong PREV is a usage error, not a late one
         previous = last_runs(lab, 1)[0] if compare_with == "last" else compare.load(Path(compare_with))
-    if junit is not None and not (junit.parent.is_dir() if junit.parent != Path("") else True):
+    if junit is not None and not junit.parent.is_dir():
         raise ConfigError(f"--junit: {junit.parent} is not a directory")
     passed, directory = run_catalogue_to(Interop(lab, runtime, concurrency), cases, split(server), split(stack))
     if junit is not None:

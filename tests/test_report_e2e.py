@@ -61,3 +61,16 @@ def test_a_server_cut_off_between_two_runs_is_a_regression_naming_it(tmp_path):
     finally:
         lab_command("down", "-f", str(path))
         assert not labelled(client, name)
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--compare", "nowhere"], 1, "nowhere: cannot read: No such file or directory"),
+    (["--compare", "last"], 1, "has 0 runs in "),
+    (["--junit", "/nonexistent/dir/junit.xml"], 2, "--junit: /nonexistent/dir is not a directory"),
+])
+def test_a_bad_compare_or_junit_is_one_line_before_anything_runs(tmp_path, args, code, message):
+    path = tmp_path / "lab.yml"
+    path.write_text(LAB_YML.format(name=f"e2e-{uuid.uuid4().hex[:6]}"))  # never brought up
+    done = lab_command("test", "-f", str(path), *args)
+    assert done.returncode == code and message in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
