@@ -316,6 +316,13 @@ class Progress:
         self.total, self.live, self.done, self.failed = total, live, 0, 0
         self.started = time.monotonic()
         self.lock = threading.Lock()
+        self.stopped = threading.Event()
+
+    def keep_ticking(self) -> None:
+        """The terminal line's elapsed time moves on between batches, once a second."""
+        while not self.stopped.wait(1.0):
+            with self.lock:
+                self.live.update(f"running interop cases: {self.line()}")
 
     def line(self) -> str:
         return (f"{self.done}/{max(self.total, self.done)} cases run, {self.failed} failed or in error, "
@@ -401,8 +408,12 @@ def run_catalogue_to(interop: Interop, cases, servers=None, stack_names=None) ->
     try:
         if console.is_terminal:
             with console.status(f"running about {total} interop cases ({interop.concurrency} at once per stack)") as live:
-                interop.on_results = Progress(total, live)
-                results = interop.run(cases, servers, stack_names)
+                interop.on_results = progress = Progress(total, live)
+                threading.Thread(target=progress.keep_ticking, daemon=True).start()
+                try:
+                    results = interop.run(cases, servers, stack_names)
+                finally:
+                    progress.stopped.set()
         else:
             print(f"running about {total} interop cases ({interop.concurrency} at once per stack)", flush=True)
             interop.on_results = Progress(total, None)

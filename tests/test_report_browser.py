@@ -3,7 +3,6 @@ Debian's chromium-driver (apt-get install chromium chromium-driver; .ci/run inst
 Skips, saying why, where they are missing."""
 
 import shutil
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
