@@ -82,3 +82,26 @@ def diff(old: dict, new: dict) -> dict:
 
 def regressed(changes: dict) -> bool:
     return bool(changes["regressions"])
+
+
+NOT_PASSING = (FLAKY, FAIL, ERROR)
+
+
+def failing_since(earlier: list[dict], now: dict) -> dict[str, dict]:
+    """For each result of ``now`` that did not pass: since which run it has not passed, going
+    back through ``earlier`` (documents, oldest first) while it was flaky, fail or error
+    there: {id: {"run": the first run of that streak, "runs": how many runs, this one
+    included}}. A result that passed (or was not there) in the run before is new: run None."""
+    found = {}
+    statuses = [{r.get("id"): r.get("status") for r in document["results"] if isinstance(r, dict)}
+                for document in earlier]
+    for result in now["results"]:
+        if not isinstance(result, dict) or result.get("status") not in NOT_PASSING:
+            continue
+        first, runs = None, 1
+        for document, status in zip(reversed(earlier), reversed(statuses)):
+            if status.get(result["id"]) not in NOT_PASSING:
+                break
+            first, runs = document.get("name"), runs + 1
+        found[result["id"]] = {"run": first, "runs": runs}
+    return found

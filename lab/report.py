@@ -366,7 +366,7 @@ def environment() -> jinja2.Environment:
 
 def to_html(results: list[CaseResult], lab: str, servers: list[str], rows: list[dict] | None = None,
             clients: list[dict] | None = None, run: dict | None = None, secrets: list[str] | None = None,
-            changes: dict | None = None) -> str:
+            changes: dict | None = None, since: dict | None = None) -> str:
     """The page: one self-contained file (inline style and a few lines of script, nothing
     fetched), rendered from templates/report/page.html.j2 with autoescape."""
     results = [redacted(r, secrets or []) for r in results]
@@ -382,7 +382,7 @@ def to_html(results: list[CaseResult], lab: str, servers: list[str], rows: list[
         info={case: case_info(case) for case in {r.case for r in results}},
         picture=federation_picture(results, servers), sections=server_sections(results, rows or [], servers),
         cases=case_rows(results), failures=[r for r in results if r.status in (FAIL, ERROR, FLAKY)],
-        unplaced=[r for r in results if id(r) not in placed], changes=changes)
+        unplaced=[r for r in results if id(r) not in placed], changes=changes, since=since)
 
 
 # --- results.md ---------------------------------------------------------------------------------
@@ -398,7 +398,7 @@ def _md_table(rows: list[list]) -> list[str]:
 
 def to_markdown(results: list[CaseResult], lab: str, servers: list[str], rows: list[dict] | None = None,
                 clients: list[dict] | None = None, run: dict | None = None, secrets: list[str] | None = None,
-                changes: dict | None = None) -> str:
+                changes: dict | None = None, since: dict | None = None) -> str:
     """The summary people paste into an issue: counts, the matrices as tables, each failure
     on one line (and what changed since the previous run)."""
     results = [redacted(r, secrets or []) for r in results]
@@ -423,11 +423,18 @@ def to_markdown(results: list[CaseResult], lab: str, servers: list[str], rows: l
         lines += _md_table(texts(relabelled(matrix, names))) + [""]
     failures = [r for r in results if r.status in (FAIL, ERROR, FLAKY)]
     lines += [f"## Failures, errors and flaky cases ({len(failures)})", ""]
-    lines += [f"- **{r.status}** `{r.id}` {_md(r.title)}: {_md(r.detail)[:300]}" for r in failures] or ["none"]
+    lines += [f"- **{r.status}** `{r.id}` {_md(r.title)}: {_md(r.detail)[:300]}{since_text(r.id, since)}"
+              for r in failures] or ["none"]
     if changes is not None:
         lines += ["", f"## Since run {changes['old_run']['name']}", ""]
         lines += [f"- {line}" for line in change_lines(changes)] or ["- no change"]
     return "\n".join(lines) + "\n"
+
+
+def since_text(result_id: str, since: dict | None) -> str:
+    """" (not passed since run X, N runs)" for a result that did not pass in earlier runs either."""
+    found = (since or {}).get(result_id)
+    return f" (not passed since run {found['run']}, {found['runs']} runs)" if found and found["run"] else ""
 
 
 def change_lines(changes: dict) -> list[str]:
@@ -439,6 +446,10 @@ def change_lines(changes: dict) -> list[str]:
     lines += [f"gone {c['id']} (was {c['old']})" for c in changes["gone"]]
     lines += [f"version {v['name']}: {v['old']} -> {v['new']}" for v in changes["versions"]]
     return lines
+
+
+# How many earlier runs the reports look back through for "failing since".
+HISTORY = 20
 
 
 def write(results: list[CaseResult], lab, versions: dict[str, str | None] | None = None,
@@ -456,11 +467,14 @@ def write(results: list[CaseResult], lab, versions: dict[str, str | None] | None
     rows = server_rows(lab, versions or {}, software)
     document = to_json(results, lab.name, rows, clients, run)
     (directory / "results.json").write_text(document)
-    changes = compare.diff(compare.load(previous[-1]), compare.load(directory)) if previous else None
+    earlier = [compare.load(folder) for folder in previous[-HISTORY:]]
+    changes = compare.diff(earlier[-1], compare.load(directory)) if earlier else None
+    since = compare.failing_since(earlier, compare.load(directory))
     secrets = lab_secrets(lab)
     (directory / "junit.xml").write_text(to_junit(results, lab.name))
-    (directory / "report.html").write_text(to_html(results, lab.name, servers, rows, clients, run, secrets, changes))
-    summary = to_markdown(results, lab.name, servers, rows, clients, run, secrets, changes)
+    (directory / "report.html").write_text(to_html(results, lab.name, servers, rows, clients, run, secrets, changes,
+                                                   since))
+    summary = to_markdown(results, lab.name, servers, rows, clients, run, secrets, changes, since)
     (directory / "results.md").write_text(summary)
     if os.environ.get("GITHUB_STEP_SUMMARY"):  # GitHub Actions shows it on the run's page
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a") as step_summary:

@@ -118,3 +118,28 @@ def test_each_run_writes_results_md_and_the_page_says_what_changed_since_the_las
     assert f"Compared with run {first.name}" in page and 'href="#S2/slixmpp/p-&gt;e">S2/slixmpp/p-&gt;e</a>' in page
     assert f"## Since run {first.name}" in text and "- regression S2/slixmpp/p->e: pass -> fail" in text
     assert summary.read_text().count("# xmpp interop lab: t") == 2  # appended per run, as Actions wants
+
+
+def test_failing_since_goes_back_while_a_result_did_not_pass(tmp_path):
+    runs = [compare.load(folder(tmp_path, name, results)) for name, results in
+            (("r1", NEW), ("r2", OLD), ("r3", NEW), ("r4", NEW))]
+    since = compare.failing_since(runs[:3], runs[3])
+    assert since["S2/slixmpp/p->e"] == {"run": "r3", "runs": 2}  # passed in r2
+    assert since["S5/slixmpp/p->e"] == {"run": "r1", "runs": 4}  # error, flaky, error, error
+    assert "S3/slixmpp/p->e" not in since  # passes in r4
+    assert compare.failing_since([], runs[3])["S2/slixmpp/p->e"] == {"run": None, "runs": 1}
+
+
+def test_the_reports_say_since_which_run_a_result_has_not_passed(tmp_path):
+    path = tmp_path / "lab.yml"
+    path.write_text("name: t\nclients: [slixmpp]\nservers:\n  p: {kind: prosody, domain: p.test}\n"
+                    "  e: {kind: ejabberd, domain: e.test}\n")
+    the_lab = model.load(path)
+    report.write(OLD, the_lab)
+    second = report.write(NEW, the_lab)
+    third = report.write(NEW, the_lab)
+    assert "- **fail** `S2/slixmpp/p->e` S2: no delivery to e.test\n" in (second / "results.md").read_text()
+    assert (f"- **fail** `S2/slixmpp/p->e` S2: no delivery to e.test (not passed since run {second.name}, 2 runs)"
+            in (third / "results.md").read_text())
+    page = (third / "report.html").read_text()
+    assert f"<td>run {second.name} (2 runs)</td>" in page
