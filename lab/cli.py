@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -18,13 +19,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from lab import cases as catalogue, model, report
+from lab import cases as catalogue, compare, model, report
 from lab.cases import auth as s8
 from lab.cases.s2s import S1
 from lab.errors import ConfigError, Interrupted, LabError
-from lab.interop import Interop
+from lab.interop import Interop, plan
 from lab.project import DNS_SERVICE, Project
-from lab.results import FAILED, FLAKY, PASS
+from lab.results import ERROR, FAIL, FAILED, FLAKY, PASS
 from lab.runtime import Runtime, connect, runtime_for
 from lab import publish, servers
 from lab.servers import CERTIFICATE
@@ -324,14 +325,64 @@ def split(values: Optional[list[str]]) -> Optional[list[str]]:
     return [v.strip() for value in values for v in value.split(",") if v.strip()] if values else None
 
 
-def matrix_table(rows: list[list[str]], title: str) -> Table:
+# A cell's colour on the terminal, by its status (report.Cell).
+COLOURS = {FAIL: "red", ERROR: "red", FLAKY: "yellow", PASS: "green"}
+
+
+def matrix_table(rows: list[list], title: str) -> Table:
     table = Table(*rows[0], title=title, title_justify="left", box=None)
     for row in rows[1:]:
-        styled = [escape(row[0])] + [f"[red]{escape(c)}[/]" if (" fail" in c or " error" in c) else
-                                     f"[yellow]{escape(c)}[/]" if " flaky" in c else
-                                     f"[green]{escape(c)}[/]" if " pass" in c else escape(c) for c in row[1:]]
+        styled = [escape(row[0])] + [f"[{COLOURS[c.status]}]{escape(c.text)}[/]" if c.status in COLOURS
+                                     else escape(c.text) for c in row[1:]]
         table.add_row(*styled)
     return table
+
+
+class Progress:
+    """The live line of `lab test`: results in, of how many, failures so far, elapsed time.
+    On a terminal a rich status line; otherwise one plain line per finished batch."""
+
+    def __init__(self, total: int, live):
+        self.total, self.live, self.done, self.failed = total, live, 0, 0
+        self.started = time.monotonic()
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+
+    def keep_ticking(self) -> None:
+        """The terminal line's elapsed time moves on between batches, once a second."""
+        while not self.stopped.wait(1.0):
+            with self.lock:
+                self.live.update(f"running interop cases: {self.line()}")
+
+    def line(self) -> str:
+        return (f"{self.done}/{max(self.total, self.done)} cases run, {self.failed} failed or in error, "
+                f"{time.monotonic() - self.started:.0f}s")
+
+    def __call__(self, results) -> None:  # Interop.on_results: a runner's batch is in
+        with self.lock:
+            self.done += len(results)
+            self.failed += sum(r.status in FAILED for r in results)
+            if self.live is not None:
+                self.live.update(f"running interop cases: {self.line()}")
+            else:
+                print(f"progress: {self.line()}", flush=True)
+
+
+def expected_results(interop: Interop, cases, server_names=None, stack_names=None) -> int:
+    """How many results the runners will return, for the progress line: every stack's plan
+    (as Interop.run makes it), S8's exchanges and the S1 of every pair after each group of
+    faults. ("Not supported" results are decided without a runner and not counted.)"""
+    lab = interop.lab
+    servers = [s for s in lab.servers if not server_names or s.name in server_names]
+    stack_list = [c for c in lab.clients if not stack_names or c.name in stack_names]
+    pairs = [(a, b) for a in servers for b in lab.servers if a is not b]
+    total = 0
+    observed = [c for c in cases if isinstance(c.phase, s8.Observed)]  # once per pair, by the lab
+    for stack in stack_list:
+        planned, _ = plan(stack, [c for c in cases if c not in observed], servers, pairs)
+        total += len(planned)
+    total += len(pairs) * (len(observed) + len({c.group for c in cases if c.group}))
+    return total
 
 
 @app.command(name="test")
@@ -341,6 +392,11 @@ def test_(only: Optional[list[str]] = typer.Option(None, "--only", help="Case ID
           server: Optional[list[str]] = typer.Option(None, "--server", help="Only these servers (c2s, and as source)."),
           stack: Optional[list[str]] = typer.Option(None, "--stack", help="Only these client stacks."),
           concurrency: Optional[int] = ConcurrencyOption,
+          junit: Optional[Path] = typer.Option(None, "--junit", help="Also write the JUnit XML file here."),
+          compare_with: Optional[str] = typer.Option(
+              None, "--compare", metavar="PREV",
+              help="Then compare with an earlier run: its results folder (or results.json), or 'last' for this "
+                   "lab's previous run; exit 1 on a regression."),
           file: Optional[Path] = FileOption):
     """Run the interop catalogue on the running lab and report both matrices."""
     lab, runtime = open_lab(file)
@@ -351,17 +407,47 @@ def test_(only: Optional[list[str]] = typer.Option(None, "--only", help="Case ID
     unknown = [s for s in split(stack) or [] if s not in [c.name for c in lab.clients]]
     if unknown:
         raise ConfigError(f"--stack: unknown stack {', '.join(unknown)} (stacks: {', '.join(c.name for c in lab.clients)})")
-    if not run_catalogue(Interop(lab, runtime, concurrency), cases, split(server), split(stack)):
+    previous = None
+    if compare_with is not None:  # checked before the run: a wrong PREV is a usage error, not a late one
+        previous = last_runs(lab, 1)[0] if compare_with == "last" else compare.load(Path(compare_with))
+    if junit is not None and not junit.parent.is_dir():
+        raise ConfigError(f"--junit: {junit.parent} is not a directory")
+    passed, directory = run_catalogue_to(Interop(lab, runtime, concurrency), cases, split(server), split(stack))
+    if junit is not None:
+        shutil.copyfile(directory / "junit.xml", junit)
+        console.print(f"JUnit XML: {junit}", highlight=False)
+    regressed = False
+    if previous is not None:
+        changes = compare.diff(previous, compare.load(directory))
+        console.print()
+        print_changes(changes)
+        regressed = compare.regressed(changes)
+    if not passed or regressed:
         raise typer.Exit(1)
 
 
 def run_catalogue(interop: Interop, cases, servers=None, stack_names=None) -> bool:
+    return run_catalogue_to(interop, cases, servers, stack_names)[0]
+
+
+def run_catalogue_to(interop: Interop, cases, servers=None, stack_names=None) -> tuple[bool, Path]:
     """Run the cases, print both matrices, the failures and flaky cases, write the reports;
-    True if nothing failed or was in error."""
+    (True if nothing failed or was in error, the reports' folder)."""
     lab = interop.lab
-    started = time.monotonic()
+    started, wall = time.monotonic(), time.time()
+    total = expected_results(interop, cases, servers, stack_names)
     try:
-        with console.status(f"running {len(cases)} interop cases ({interop.concurrency} at once per stack)"):
+        if console.is_terminal:
+            with console.status(f"running about {total} interop cases ({interop.concurrency} at once per stack)") as live:
+                interop.on_results = progress = Progress(total, live)
+                threading.Thread(target=progress.keep_ticking, daemon=True).start()
+                try:
+                    results = interop.run(cases, servers, stack_names)
+                finally:
+                    progress.stopped.set()
+        else:
+            print(f"running about {total} interop cases ({interop.concurrency} at once per stack)", flush=True)
+            interop.on_results = Progress(total, None)
             results = interop.run(cases, servers, stack_names)
     except KeyboardInterrupt:
         raise Interrupted(f"lab test was interrupted: lab {lab.name} is as it was (its normal DNS zone served, every server with its own certificate and config); "
@@ -385,10 +471,55 @@ def run_catalogue(interop: Interop, cases, servers=None, stack_names=None) -> bo
             for result in listed:
                 console.print(f"  {result.status:5}  {result.id}  {result.title}: {result.detail}",
                               highlight=False, markup=False)
-    directory = report.write(results, lab, versions, interop.software_versions())
+    directory = report.write(results, lab, versions, interop.software_versions(), report.run_info(wall, seconds))
     console.print(f"\n{len(results)} results in {seconds:.1f}s; reports: {directory}/"
-                  f"{{results.json,junit.xml,report.html}}", highlight=False)
-    return not any(r.status in FAILED for r in results)
+                  f"{{results.json,results.md,junit.xml,report.html}}", highlight=False)
+    return not any(r.status in FAILED for r in results), directory
+
+
+report_app = typer.Typer(help="The reports of earlier runs.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
+
+def last_runs(lab: model.Lab, count: int) -> list[dict]:
+    """The ``count`` most recent runs of the lab (results.json documents), oldest first."""
+    folders = compare.runs(lab.state_dir / "results")
+    if len(folders) < count:
+        raise LabError(f"lab {lab.name} has {len(folders)} runs in {lab.state_dir / 'results'}, "
+                       f"{count} needed: run 'lab test' first")
+    return [compare.load(folder) for folder in folders[-count:]]
+
+
+def print_changes(changes: dict) -> None:
+    old, new = changes["old_run"]["name"], changes["new_run"]["name"]
+    lines = report.change_lines(changes)
+    console.print(f"from run {old} to run {new}: {len(changes['regressions'])} regressions, "
+                  f"{len(changes['fixes'])} fixes, {len(changes['changed'])} other changes, {len(changes['new'])} new, "
+                  f"{len(changes['gone'])} gone, {len(changes['versions'])} version changes", highlight=False)
+    for line in lines:
+        colour = "red" if line.startswith("regression") else "green" if line.startswith("fixed") else None
+        console.print(f"  [{colour}]{escape(line)}[/]" if colour else f"  {escape(line)}", highlight=False)
+
+
+@report_app.command("diff")
+@reports_errors
+def report_diff(old: Optional[Path] = typer.Argument(None, help="The earlier run's results folder (or results.json)."),
+                new: Optional[Path] = typer.Argument(None, help="The later run's results folder (or results.json)."),
+                last: bool = typer.Option(False, "--last", help="The lab's two most recent runs."),
+                as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+                file: Optional[Path] = FileOption):
+    """What changed between two runs, by stable result ID: regressions (pass -> flaky, fail
+    or error), fixes, new and gone results, versions. Exit 1 when something regressed."""
+    if last == (old is not None or new is not None) or (not last and new is None):
+        raise ConfigError("lab report diff takes OLD and NEW (two results folders), or --last")
+    before, after = last_runs(model.load_lab(file), 2) if last else (compare.load(old), compare.load(new))
+    changes = compare.diff(before, after)
+    if as_json:
+        print(json.dumps(changes, indent=2))
+    else:
+        print_changes(changes)
+    if compare.regressed(changes):
+        raise typer.Exit(1)
 
 
 @app.command("cases")
@@ -419,7 +550,7 @@ def init():
     if path.exists():
         raise LabError(f"{path.resolve()} exists: lab init never overwrites it")
     path.write_text(model.starter_lab())
-    console.print(f"wrote {path.resolve()}: edit it, then 'lab up' (kinds of your own go in ./kinds/)",
+    console.print(f"wrote {path.resolve()}: edit it, then 'lab up' (kinds of your own go in ./images/<name>/, templates in ./templates/<kind>/)",
                   highlight=False)
 
 

@@ -1,6 +1,6 @@
 """Images: a Debian base (pulled, or made locally when no registry answers); one image
-per build folder (lab/dockerfiles/<name>/ for the DNS and the client stacks, a kind's own folder
-for a server kind), tagged by a hash of that folder so an unchanged folder is never
+per build folder (images/<name>/ for the DNS, the client stacks and the built-in server kinds,
+a user's kind's own folder), tagged by a hash of that folder so an unchanged folder is never
 rebuilt; and a kind's prebuilt image, used as it is.
 """
 
@@ -19,11 +19,9 @@ from typing import Callable
 import docker
 import docker.errors
 
-from lab import PACKAGE_DIR
+from lab import IMAGES_DIR
 from lab.errors import LabError
 from lab.servers import ServerKind
-
-IMAGES_DIR = PACKAGE_DIR / "dockerfiles"
 # Every image builds FROM the base of its Debian suite (build args BASE and RELEASE): the
 # upstream image when one can be pulled, else a Debian rootfs made by mmdebstrap and
 # imported. The DNS is built at the first client's release, each client at its own.
@@ -97,11 +95,12 @@ def _mmdebstrap(say: Say) -> str:
 
 
 def tag_for(name: str, folder: Path | None = None, release: str = "bookworm") -> str:
-    """The tag of the build folder (default dockerfiles/<name>) at ``release`` as it is now:
-    changes whenever a file in it changes."""
+    """The tag of the build folder (default images/<name>) at ``release`` as it is now:
+    changes whenever a file in it changes, but for a kind's kind.yml, which the image does
+    not use (a changed description or log pattern builds nothing)."""
     folder = folder or IMAGES_DIR / name
     digest = hashlib.sha256(base_tag(release).encode())
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p != folder / "kind.yml"):
         digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
     return f"xmpp-lab/{name}:{release}-{digest.hexdigest()[:12]}"
 

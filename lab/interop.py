@@ -12,6 +12,7 @@ import dataclasses
 import json
 import time
 from contextlib import contextmanager
+from typing import Callable
 
 from lab.cases import CASE_TIMEOUT, Case, Seen
 from lab.cases.dns import settle_time
@@ -86,6 +87,8 @@ class Interop:
         self.stacks: list[ClientStack] = list(self.lab.clients)
         self.project = Project(self.lab, runtime)
         self.timings: dict[str, float] = {}  # seconds each batch of the last run took, by its cases
+        # Called with each runner's batch of results as it comes in (lab test's progress line).
+        self.on_results: Callable[[list[CaseResult]], None] = lambda results: None
 
     @property
     def primary(self) -> ClientStack:
@@ -167,7 +170,9 @@ class Interop:
         except LabError as error:
             return [CaseResult(p["case"], titles.get(p["case"], p["case"]), stack.name, p["server"], p["target"],
                                ERROR, str(error)) for p in planned]
-        return reconcile(stack.name, titles, planned, reported)
+        results = reconcile(stack.name, titles, planned, reported)
+        self.on_results(results)
+        return results
 
     def primary_command(self, command: str, spec: dict):
         """A command of the first client's runner (ready, s2s-offer, software-version)."""

@@ -13,9 +13,10 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import jinja2
 import yaml
 
-from lab import config_file
+from lab import DATA_DIR, TEMPLATES_DIR, config_file
 from lab.cases import Case, catalogue
 from lab.errors import ConfigError
 from lab.servers import ServerKind, kind_folders, load_kind
@@ -23,7 +24,7 @@ from lab.stacks import ClientStack, stacks
 
 PACKAGE_DIR = Path(__file__).parent
 DEFAULTS = yaml.safe_load((PACKAGE_DIR / "defaults.yml").read_text())
-DEFAULT_LAB = PACKAGE_DIR / "default-lab.yml"  # one server of each built-in kind
+DEFAULT_LAB = DATA_DIR / "lab.yml"  # one server of each built-in kind
 
 # Host numbers inside the lab subnet: the DNS at a fixed one; servers and client stacks
 # at numbers picked from their names, so adding or removing one moves no other.
@@ -168,7 +169,7 @@ def schema(lab_dir: Path | None = None) -> dict:
 
 def load_lab(path: Path | None) -> Lab:
     """The lab of ``path``; without one, ./lab.yml; without that, the default lab, as if it
-    were ./lab.yml (its state in ./.lab/, its kinds searched in ./kinds/)."""
+    were ./lab.yml (its state in ./.lab/, its kinds searched in ./images/)."""
     if path is not None:
         return load(path)
     if Path("lab.yml").exists():
@@ -178,8 +179,9 @@ def load_lab(path: Path | None) -> Lab:
 
 def starter_lab() -> str:
     """What `lab init` writes: the default lab, its schema comment pointing at the installed schema."""
-    lines = DEFAULT_LAB.read_text().splitlines(keepends=True)
-    return f"# yaml-language-server: $schema={PACKAGE_DIR / 'schema.json'}\n" + "".join(lines[1:])
+    body = "".join(DEFAULT_LAB.read_text().splitlines(keepends=True)[1:])  # less its own schema line
+    template = jinja2.Template((TEMPLATES_DIR / "starter" / "lab.yml.j2").read_text(), keep_trailing_newline=True)
+    return template.render(schema=PACKAGE_DIR / "schema.json", default_lab=body.rstrip("\n"))
 
 
 def load(path: Path) -> Lab:

@@ -53,7 +53,7 @@ class Project:
     # --- files in the state directory ------------------------------------------------------
 
     def builds(self) -> list[tuple[str, Path, str]]:
-        """The images of dockerfiles/ the lab runs, (name, folder, release): the DNS at the
+        """The images of images/ the lab runs, (name, folder, release): the DNS at the
         clients' release (no second base image for it), each client at its own. Its server
         kinds bring their own."""
         wanted = [("dns", self.lab.clients[0].release)] + [(c.image, c.release) for c in self.lab.clients]

@@ -1,7 +1,8 @@
 """Server configs rendered from Jinja2 templates.
 
 A kind's templates are looked up in ``templates/<kind>/`` beside lab.yml first (a lab can
-override any file), then in the kind's own folder (``kinds/<kind>/templates/``).
+override any file), then in the templates of the lab directory the kind comes from (the
+tool's own ``templates/<kind>/`` for a built-in kind).
 """
 
 from __future__ import annotations

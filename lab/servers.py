@@ -1,9 +1,10 @@
-"""Server kinds: each one folder of data, ``kinds/<name>/``.
+"""Server kinds: each one folder of data in a lab directory, ``images/<name>/``.
 
-A kind folder holds ``kind.yml`` (checked against lab/kind.schema.json), ``templates/``
-(its config files, Jinja2) and, for a kind the lab builds, its image's build context. The
-lab looks in ``kinds/`` beside lab.yml first, then at the kinds that ship with it
-(lab/kinds/): a user's kind of the same name wins. Adding a kind changes no code.
+A kind's folder holds ``kind.yml`` (checked against lab/kind.schema.json) and, for a kind
+the lab builds, its image's build files; its config templates (Jinja2) are in
+``templates/<name>/`` of the same lab directory. The lab looks in ``images/`` beside
+lab.yml first, then at the kinds that ship with it (the tool's own lab directory): a
+user's kind of the same name wins. Adding a kind changes no code.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab import config_file
+from lab import IMAGES_DIR, config_file
 from lab.errors import ConfigError
 
-BUILTIN_KINDS = Path(__file__).parent / "kinds"
+BUILTIN_KINDS = IMAGES_DIR
 SCHEMA = json.loads((Path(__file__).parent / "kind.schema.json").read_text())
 
 # What "how did the sending server authenticate" can be, as observed in a receiver's log.
@@ -73,11 +74,12 @@ class ServerKind:
 
     @property
     def builtin(self) -> bool:
-        return self.folder.parent == BUILTIN_KINDS
+        return self.folder.resolve().parent == BUILTIN_KINDS.resolve()
 
     @property
     def templates(self) -> Path:
-        return self.folder / "templates"
+        """templates/<name>/ of the lab directory the kind's folder is in."""
+        return kind_templates(self.folder)
 
     def register(self, user: str, domain: str, password: str) -> list[str]:
         return filled(self.register_command, user=user, domain=domain, password=password)
@@ -110,6 +112,10 @@ def common_auth(sender: ServerKind, receiver: ServerKind) -> str | None:
     return next((m for m in receiver.s2s_auth if m in sender.s2s_auth), None)
 
 
+def kind_templates(folder: Path) -> Path:
+    return folder.parent.parent / "templates" / folder.name
+
+
 def load_kind(folder: Path) -> ServerKind:
     """The kind in ``folder`` (its kind.yml checked as lab.yml is: file, line, key)."""
     path = folder / "kind.yml"
@@ -133,9 +139,9 @@ def load_kind(folder: Path) -> ServerKind:
     if build_dir is not None and not (build_dir / "Dockerfile").is_file():
         raise config_file.located(path, root, ["image", "build"], f"no Dockerfile in {build_dir}")
     for template in data["config_files"]:
-        if not (folder / "templates" / template).is_file():
+        if not (kind_templates(folder) / template).is_file():
             raise config_file.located(path, root, ["config_files", template],
-                                      f"no template {folder / 'templates' / template}")
+                                      f"no template {kind_templates(folder) / template}")
     accounts, s2s = data["accounts"], data["s2s"]
     return ServerKind(
         name=folder.name, folder=folder, description=data.get("description", ""),
@@ -157,9 +163,15 @@ def load_kind(folder: Path) -> ServerKind:
 
 
 def kind_folders(lab_dir: Path | None = None) -> dict[str, Path]:
-    """Every kind's folder by name: ``kinds/`` beside lab.yml first, then the built-ins."""
+    """Every kind's folder by name: ``images/`` beside lab.yml first, then the built-ins.
+    An image folder without kind.yml (the DNS's, a client stack's) is no kind."""
+    if lab_dir is not None and (lab_dir / "kinds").is_dir():
+        old = sorted(p.name for p in (lab_dir / "kinds").iterdir() if (p / "kind.yml").is_file())
+        if old:
+            raise ConfigError(f"{lab_dir / 'kinds'}: kinds now live in images/<name>/ (kind.yml and build files) "
+                              f"and templates/<name>/ (their templates): move {', '.join(old)} there")
     found: dict[str, Path] = {}
-    for root in ([lab_dir / "kinds"] if lab_dir else []) + [BUILTIN_KINDS]:
+    for root in ([lab_dir / "images"] if lab_dir else []) + [BUILTIN_KINDS]:
         if root.is_dir():
             for folder in sorted(root.iterdir()):
                 if (folder / "kind.yml").is_file():

@@ -1,6 +1,6 @@
 """End to end: a server kind that is not part of the package, only a folder beside lab.yml
-(kinds/<name>/: kind.yml, templates/, its own Dockerfile FROM the lab's base installing a
-Debian server package). It is built, comes up, federates with the built-in kinds and
+(images/<name>/: kind.yml and its own Dockerfile FROM the lab's base installing a
+Debian server package; templates/<name>/: its templates). It is built, comes up, federates with the built-in kinds and
 passes the catalogue's cases it declares. Removed by label afterwards.
 """
 
@@ -11,7 +11,7 @@ import uuid
 import docker
 import pytest
 
-from lab import images
+from lab import TEMPLATES_DIR, images
 from lab.servers import BUILTIN_KINDS, load_kind
 from test_e2e import lab_command, labelled
 
@@ -21,12 +21,13 @@ pytestmark = pytest.mark.docker
 def test_a_kind_from_a_folder_beside_lab_yml_federates_and_passes_what_it_declares(tmp_path):
     client = docker.from_env()
     name = f"e2e-kind-{uuid.uuid4().hex[:6]}"
-    folder = tmp_path / "kinds" / "inhouse"
+    folder = tmp_path / "images" / "inhouse"
     shutil.copytree(BUILTIN_KINDS / "prosody", folder)  # Prosody under another name, its own files
+    shutil.copytree(TEMPLATES_DIR / "prosody", tmp_path / "templates" / "inhouse")
     kind_yml = (folder / "kind.yml").read_text()
     (folder / "kind.yml").write_text(kind_yml.replace("description: Prosody 0.12 (Debian bookworm)",
                                                       "description: an in-house build (Prosody underneath)"))
-    template = folder / "templates" / "prosody.cfg.lua.j2"
+    template = tmp_path / "templates" / "inhouse" / "prosody.cfg.lua.j2"
     template.write_text("-- in-house template\n" + template.read_text())
     path = tmp_path / "lab.yml"
     path.write_text(f"name: {name}\nclients: [slixmpp]\nservers:\n"
@@ -67,20 +68,22 @@ def test_a_prebuilt_image_comes_from_a_local_tag_and_a_missing_one_is_one_error(
     local = f"xmpp-lab-e2e/prebuilt:{name}"
     prosody = load_kind(BUILTIN_KINDS / "prosody")
     client.images.get(images.ensure_kind_image(client, prosody, lambda *a, **k: None)).tag(local)
-    folder = tmp_path / "kinds" / "prebuilt"
-    shutil.copytree(BUILTIN_KINDS / "prosody", folder, ignore=shutil.ignore_patterns("image"))
+    folder = tmp_path / "images" / "prebuilt"
+    folder.mkdir(parents=True)  # kind.yml alone: no build files
+    shutil.copy(BUILTIN_KINDS / "prosody" / "kind.yml", folder)
+    shutil.copytree(TEMPLATES_DIR / "prosody", tmp_path / "templates" / "prebuilt")
     kind_yml = (folder / "kind.yml").read_text()
     path = tmp_path / "lab.yml"
     path.write_text(f"name: {name}\nclients: [slixmpp]\nservers:\n"
                     f"  pre: {{kind: prebuilt, domain: pre.test}}\n  prosody: {{kind: prosody, domain: prosody.test}}\n")
     try:
-        (folder / "kind.yml").write_text(kind_yml.replace("image: {build: image}", f"image: {local}"))
+        (folder / "kind.yml").write_text(kind_yml.replace("image: {build: .}", f"image: {local}"))
         up = lab_command("up", "-f", str(path))
         assert up.returncode == 0 and "pre.test -> prosody.test  certificate" in up.stdout, up.stdout + up.stderr
         lab_command("down", "-f", str(path))
 
         missing = f"xmpp-lab-e2e/missing:{name}"
-        (folder / "kind.yml").write_text(kind_yml.replace("image: {build: image}", f"image: {missing}"))
+        (folder / "kind.yml").write_text(kind_yml.replace("image: {build: .}", f"image: {missing}"))
         up = lab_command("up", "-f", str(path))
         assert up.returncode == 1 and "Traceback" not in up.stderr
         assert f"image {missing} is not on this engine and cannot be pulled" in up.stderr

@@ -46,7 +46,7 @@ def test_lab_init_writes_a_starter_lab_once(installed, tmp_path):
     text = (tmp_path / "lab.yml").read_text()
     schema = Path(text.splitlines()[0].split("$schema=")[1])
     assert schema.name == "schema.json" and schema.is_file() and "site-packages" in str(schema)
-    assert "kind: jabberd2" in text
+    assert "kind: jabberd2" in text and "images/<name>/" in text
     (tmp_path / "lab.yml").write_text(text + "# mine\n")
     again = run(installed, tmp_path, "init")
     assert again.returncode == 1 and "never overwrites" in again.stderr
@@ -79,3 +79,25 @@ def test_every_import_of_the_package_is_declared():
 def re_name(requirement: str) -> str:
     import re
     return re.match(r"[A-Za-z0-9_.-]+", requirement).group(0).lower()
+
+
+def test_the_installed_tool_carries_the_lab_directory_and_renders_the_report(installed, tmp_path):
+    python = installed.parent / "python"
+    script = ("import lab, pathlib; from lab import report; from lab.results import CaseResult; "
+              "print(lab.DATA_DIR); "
+              "page = report.to_html([CaseResult('C1', 't', 'slixmpp', 'p', None, 'pass')], 'x', ['p']); "
+              "print('report', len(page) > 1000 and 'C1/slixmpp/p' in page)")
+    done = subprocess.run([str(python), "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    data_dir = Path(done.stdout.splitlines()[0])
+    assert data_dir.name == "_data" and "site-packages" in str(data_dir)
+    assert (data_dir / "lab.yml").is_file() and (data_dir / "images" / "dns" / "Dockerfile").is_file()
+    assert (data_dir / "templates" / "prosody" / "prosody.cfg.lua.j2").is_file()
+    assert done.stdout.splitlines()[1] == "report True"
+    # A lab directory of one's own: images/<name>/ with kind.yml adds a kind.
+    shutil.copytree(data_dir / "images" / "prosody", tmp_path / "images" / "mine")
+    shutil.copytree(data_dir / "templates" / "prosody", tmp_path / "templates" / "mine")
+    kinds = run(installed, tmp_path, "kinds")
+    rows = [line.split()[0] for line in kinds.stdout.splitlines()[1:] if line[:10].strip()]  # not a folded path
+    assert kinds.returncode == 0 and rows == ["mine", "ejabberd", "jabberd2", "prosody"], kinds.stdout
+    assert "built-in" not in kinds.stdout.splitlines()[1] and kinds.stdout.count("built-in") == 3

@@ -8,7 +8,7 @@ import pytest
 from conftest import update_golden
 
 from lab import cases as catalogue, report
-from lab.report import c2s_matrix, s2s_matrix, to_html, to_json, to_junit
+from lab.report import c2s_matrix, s2s_matrix, texts, to_html, to_json, to_junit, to_markdown
 from lab.results import FAIL, FLAKY, NOT_SUPPORTED, PASS, CaseResult
 
 GOLDEN = Path(__file__).parent / "golden" / "report"
@@ -31,13 +31,13 @@ RESULTS = [
 
 
 def test_s2s_matrix_counts_and_shows_the_observed_auth():
-    rows = s2s_matrix(RESULTS, SERVERS)
+    rows = texts(s2s_matrix(RESULTS, SERVERS))
     assert rows[1] == ["prosody", "", "2 pass [certificate]", "1 pass, 1 not supported [dialback]"]
     assert rows[2][1] == "-"
 
 
 def test_c2s_matrix_has_a_row_per_stack():
-    rows = c2s_matrix(RESULTS, SERVERS)
+    rows = texts(c2s_matrix(RESULTS, SERVERS))
     assert [r[0] for r in rows[1:]] == ["slixmpp", "xmppc"]
     assert rows[1][3] == "1 pass, 1 not supported" and rows[2][2] == "1 flaky, 1 fail"
 
@@ -48,7 +48,7 @@ def test_flaky_is_never_folded_into_pass():
     assert flaky.find("properties/property").get("value") == "flaky"
     assert "flaky: first attempt" in flaky.find("system-out").text
     assert json.loads(to_json(RESULTS, "t"))["summary"]["flaky"] == 1
-    assert "C5/xmppc/ejabberd (flaky)" in to_html(RESULTS, "t", SERVERS)
+    assert '<span class="status flaky">flaky</span> C5/xmppc/ejabberd' in to_html(RESULTS, "t", SERVERS)
 
 
 def test_ids_are_stable():
@@ -67,14 +67,63 @@ def test_junit_has_one_suite_per_pair_and_per_stack_server():
 
 def test_html_is_self_contained_and_shows_failing_traces():
     page = to_html(RESULTS, "t", SERVERS)
-    assert "&lt;auth mechanism=&#x27;PLAIN&#x27;/&gt;" in page
-    assert "http://" not in page and "https://" not in page and "<script" not in page and "<link" not in page
+    assert "&lt;auth mechanism=&#39;PLAIN&#39;/&gt;" in page
+    # Nothing fetched: no stylesheet or script from elsewhere, no address but the SVG namespace.
+    assert "https://" not in page and "<link" not in page and "<script src" not in page and "<img" not in page
+    assert page.replace('xmlns="http://www.w3.org/2000/svg"', "").count("http://") == 0
+
+
+def test_html_escapes_what_a_server_sent():
+    hostile = CaseResult("C1", "connect", "slixmpp", "prosody", None, FAIL, "<script>alert(1)</script>",
+                         trace="<b>not bold</b>")
+    page = to_html([hostile], "t", SERVERS)
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<b>not bold</b>" not in page
+
+
+def test_passwords_are_redacted_in_the_page_and_the_summary():
+    leaky = CaseResult("C2", "SASL login", "xmppc", "ejabberd", None, FAIL, "alice-password was accepted",
+                       trace="<auth>alice-password</auth>", evidence={"sent": ["alice-password"]},
+                       attempts=({"status": "fail", "detail": "pw alice-password"},))
+    for text in (to_html([leaky], "t", SERVERS, secrets=["alice-password"]),
+                 to_markdown([leaky], "t", SERVERS, secrets=["alice-password"])):
+        assert "alice-password" not in text and "[redacted]" in text
+
+
+def test_cells_are_coloured_by_status_not_by_their_words():
+    # A detail or observed outcome that reads "pass" does not make a failing cell green.
+    fault = CaseResult("F1", "t", "slixmpp", "prosody", "ejabberd", FAIL, "x",
+                       evidence={"observed": "would pass elsewhere"})
+    [cell] = [c for c in report.fault_matrices([fault], SERVERS)["F1"][1][1:] if c.results]
+    assert (cell.status, cell.text) == (FAIL, "fail: would pass elsewhere")
+    assert report.worst(RESULTS[:4]) == FAIL and report.worst(RESULTS[:3]) == PASS
+
+
+def test_the_federation_picture_has_an_arrow_per_ordered_pair_coloured_by_the_s_verdicts():
+    picture = report.federation_picture(RESULTS, SERVERS)
+    arrows = {(a.source, a.target): a for a in picture["arrows"]}
+    assert len(arrows) == 6 and ("prosody", "prosody") not in arrows
+    assert (arrows["prosody", "ejabberd"].status, arrows["prosody", "ejabberd"].auth) == (PASS, "certificate")
+    assert arrows["ejabberd", "prosody"].status is None
+    fifteen = report.federation_picture([], [f"s{i}" for i in range(15)])
+    assert len(fifteen["arrows"]) == 15 * 14 and len({a.path for a in fifteen["arrows"]}) == 210
+
+
+def test_the_summary_has_the_matrices_as_tables_and_a_line_per_failure():
+    text = to_markdown(RESULTS, "t", SERVERS)
+    assert "| prosody |   | 2 pass [certificate] | 1 pass, 1 not supported [dialback] |" in text
+    assert "- **fail** `C2/xmppc/ejabberd` SASL login: wrong password accepted" in text
+    assert "**9 results:** 5 pass, 1 flaky, 1 fail, 2 not supported" in text
+
+
+RUN = {"started": 1795567479.0, "seconds": 12.3, "command": "lab test --only C1", "revision": "abc1234"}
 
 
 @pytest.mark.parametrize("name,render", [
-    ("results.json", lambda: to_json(RESULTS, "t")),
+    ("results.json", lambda: to_json(RESULTS, "t", run=RUN)),
     ("junit.xml", lambda: to_junit(RESULTS, "t")),
-    ("report.html", lambda: to_html(RESULTS, "t", SERVERS)),
+    ("report.html", lambda: to_html(RESULTS, "t", SERVERS, run=RUN)),
+    ("results.md", lambda: to_markdown(RESULTS, "t", SERVERS, run=RUN)),
 ])
 def test_report_matches_golden_file(name, render):
     golden = GOLDEN / name
@@ -115,10 +164,10 @@ def test_faults_have_matrices_of_their_own_with_the_observed_outcome():
         CaseResult("S1", "t", "slixmpp", "p", "e", PASS, "ok"),
     ]
     matrices = fault_matrices(results, ["p", "e"])
-    assert matrices["F1"] == [["from \\ to", "p", "e"], ["p", "", "pass (refused: x after 8 ms)"],
+    assert texts(matrices["F1"]) == [["from \\ to", "p", "e"], ["p", "", "pass (refused: x after 8 ms)"],
                               ["e", "fail: fell back to p A", ""]]
-    assert matrices["F6"][-1] == ["(c2s)", "pass", ""]
-    assert s2s_matrix(results, ["p", "e"])[1][2] == "1 pass"  # the S matrix counts no fault
+    assert texts(matrices["F6"])[-1] == ["(c2s)", "pass", ""]
+    assert str(s2s_matrix(results, ["p", "e"])[1][2]) == "1 pass"  # the S matrix counts no fault
     junit = ET.fromstring(to_junit(results[:1], "lab"))
     assert junit.find(".//property[@name='observed']").get("value") == "refused: x after 8 ms"
 

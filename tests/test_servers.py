@@ -1,4 +1,4 @@
-"""Server kinds as data (kinds/<name>/kind.yml): the built-ins, a user's own kind beside
+"""Server kinds as data (images/<name>/kind.yml, templates/<name>/): the built-ins, a user's own kind beside
 lab.yml, kind.yml errors located as lab.yml's are; and how each built-in reads a peer's
 authentication from its log (captured from the real containers:
 tests/fixtures/interop/capture.sh)."""
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import model
+from lab import TEMPLATES_DIR, model
 from lab.errors import ConfigError
 from lab.images import kind_tag
 from lab.evidence import log_lines
@@ -42,9 +42,11 @@ def test_commands_get_user_domain_and_password_and_keep_a_scripts_braces():
 # --- a user's own kind ---------------------------------------------------------------------------
 
 def user_kind(tmp_path: Path, name: str = "myprosody", kind_yml: str | None = None) -> Path:
-    """A copy of the Prosody kind under another name in kinds/ beside a lab.yml using it."""
-    folder = tmp_path / "kinds" / name
+    """A copy of the Prosody kind under another name in images/ (its templates in templates/)
+    beside a lab.yml using it."""
+    folder = tmp_path / "images" / name
     shutil.copytree(BUILTIN_KINDS / "prosody", folder)
+    shutil.copytree(TEMPLATES_DIR / "prosody", tmp_path / "templates" / name)
     if kind_yml is not None:
         (folder / "kind.yml").write_text(kind_yml)
     (tmp_path / "lab.yml").write_text(f"name: mine\nservers:\n  one: {{kind: {name}, domain: one.test}}\n"
@@ -55,7 +57,7 @@ def user_kind(tmp_path: Path, name: str = "myprosody", kind_yml: str | None = No
 def test_a_kind_beside_lab_yml_is_found_and_used(tmp_path):
     lab = model.load(user_kind(tmp_path))
     mine = lab.server("one").kind
-    assert (mine.name, mine.builtin, mine.folder) == ("myprosody", False, tmp_path / "kinds" / "myprosody")
+    assert (mine.name, mine.builtin, mine.folder) == ("myprosody", False, tmp_path / "images" / "myprosody")
     assert kind_tag(mine).startswith("xmpp-lab/myprosody:")
     assert "myprosody" in model.schema(tmp_path)["$defs"]["server"]["properties"]["kind"]["enum"]
 
@@ -67,12 +69,12 @@ def test_a_kind_may_not_take_the_name_of_the_labs_own_images(tmp_path):
 
 def test_a_users_kind_of_a_built_in_name_wins(tmp_path):
     user_kind(tmp_path, name="prosody")
-    assert kind_folders(tmp_path)["prosody"] == tmp_path / "kinds" / "prosody"
+    assert kind_folders(tmp_path)["prosody"] == tmp_path / "images" / "prosody"
     assert kind_folders()["prosody"] == BUILTIN_KINDS / "prosody"
 
 
 def test_a_prebuilt_image_is_used_as_it_is(tmp_path):
-    text = (BUILTIN_KINDS / "prosody" / "kind.yml").read_text().replace("image: {build: image}",
+    text = (BUILTIN_KINDS / "prosody" / "kind.yml").read_text().replace("image: {build: .}",
                                                                         "image: example/prosody:13.0")
     lab = model.load(user_kind(tmp_path, kind_yml=text))
     assert kind_tag(lab.server("one").kind) == "example/prosody:13.0"
@@ -91,7 +93,7 @@ BASE = (BUILTIN_KINDS / "prosody" / "kind.yml").read_text()
     (("\".*Incoming s2s connection (?P<peer>", "\".*Incoming s2s connection (?P<remote>"),
      "kind.yml:24: s2s.inbound_auth_patterns.dialback.0: needs a named group (?P<peer>...) for the remote domain"),
     (("prosody.cfg.lua.j2:", "prosody.lua.j2:"), "kind.yml:10: config_files.prosody.lua.j2: no template "),
-    (("{build: image}", "{build: nowhere}"), "kind.yml:3: image.build: no Dockerfile in "),
+    (("{build: .}", "{build: nowhere}"), "kind.yml:3: image.build: no Dockerfile in "),
 ])
 def test_a_broken_kind_yml_is_one_located_error(tmp_path, change, error):
     old, new = change
@@ -99,7 +101,17 @@ def test_a_broken_kind_yml_is_one_located_error(tmp_path, change, error):
     path = user_kind(tmp_path, kind_yml=BASE.replace(old, new, 1))
     with pytest.raises(ConfigError) as raised:
         model.load(path)
-    assert str(raised.value).startswith(f"{tmp_path / 'kinds' / 'myprosody'}/{error}"), str(raised.value)
+    assert str(raised.value).startswith(f"{tmp_path / 'images' / 'myprosody'}/{error}"), str(raised.value)
+
+
+def test_a_kind_in_the_old_kinds_folder_is_one_error_saying_where_it_goes_now(tmp_path):
+    path = user_kind(tmp_path)
+    (tmp_path / "images" / "myprosody").rename(tmp_path / "kinds")
+    (tmp_path / "kinds").rename(tmp_path / "myprosody")
+    (tmp_path / "kinds").mkdir()
+    (tmp_path / "myprosody").rename(tmp_path / "kinds" / "myprosody")
+    with pytest.raises(ConfigError, match=r"kinds: kinds now live in images/<name>/ .* move myprosody there"):
+        model.load(path)
 
 
 # --- reading a peer's authentication from the receiver's log ----------------------------------

@@ -89,8 +89,7 @@ def catalogue(lab_dir: Path | None = None) -> list[Case]:
     """The built-in cases and, beside a lab.yml in ``lab_dir``, those of its ``cases/``."""
     cases = builtin()
     folder = lab_dir / "cases" if lab_dir else None
-    # (The package's own folder is no lab's: a lab.yml inside lab/ sits beside it.)
-    if folder and folder.is_dir() and folder.resolve() != Path(__file__).resolve().parent:
+    if folder and folder.is_dir():
         known = {case.id: case for case in cases}
         for path in sorted(folder.glob("*.py")):
             case = user_case(path)

@@ -1,7 +1,7 @@
 """Client stacks that run the interop cases.
 
 A stack is one module in this package defining ``STACK = ClientStack(...)``, an image
-folder ``lab/dockerfiles/client-<name>/`` and a runner script in ``lab/runners/`` that the lab
+folder ``images/client-<name>/`` and a runner script in ``lab/runners/`` that the lab
 puts into the stack's container, with the shared harness (lab/runners/harness.py) beside
 it. Every runner takes ``cases SPEC_JSON`` and prints one JSON list of results. The cases a
 stack can express are its runner's: the keys of the runner's ``CASES`` table.
@@ -61,7 +61,7 @@ class ClientStack:
 
     @property
     def image(self) -> str:
-        """The image folder under lab/dockerfiles/."""
+        """The image folder under images/."""
         return f"client-{self.stack or self.name}"
 
     def command(self, action: str, spec: dict) -> list[str]:
