@@ -109,3 +109,22 @@ def test_the_conftest_hook_records_every_skip_under_ci_true_for_check_skips(tmp_
     assert check.returncode == 1
     assert check.stderr.splitlines() == [f"ci: skipped for a reason not in {REPO / '.ci' / 'allowed-skips'}: "
                                          "tests/test_ipv6.py::test_chromium: chromium not installed"]
+
+
+@pytest.mark.parametrize("value, rewrites", [("1", True), ("0", False), ("", False), ("yes", False), (None, False)])
+def test_golden_files_are_rewritten_by_lab_update_golden_1_exactly(monkeypatch, value, rewrites):
+    from conftest import update_golden
+    monkeypatch.delenv("CI", raising=False)
+    if value is None:
+        monkeypatch.delenv("LAB_UPDATE_GOLDEN", raising=False)
+    else:
+        monkeypatch.setenv("LAB_UPDATE_GOLDEN", value)
+    assert update_golden() is rewrites
+
+
+def test_golden_update_is_refused_under_ci_true_whatever_its_value(monkeypatch):
+    from conftest import update_golden
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setenv("LAB_UPDATE_GOLDEN", "0")
+    with pytest.raises(pytest.fail.Exception, match="LAB_UPDATE_GOLDEN='0' is refused under CI=true"):
+        update_golden()
