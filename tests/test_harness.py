@@ -120,6 +120,10 @@ def test_a_transient_fault_then_a_pass_is_flaky_and_says_why():
     assert [a["status"] for a in result["attempts"]] == ["transient", "pass"]
     assert result["detail"] == ("delivered; the first attempt failed: alice@a.test: login refused with "
                                 "stream error internal-server-error")
+    # and the host takes the harness's flaky as it is (lab/results.py checks its attempts)
+    from lab.results import FLAKY, reconcile
+    [taken] = reconcile("fake", {}, [{"case": "C1", "server": "a", "target": None}], [result])
+    assert taken.status == FLAKY
 
 
 def test_a_transient_fault_twice_is_a_fail():

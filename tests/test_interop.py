@@ -84,10 +84,27 @@ def test_no_list_at_all_makes_every_planned_case_an_error():
 
 
 def test_flaky_stays_flaky_with_its_attempts():
-    attempts = [{"status": "fail", "detail": "stream error internal-server-error"}, {"status": "pass"}]
+    # What the harness makes: a transient first attempt, then a pass.
+    attempts = [{"status": "transient", "detail": "login refused with stream error internal-server-error"},
+                {"status": "pass", "detail": "delivered"}]
     results = reconcile("x", TITLES, PLANNED[:1], [{"case": "C1", "server": "p", "target": None,
                                                    "status": "flaky", "attempts": attempts}])
     assert results[0].status == FLAKY and results[0].attempts == tuple(attempts)
+
+
+@pytest.mark.parametrize("attempts, why", [
+    ([{"status": "fail", "detail": "not delivered"}, {"status": "pass", "detail": "delivered"}],
+     "its first attempt was 'fail', not transient"),
+    ([{"status": "pass", "detail": "delivered"}], "it has 1 attempt, not 2"),
+    ([], "it has 0 attempts, not 2"),
+    ([{"status": "transient", "detail": "refused"}, {"status": "fail", "detail": "refused"}],
+     "its last attempt was 'fail', not pass"),
+])
+def test_a_flaky_the_harness_cannot_make_is_an_error_with_the_reason(attempts, why):
+    results = reconcile("x", TITLES, PLANNED[:1], [{"case": "C1", "server": "p", "target": None, "status": "flaky",
+                                                   "detail": "passed", "attempts": attempts}])
+    assert results[0].status == ERROR
+    assert results[0].detail == f"the runner reported flaky, but {why}: passed"
 
 
 # --- S8: the receiver's log of this run --------------------------------------------------------
