@@ -328,11 +328,15 @@ def stopped(entry: dict, detail: str) -> dict:
             "detail": detail, "trace": "", "seconds": 0.0}
 
 
+# Seconds a group's child process gets beyond its cases' budgets (to start, and to report).
+ISOLATED_MARGIN = 10.0
+
+
 def run_isolated(runner: Runner, spec: dict, entries: list) -> list:
     """The entries (one group) in a child process: `RUNNER group SPEC_JSON`; killed after
     every case's budget twice over (a retry each), its cases then in error."""
     timeout = float(spec.get("timeout", 20))
-    limit = sum(2 * float(runner.budget(e.get("case"), timeout)) for e in entries) + 10
+    limit = sum(2 * float(runner.budget(e.get("case"), timeout)) for e in entries) + ISOLATED_MARGIN
     child = subprocess.Popen([sys.executable, os.path.abspath(sys.argv[0]), "group",
                               json.dumps({**spec, "cases": entries})],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
