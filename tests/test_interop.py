@@ -127,6 +127,22 @@ def test_s8_reads_the_method_from_the_captured_log(servers, sender, receiver, me
     assert all(line in (FIXTURES / f"{receiver}.log").read_text() for line in verdict.evidence["log"].splitlines())
 
 
+def test_s8_a_method_stronger_than_both_declare_is_an_unexpected_method_fail(servers):
+    """jabberd2 declares dialback alone; a receiver's log showing it authenticated by
+    certificate is not what the kinds say: a fail that says so (not a downgrade). The log is
+    the captured Prosody one without its jabberd2 lines, with jabberd2.test put in place of
+    ejabberd.test."""
+    exchange = dataclasses.replace(exchange_of("S8/observed/ejabberd->prosody"), server="jabberd2")
+    lines = [(when, line.replace("ejabberd.test", "jabberd2.test")) for when, line in captured_log("prosody")
+             if "jabberd2.test" not in line]
+    since = CAPTURED["S8/observed/ejabberd->prosody"]["evidence"]["since"]
+    verdict = judge_auth(exchange, servers["jabberd2"], servers["prosody"], lines, since)
+    assert verdict.status == FAIL
+    assert verdict.detail.startswith("unexpected method: certificate where both kinds declare dialback; prosody "
+                                     "logged: ")
+    assert verdict.evidence["auth"] == "certificate"
+
+
 def test_s8_sees_nothing_outside_the_window_and_says_so(servers):
     exchange = exchange_of("S8/observed/ejabberd->prosody")
     # A window that starts after the exchange: the authentication is not this run's evidence.
