@@ -285,3 +285,10 @@ def test_an_isolated_group_past_its_limit_is_killed_with_its_tools_and_its_cases
         time.sleep(0.1)
     else:
         raise AssertionError(f"the group's tool (pid {pid}) still runs")
+
+
+def test_what_the_runner_could_not_observe_is_an_error_with_its_reason_not_a_runner_bug():
+    def case(_):
+        raise harness.NotObserved("xmppc did not finish within 20s")
+    [result] = harness.run_cases(runner({"C1": case}), spec(("C1", "a", None)))
+    assert (result["status"], result["detail"]) == ("error", "xmppc did not finish within 20s")

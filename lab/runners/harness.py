@@ -22,8 +22,9 @@ What the harness does for every runner:
   and detail of each go at it).
 
 A case function takes a ``Case`` (or the runner's subclass of it) and returns the detail of a
-pass; it raises ``CaseFailed`` for a fail. Anything else it raises is an ``error`` (a runner
-bug, never a verdict on a server). It may be ``async``: it then runs on an event loop of its
+pass; it raises ``CaseFailed`` for a fail, ``NotObserved`` for an ``error`` it can explain (a
+tool that hung). Anything else it raises is an ``error`` too (a runner bug, never a verdict
+on a server). It may be ``async``: it then runs on an event loop of its
 own thread.
 """
 
@@ -57,6 +58,11 @@ class CaseFailed(Exception):
 
 class Transient(Exception):
     """A known passing fault of a server: the case runs once more and can then only be flaky."""
+
+
+class NotObserved(Exception):
+    """The runner could not observe what the server did (a tool that hung, evidence it could
+    not read): an ``error`` with this reason, never a verdict on the server."""
 
 
 def login_refused(what: str, condition: str | None) -> Exception:
@@ -245,6 +251,8 @@ def attempt(runner: Runner, spec: dict, entry: dict, budget: float) -> Attempt:
             box["outcome"] = ("fail", str(failure))
         except Transient as fault:
             box["outcome"] = ("transient", str(fault))
+        except NotObserved as blind:
+            box["outcome"] = ("error", str(blind))
         except Exception as error:  # a runner bug: an error, never a verdict
             box["outcome"] = ("error", f"runner error: {type(error).__name__}: {error}{where(error)}")
 
