@@ -34,24 +34,18 @@ def captured(name: str, code: int = 0, timed_out: bool = False, argv=("captured"
 
 class Canned(cli_support.Context):
     """A case whose tool runs answer, in turn, with the given captured runs: each a function
-    of (argv, stdin) giving a Ran."""
+    of (argv, stdin) giving a Ran (one list for every attempt of the case)."""
     answers: list = []
 
-    def __init__(self, spec, entry, budget):
-        super().__init__(spec, entry, budget)
-        self.answers = list(type(self).answers)
-        self.argvs: list = []
-
     def run(self, argv, timeout, **kwargs) -> cli_support.Ran:
-        self.argvs.append(argv)
-        ran = self.answers.pop(0)(argv, kwargs.get("stdin"))
+        ran = type(self).answers.pop(0)(argv, kwargs.get("stdin"))
         self.trace.append(ran.text())
         return ran
 
 
 def run_case(runner_module, case: str, answers, server="prosody", target=None) -> dict:
     """The harness's result record of ``case`` with the tool runs answering ``answers``."""
-    context = type("Context", (Canned,), {"answers": answers})
+    context = type("Context", (Canned,), {"answers": list(answers)})
     runner = harness.Runner(runner_module.TOOL, runner_module.CASES, case_class=context,
                             budget=lambda c, t: 20)
     return harness.run_case(runner, SPEC, {"case": case, "server": server, "target": target})
@@ -254,3 +248,188 @@ def test_sendxmpp_s1_passes_both_ways(receiver):
     receiver.arrive = arrives_as_sent(newline="\n")
     result = run_case(sendxmpp_runner, "S1", [sendxmpp_sends("sendxmpp-message")] * 2, target="ejabberd")
     assert result["status"] == "pass" and "; back: " in result["detail"]
+
+
+# --- go-sendxmpp ------------------------------------------------------------------------------
+
+def gosendxmpp_output(name: str) -> str:
+    return (FIXTURES / f"{name}.out").read_text()
+
+
+LISTENER_LOGIN, ARRIVAL = gosendxmpp_output("gosendxmpp-listener").split("<message ", 1)
+ARRIVAL = "<message " + ARRIVAL  # the captured message as the listener printed it, and its line
+
+
+class FakeListener:
+    """gosendxmpp_runner.Listener's place: its -d output is a captured one (the next of
+    ``outputs``: fixture name, exit code); logged in when that output shows its bound JID."""
+    outputs: list = []
+    live: dict = {}
+
+    def __init__(self, ctx, jid, password, *, ca=None, strace=False):
+        self.jid, self.ctx = jid, ctx
+        self.full_jid = f"{jid}/lab-{ctx.case.lower()}-1"
+        name, self.code = type(self).outputs.pop(0)
+        self.output = gosendxmpp_output(name) if name != "listener" else LISTENER_LOGIN
+        if "<jid>" in self.output:  # the bound JID is this listener's
+            self.output = self.output.replace("<jid>bob@ejabberd.test/lab-cap</jid>", f"<jid>{self.full_jid}</jid>")
+        FakeListener.live[self.full_jid] = self
+
+    def wait_ready(self, timeout):
+        return f"<jid>{self.full_jid}</jid>" in self.output
+
+    def wait(self, predicate, timeout):
+        return bool(predicate(self.output))
+
+    def stop(self):
+        return cli_support.Ran(["go-sendxmpp", "-l"], self.code, self.output, "", False, 1.0, ())
+
+    def strace_text(self):
+        return "(strace)"
+
+    def transcript(self):
+        return self.stop().text()
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def listeners(monkeypatch):
+    FakeListener.outputs, FakeListener.live = [], {}
+    monkeypatch.setattr(gosendxmpp_runner, "Listener", FakeListener)
+    return FakeListener
+
+
+def go_sends(name: str, code: int = 0, arrives: bool = True):
+    """go-sendxmpp sending: its captured -d output; the captured arrival is put in the
+    recipient listener's output, with this message's sender and body."""
+    def answer(argv, stdin):
+        body, sender, to = stdin.strip(), argv[argv.index("-u") + 1], argv[-1]
+        if arrives:
+            FakeListener.live[to].output += (ARRIVAL.replace("lab capture body", body)
+                                             .replace("alice@prosody.test", sender))
+        return cli_support.Ran(argv, code, gosendxmpp_output(name), "", False, 1.0, ())
+    return answer
+
+
+@pytest.fixture
+def go_dns(monkeypatch):
+    monkeypatch.setattr(gosendxmpp_runner, "srv_lookup", lambda name: [(0, 5, 5222, "prosody.test")]
+                        if name.startswith("_xmpp-client") else [(10, 5, 5223, "prosody.test")])
+    monkeypatch.setattr(gosendxmpp_runner, "srv_addresses", lambda records: {("10.0.0.3", 5223): "prosody.test"})
+    monkeypatch.setattr(cli_support, "srv_addresses", lambda records: {("10.0.0.3", 5222): "prosody.test"})
+    monkeypatch.setattr(gosendxmpp_runner, "observed",
+                        lambda text: (["_xmpp-client._tcp.prosody.test"], [("10.0.0.3", 5222)]))
+
+
+def test_gosendxmpp_c1_passes_on_a_starttls_login_refused_with_the_system_ca_and_records_each_login(listeners, go_dns):
+    listeners.outputs = [("listener", 0), ("gosendxmpp-system-ca", 1)]
+    result = run_case(gosendxmpp_runner, "C1", [])
+    assert result["status"] == "pass", result["detail"]
+    assert "; one login; with the system CA store instead: x509: certificate signed by unknown authority" \
+        in result["detail"]
+    assert result["evidence"]["logins"] == [{"login": 1, "outcome": "STARTTLS via _xmpp-client",
+                                             "address": "10.0.0.3:5222"}]
+
+
+def test_gosendxmpp_c1_fails_when_the_system_ca_is_trusted_too(listeners, go_dns):
+    listeners.outputs = [("listener", 0), ("listener", 0)]
+    result = run_case(gosendxmpp_runner, "C1", [])
+    assert result["status"] == "fail" and result["detail"].startswith("with the system CA store instead")
+
+
+def test_gosendxmpp_c1_fails_when_its_server_is_cut_off(listeners, go_dns):
+    listeners.outputs = [("gosendxmpp-listener-cut", -15)]
+    result = run_case(gosendxmpp_runner, "C1", [])
+    assert result["status"] == "fail"
+    assert result["detail"] == "login 1 failed: no session before the timeout, nothing printed"
+    assert result["evidence"]["logins"] == [{"login": 1, "outcome": "failed"}]
+
+
+def test_gosendxmpp_c2_passes_on_a_login_and_a_refused_wrong_password(listeners):
+    listeners.outputs = [("listener", 0), ("gosendxmpp-wrong-password", 1)]
+    result = run_case(gosendxmpp_runner, "C2", [])
+    assert result["status"] == "pass", result["detail"]
+    assert result["detail"].startswith("logged in (<success/> without SCRAM server signature, i.e. PLAIN")
+
+
+def test_gosendxmpp_c2_fails_when_a_wrong_password_logs_in(listeners):
+    listeners.outputs = [("listener", 0), ("listener", 0)]
+    assert run_case(gosendxmpp_runner, "C2", [])["detail"] == "logged in with a wrong password"
+
+
+def test_gosendxmpp_c2_fails_when_the_right_password_is_refused(listeners):
+    listeners.outputs = [("gosendxmpp-wrong-password", 1)]
+    result = run_case(gosendxmpp_runner, "C2", [])
+    assert result["status"] == "fail" and result["detail"].startswith("right password: login failed: auth failure")
+
+
+def test_gosendxmpp_c2_never_says_scram_without_a_sasl_success():
+    # the output of a login that never got to SASL (refused certificate): no <success/> at all
+    assert gosendxmpp_runner.sasl_success(gosendxmpp_output("gosendxmpp-system-ca")) == (
+        "no SASL <success/> in go-sendxmpp's output, so the mechanism is not known")
+    assert gosendxmpp_runner.sasl_success(LISTENER_LOGIN) == "<success/> without SCRAM server signature, i.e. PLAIN"
+
+
+def test_gosendxmpp_c5_passes_on_a_delivery(listeners):
+    listeners.outputs = [("listener", 0)]
+    result = run_case(gosendxmpp_runner, "C5", [go_sends("gosendxmpp-send")])
+    assert result["status"] == "pass", result["detail"]
+    assert result["detail"].endswith("from/type/body intact (no id set by the tool)")
+
+
+def test_gosendxmpp_s1_fails_when_the_recipients_server_is_cut_off(listeners):
+    listeners.outputs = [("listener", 0)]
+    result = run_case(gosendxmpp_runner, "S1", [go_sends("gosendxmpp-send-cut", arrives=False)], target="ejabberd")
+    assert result["status"] == "fail"
+    assert result["detail"].endswith("sent (exit 0) but not received within 2s")
+
+
+def test_gosendxmpp_s1_passes_both_ways(listeners):
+    listeners.outputs = [("listener", 0), ("listener", 0)]
+    result = run_case(gosendxmpp_runner, "S1", [go_sends("gosendxmpp-send")] * 2, target="ejabberd")
+    assert result["status"] == "pass" and "; back: " in result["detail"]
+
+
+def test_gosendxmpp_send_refused_before_login_is_the_passing_fault_and_after_login_a_fail(listeners):
+    before = gosendxmpp_output("gosendxmpp-internal-server-error")
+    listeners.outputs = [("listener", 0), ("listener", 0)]
+    result = run_case(gosendxmpp_runner, "C5", [go_sends("gosendxmpp-internal-server-error", code=1, arrives=False),
+                                                go_sends("gosendxmpp-send")])
+    assert result["status"] == "flaky" and [a["status"] for a in result["attempts"]] == ["transient", "pass"]
+    # The same stream error after the SASL <success/> (a logged-in sender's output, then the
+    # captured error): a real server failure, never retried into a flaky.
+    error = before[before.index("<stream:error"):]
+    after_login = gosendxmpp_output("gosendxmpp-send") + error
+
+    def sends_then_error(argv, stdin):
+        return cli_support.Ran(argv, 1, after_login, "", False, 1.0, ())
+    listeners.outputs = [("listener", 0)]
+    result = run_case(gosendxmpp_runner, "C5", [sends_then_error])
+    assert result["status"] == "fail" and len(result["attempts"]) == 1
+    assert "go-sendxmpp exit 1: expected <success> or <failure>, got <error>" in result["detail"]
+
+
+# --- captured with the recipient's (or the sender's own) server cut off ----------------------------
+
+def test_xmppc_s1_to_a_cut_off_server_fails_and_names_the_id_it_sent(receiver):
+    receiver.arrive = lambda self, body: None
+    result = run_case(xmppc_runner, "S1", [xmppc_sends("xmppc-message-cut")], target="ejabberd")
+    assert result["status"] == "fail"
+    assert "not received within 12s (xmppc sent it (id aa6930a7-c7b1-486d-9d2e-ef7b0de2b6e6))" in result["detail"]
+
+
+def test_xmppc_c2_on_a_cut_off_server_hangs_and_is_an_error():
+    # xmppc connected, sent its stream header and waited: killed at the runner's timeout
+    result = run_case(xmppc_runner, "C2", [gives("xmppc-login-cut", timed_out=True)])
+    assert result["status"] == "error"
+    assert result["detail"].endswith("its log ends: conn DEBUG SENT: <?xml version=\"1.0\"?><stream:stream "
+                                     "to=\"ejabberd.test\" xml:lang=\"en\" version=\"1.0\" xmlns=\"jabber:client\" "
+                                     "xmlns:stream=\"http://etherx.jabber.org/streams\">")
+
+
+def test_sendxmpp_s1_to_a_cut_off_server_fails(receiver):
+    receiver.arrive = lambda self, body: None
+    result = run_case(sendxmpp_runner, "S1", [sendxmpp_sends("sendxmpp-message-cut")], target="ejabberd")
+    assert result["status"] == "fail" and result["detail"].endswith("sent (exit 0) but not received within 2s")
