@@ -147,3 +147,28 @@ def test_s2s_cases_fail_when_the_peer_is_cut_off(lab):
         assert code == 1
     finally:
         container.exec_run(["sh", "-c", SIGNAL_BEAM.format(signal="CONT")])
+
+
+def test_f1_fails_at_the_runner_where_the_sender_falls_back_after_a_dot_target(tmp_path):
+    """F1's runner function made red by a real server: jabberd2, the sender, looks the peer
+    up by its A record after the SRV answer "." (a finding, docs/faults.md) instead of
+    refusing at once, so its user gets no remote-server-not-found."""
+    client = docker.from_env()
+    name = f"e2e-red-f1-{uuid.uuid4().hex[:6]}"
+    path = tmp_path / "lab.yml"
+    path.write_text(f"name: {name}\nclients: [slixmpp]\nservers:\n  prosody: {{kind: prosody, domain: prosody.test}}\n"
+                    f"  jabberd2: {{kind: jabberd2, domain: jabberd2.test}}\n")
+    try:
+        up = lab_command("up", "-f", str(path))
+        assert up.returncode == 0, up.stdout + up.stderr
+        code, by_id = run_test(path, "--only", "F1")
+        f1 = by_id["F1/slixmpp/jabberd2->prosody"]
+        # the runner's own words: no error came back at once, or another condition than remote-server-not-found
+        assert f1["status"] == "fail" and re.search(
+            r"timed out waiting for an error for the message to slixmpp-bob@prosody\.test|"
+            r"observed: refused with (?!remote-server-not-found)", f1["detail"]), f1
+        assert by_id["F1/slixmpp/prosody->jabberd2"]["status"] == "pass"  # the check itself is not broken
+        assert code == 1
+    finally:
+        lab_command("down", "-f", str(path))
+        assert not labelled(client, name)

@@ -1,6 +1,6 @@
 """Test runner for the go-xmpp client stack, driven by go-sendxmpp.
 
-Run inside the client container (go-sendxmpp 0.5.6+git20221206 of bookworm, on go-xmpp, strace, Python stdlib). Usage:
+Run inside the client container (go-sendxmpp 0.5.6+git20221206 of bookworm, on go-xmpp, strace, Python with python3-dnslib). Usage:
     gosendxmpp_runner.py cases SPEC_JSON
 prints, as its last stdout line, one JSON list with one result per requested case (same
 order): {"case", "server", "target", "status": pass|fail|error, "detail", "trace", "seconds"}.

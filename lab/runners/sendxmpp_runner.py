@@ -1,6 +1,6 @@
 """Test runner for the Perl Net::XMPP client stack, driven by sendxmpp.
 
-Run inside the client container (sendxmpp 1.24 on Net::XMPP / XML::Stream, Python stdlib).
+Run inside the client container (sendxmpp 1.24 on Net::XMPP / XML::Stream, Python with python3-dnslib).
 Usage:
     sendxmpp_runner.py cases SPEC_JSON
 prints, as its last stdout line, one JSON list with one result per requested case (same

@@ -1,6 +1,6 @@
 """Test runner for the libstrophe client stack, driven by the xmppc command-line client.
 
-Run inside the client container (xmppc 0.1.0 on libstrophe, strace, Python stdlib). Usage:
+Run inside the client container (xmppc 0.1.0 on libstrophe, strace, Python with python3-dnslib). Usage:
     xmppc_runner.py cases SPEC_JSON
 prints, as its last stdout line, one JSON list with one result per requested case (same
 order): {"case", "server", "target", "status": pass|fail|error, "detail", "trace", "seconds"}.
