@@ -6,7 +6,6 @@ import sys
 import threading
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lab" / "runners"))
 import probe  # noqa: E402  (lab/runners/ is not a package)
 
