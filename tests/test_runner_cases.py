@@ -433,3 +433,13 @@ def test_sendxmpp_s1_to_a_cut_off_server_fails(receiver):
     receiver.arrive = lambda self, body: None
     result = run_case(sendxmpp_runner, "S1", [sendxmpp_sends("sendxmpp-message-cut")], target="ejabberd")
     assert result["status"] == "fail" and result["detail"].endswith("sent (exit 0) but not received within 2s")
+
+
+def test_a_hung_sender_is_an_error_for_sendxmpp_and_go_sendxmpp_too(receiver, listeners):
+    receiver.arrive = lambda self, body: None
+    result = run_case(sendxmpp_runner, "C5", [lambda argv, stdin: captured("sendxmpp-message-cut", timed_out=True)])
+    assert result["status"] == "error" and result["detail"].endswith("did not finish within 2s and was killed")
+    listeners.outputs = [("listener", 0)]
+    result = run_case(gosendxmpp_runner, "C5", [lambda argv, stdin: cli_support.Ran(
+        argv, -9, gosendxmpp_output("gosendxmpp-send-cut"), "", True, 7.0, ())])
+    assert result["status"] == "error" and result["detail"].endswith("did not finish and was killed after 7s")
