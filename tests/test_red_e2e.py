@@ -10,12 +10,16 @@ off (its Erlang VM stopped with SIGSTOP: the network stays untouched) for S1-S3.
 
 import json
 import re
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
 import docker
 import pytest
 
+from lab.faults import RECOVERY_BUDGET
 from lab.servers import BUILTIN_KINDS
 from test_e2e import lab_command, labelled
 
@@ -147,6 +151,47 @@ def test_s2s_cases_fail_when_the_peer_is_cut_off(lab):
         assert code == 1
     finally:
         container.exec_run(["sh", "-c", SIGNAL_BEAM.format(signal="CONT")])
+
+
+def test_f8_fails_at_the_runner_when_no_message_arrives_after_the_outage(lab):
+    """F8's runner function made red: ejabberd's VM is stopped from the moment the lab DNS
+    goes down until the runner has given up, so none of its messages arrives (the users
+    logged in before). The VM goes on again before the lab's own S1 after the outage."""
+    name, path = lab
+    engine = docker.from_env()
+    dns, ejabberd = (engine.containers.get(f"xmpp-lab-{name}-{role}") for role in ("dns", "ejabberd"))
+    process = subprocess.Popen([sys.executable, "-m", "lab", "test", "--only", "F8", "--server", "prosody",
+                                "-f", str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    stopped = False
+    try:
+        assert wait_for(lambda: status(dns) == "paused", 60), "the lab DNS was never paused"
+        assert ejabberd.exec_run(["sh", "-c", SIGNAL_BEAM.format(signal="STOP")]).exit_code == 0
+        stopped = True
+        assert wait_for(lambda: status(dns) == "running", 60), "the lab DNS never came back"
+        time.sleep(RECOVERY_BUDGET + 2)  # the runner gives up then
+    finally:
+        if stopped:
+            ejabberd.exec_run(["sh", "-c", SIGNAL_BEAM.format(signal="CONT")])
+        output, _ = process.communicate(timeout=300)
+    folder = re.search(r"reports: (\S+)/\{", output)
+    assert folder, output
+    by_id = {r["id"]: r for r in json.loads((Path(folder.group(1)) / "results.json").read_text())["results"]}
+    assert_red(by_id, {"F8/slixmpp/prosody->ejabberd": r"none of \d+ messages \(one every 5 s\) arrived"})
+    assert process.returncode == 1
+
+
+def status(container) -> str:
+    container.reload()
+    return container.status
+
+
+def wait_for(predicate, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def test_f1_fails_at_the_runner_where_the_sender_falls_back_after_a_dot_target(tmp_path):
