@@ -45,3 +45,12 @@ def pytest_runtest_logreport(report):
     if line and os.environ.get("CI") == "true" and os.environ.get("LAB_SKIPS_FILE"):
         with open(os.environ["LAB_SKIPS_FILE"], "a") as skips:
             skips.write(line.replace("\n", " ") + "\n")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Every exemption the E2E tests took (tests/exemptions.py), named at the end of the run."""
+    from exemptions import TAKEN
+    if TAKEN:
+        terminalreporter.section(f"jabberd2 exemptions taken: {len(TAKEN)}")
+        for what in TAKEN:
+            terminalreporter.write_line(what)

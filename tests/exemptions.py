@@ -12,6 +12,7 @@ both attempts, ``fail`` ("refused twice"). That is the only documented cause, so
 from __future__ import annotations
 
 CAP = 2
+TAKEN: list[str] = []  # every exemption of the run, listed at its end (tests/conftest.py)
 JABBERD2 = "jabberd2"            # the server name the E2E labs give jabberd2
 JABBERD2_DOMAIN = "jabberd2.test"
 
@@ -49,9 +50,7 @@ class Exemptions:
             kind = "refused twice"
         else:
             return False
-        self.taken.append(f"{result['id']} ({kind}: {attempts[0]['detail'][:120]})")
-        print(f"exempt: {self.taken[-1]}")
-        return True
+        return self.take(f"{result['id']} ({kind}: {attempts[0]['detail'][:120]})")
 
     def allows_line(self, line: str) -> bool:
         """A `lab up` federation line `  flaky  a.test -> b.test  method`: flaky only where
@@ -59,8 +58,12 @@ class Exemptions:
         words = line.split()
         if words[:1] != ["flaky"] or JABBERD2_DOMAIN not in words[1:4]:
             return False
-        self.taken.append(f"lab up: {line.strip()}")
-        print(f"exempt: {self.taken[-1]}")
+        return self.take(f"lab up: {line.strip()}")
+
+    def take(self, what: str) -> bool:
+        self.taken.append(what)
+        TAKEN.append(what)
+        print(f"exempt: {what}")
         return True
 
     def check(self) -> None:

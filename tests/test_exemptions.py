@@ -2,10 +2,19 @@
 
 import pytest
 
+import exemptions
 from exemptions import Exemptions
 
 REFUSED = {"status": "transient", "detail": "alice@jabberd2.test: login refused with stream error internal-server-error"}
 PASSED = {"status": "pass", "detail": "delivered"}
+
+
+@pytest.fixture(autouse=True)
+def run_list_untouched():
+    """These tests' exemptions are not the run's: the list at the end stays as it was."""
+    before = list(exemptions.TAKEN)
+    yield
+    exemptions.TAKEN[:] = before
 
 
 def test_a_flaky_where_jabberd2_takes_part_refused_by_it_is_exempt_and_counted():
@@ -48,3 +57,9 @@ def test_past_the_cap_the_test_fails_and_names_every_one():
     assert "3 results exempted as jabberd2's sporadic internal-server-error, more than the 2 allowed" in str(
         failure.value)
     assert all(f"{case}/slixmpp/jabberd2 (flaky" in str(failure.value) for case in ("C1", "C2", "C3"))
+
+
+def test_every_exemption_is_kept_for_the_end_of_the_run():
+    before = len(exemptions.TAKEN)
+    Exemptions().allows({"id": "C4/slixmpp/jabberd2", "status": "flaky", "attempts": [REFUSED, PASSED]})
+    assert exemptions.TAKEN[before:] == [f"C4/slixmpp/jabberd2 (flaky: {REFUSED['detail']})"]
