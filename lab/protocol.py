@@ -46,6 +46,20 @@ def planned_key(entry: dict) -> tuple:
     return entry.get("case"), entry.get("server"), entry.get("target")
 
 
+def not_flaky(attempts) -> str | None:
+    """Why ``attempts`` are not what the harness makes of a flaky case (a transient first
+    attempt, then a pass), or None when they are."""
+    attempts = attempts if isinstance(attempts, list) else []
+    statuses = [a.get("status") if isinstance(a, dict) else None for a in attempts]
+    if len(statuses) != 2:
+        return f"it has {len(statuses)} attempt{'s' if len(statuses) != 1 else ''}, not 2"
+    if statuses[0] != "transient":
+        return f"its first attempt was {statuses[0]!r}, not transient"
+    if statuses[1] != PASS:
+        return f"its last attempt was {statuses[1]!r}, not pass"
+    return None
+
+
 def reconcile(stack: str, titles: dict[str, str], planned: list[dict], reported) -> list[CaseResult]:
     """A runner's output checked against what it was asked to run.
 
@@ -82,6 +96,8 @@ def reconcile(stack: str, titles: dict[str, str], planned: list[dict], reported)
         status, detail = got.get("status"), str(got.get("detail", ""))
         if status not in RUNNER_STATUSES:
             status, detail = ERROR, f"the runner reported an unknown status {status!r}: {detail}"
+        elif status == FLAKY and (why := not_flaky(got.get("attempts"))):
+            status, detail = ERROR, f"the runner reported flaky, but {why}: {detail}"
         results.append(CaseResult(
             case, titles.get(case, case), stack, server, target, status, detail, str(got.get("trace") or ""),
             float(got.get("seconds") or 0.0), started=got.get("started"), ended=got.get("ended"),

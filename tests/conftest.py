@@ -20,10 +20,37 @@ def write_lab(directory: Path, text: str) -> Path:
 
 
 def update_golden() -> bool:
-    """LAB_UPDATE_GOLDEN=1 rewrites golden files, never in CI: there it would make any
-    output pass."""
-    if not os.environ.get("LAB_UPDATE_GOLDEN"):
-        return False
-    if os.environ.get("CI") == "true":
-        pytest.fail("LAB_UPDATE_GOLDEN is refused under CI=true: golden files are updated by hand and reviewed")
-    return True
+    """LAB_UPDATE_GOLDEN=1 (exactly) rewrites golden files, never in CI: there it would make
+    any output pass. Any other value (0, yes, empty) compares as usual."""
+    value = os.environ.get("LAB_UPDATE_GOLDEN")
+    if value is not None and os.environ.get("CI") == "true":
+        pytest.fail(f"LAB_UPDATE_GOLDEN={value!r} is refused under CI=true: golden files are updated by hand "
+                    f"and reviewed")
+    return value == "1"
+
+
+def skip_line(report) -> str | None:
+    """"<test id>: <reason>" of a skipped test's report (None for anything else); what
+    .ci/check-skips matches against .ci/allowed-skips."""
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return None
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    return f"{report.nodeid}: {reason.removeprefix('Skipped: ')}"
+
+
+def pytest_runtest_logreport(report):
+    """Under CI=true every skip goes to $LAB_SKIPS_FILE (.ci/run sets it and fails the run
+    on a skip whose reason is not allowed)."""
+    line = skip_line(report)
+    if line and os.environ.get("CI") == "true" and os.environ.get("LAB_SKIPS_FILE"):
+        with open(os.environ["LAB_SKIPS_FILE"], "a") as skips:
+            skips.write(line.replace("\n", " ") + "\n")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Every exemption the E2E tests took (tests/exemptions.py), named at the end of the run."""
+    from exemptions import TAKEN
+    if TAKEN:
+        terminalreporter.section(f"jabberd2 exemptions taken: {len(TAKEN)}")
+        for what in TAKEN:
+            terminalreporter.write_line(what)

@@ -153,3 +153,31 @@ def test_user_case_reads_every_field(tmp_path):
     case = user_case(path)
     assert (case.id, case.scope, case.needs, case.origin) == ("C20", "c2s", "ping", "cases/c20.py")
     assert case.judge is not None and case.phase is None and not case.fault
+
+
+# --- every verdict made red once: tests/README.md names each ---------------------------------
+
+def named_ids(text: str) -> set[str]:
+    """Case IDs a table cell names: C3, C4 and F3a-e alike."""
+    found = set()
+    for first, letters in re.findall(r"\b([CSF]\d+)(?:([a-e])-[a-e])?\b", text):
+        found.add(first)
+    for family, start, stop in re.findall(r"\b(F\d+)([a-e])-([a-e])\b", text):
+        found |= {f"{family}{chr(c)}" for c in range(ord(start), ord(stop) + 1)}
+    found |= set(re.findall(r"\b([CSF]\d+[a-e]?)\b", text))
+    return found
+
+
+def test_the_list_of_red_tests_names_every_case_function_and_judge():
+    text = (REPO / "tests" / "README.md").read_text()
+    runner_rows: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 3 and cells[0] in ("slixmpp", "nbxmpp", "xmppc", "go-sendxmpp", "sendxmpp"):
+            runner_rows.setdefault(cells[0].replace("-", ""), set()).update(named_ids(cells[1]))
+    for name, stack in stacks().items():
+        missing = stack.cases - runner_rows.get(name, set())
+        assert not missing, f"tests/README.md names no test making {name}'s {sorted(missing)} red"
+    judges = text[text.index("### Judges"):]
+    unnamed = [case.id for case in builtin() if case.judge and case.id not in named_ids(judges)]
+    assert not unnamed, f"tests/README.md names no test making the judges of {unnamed} red"

@@ -2,6 +2,8 @@
 
 import json
 import socket
+import sys
+from pathlib import Path
 
 import dns.message
 import dns.query
@@ -92,3 +94,18 @@ def test_s10_variant_has_no_server_srv_records(default_lab):
     zone = build_zone(default_lab, s10_records)
     assert not [r for r in zone["records"] if r["name"].startswith("_xmpp-server.")]
     assert records(zone, "ejabberd.test", "A") and records(zone, "_xmpp-client._tcp.ejabberd.test", "SRV")
+
+
+# --- the command-line runners' SRV lookup (cli_support.srv_lookup, on dnslib) ----------------------
+
+def test_the_runners_srv_lookup_reads_the_lab_dns_answers(server):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lab" / "runners"))
+    import cli_support
+    port, _ = server
+    assert cli_support.srv_lookup("_xmpp-client._tcp.prosody.test", server="127.0.0.1", port=port) == [
+        (0, 5, 5222, "prosody.test")]
+    assert cli_support.srv_lookup("_xmpps-client._tcp.ejabberd.test", server="127.0.0.1", port=port) == [
+        (10, 5, 5223, "ejabberd.test")]
+    # NXDOMAIN and REFUSED answers are no records, not a crash
+    assert cli_support.srv_lookup("_xmpp-client._tcp.nobody.test", server="127.0.0.1", port=port) == []
+    assert cli_support.srv_lookup("_xmpp-client._tcp.example.com", server="127.0.0.1", port=port) == []

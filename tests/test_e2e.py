@@ -15,6 +15,7 @@ import uuid
 import docker
 import pytest
 
+from exemptions import Exemptions
 from lab import images
 from lab.runtime import LABEL_LAB
 
@@ -73,15 +74,17 @@ def test_up_federates_every_pair_with_the_observed_auth_method(lab_up):
     _, _, result = lab_up
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
+    exemptions = Exemptions()
     expected = {"prosody.test -> ejabberd.test": "certificate (SASL EXTERNAL)",
                 "ejabberd.test -> prosody.test": "certificate (SASL EXTERNAL)",
                 "prosody.test -> jabberd2.test": "dialback", "jabberd2.test -> prosody.test": "dialback",
                 "ejabberd.test -> jabberd2.test": "dialback", "jabberd2.test -> ejabberd.test": "dialback"}
     for direction, auth in expected.items():
         (line,) = [l for l in lines if direction in l]
-        # jabberd2's sporadic internal-server-error makes a pair flaky (passed on the retry), never fail.
-        verdicts = ("pass", "flaky") if "jabberd2" in direction else ("pass",)
-        assert line.split()[0] in verdicts and line.rstrip().endswith(auth), result.stdout
+        # jabberd2's sporadic internal-server-error may make a pair with it flaky: exempt, counted
+        assert line.split()[0] == "pass" or exemptions.allows_line(line), result.stdout
+        assert line.rstrip().endswith(auth), result.stdout
+    exemptions.check()
 
 
 def test_lab_network_is_internal_and_everything_is_labelled(lab_up, client):
@@ -195,10 +198,13 @@ def test_two_labs_run_side_by_side(lab_up, client, tmp_path):
 
 
 def federated(output: str) -> int:
-    """Pairs lab up shows as federated: pass, or flaky (jabberd2's sporadic internal-server-error)."""
-    verdicts = [line.split()[0] for line in output.splitlines() if " -> " in line and line.startswith("  ")]
-    assert set(verdicts) <= {"pass", "flaky"}, output
-    return len(verdicts)
+    """Pairs lab up shows as federated: pass, or flaky where jabberd2 is one of the pair
+    (its sporadic internal-server-error: exempt, at most tests/exemptions.CAP)."""
+    exemptions = Exemptions()
+    lines = [line for line in output.splitlines() if " -> " in line and line.startswith("  ")]
+    assert all(line.split()[0] == "pass" or exemptions.allows_line(line) for line in lines), output
+    exemptions.check()
+    return len(lines)
 
 
 def test_ca_key_stays_on_the_host_with_mode_0600(lab_up, client):
@@ -255,10 +261,13 @@ def test_a_foreign_container_with_a_lab_name_is_left_alone(client, tmp_path):
 
 def test_ctrl_c_at_any_moment_leaves_nothing_or_the_whole_lab(client, tmp_path):
     """SIGINT at moments spread over a bring-up: each time, either nothing of the lab is
-    left or every container runs and every server is ready; never a traceback."""
+    left (and `lab up` says it was interrupted: exit 130) or every container runs and every
+    server is ready; never a traceback. The early moments must be the first kind: a `lab up`
+    that ignored SIGINT would bring the whole lab up every time."""
     name = f"e2e-{uuid.uuid4().hex[:6]}"
     path = tmp_path / "lab.yml"
     path.write_text(LAB_YML.format(name=name))
+    left_nothing = []
     try:
         for moment in (0.6, 1.5, 2.5, 4.0, 8.0):
             process = subprocess.Popen([sys.executable, "-m", "lab", "up", "-f", str(path)],
@@ -266,17 +275,22 @@ def test_ctrl_c_at_any_moment_leaves_nothing_or_the_whole_lab(client, tmp_path):
             time.sleep(moment)
             process.send_signal(signal.SIGINT)
             out, err = process.communicate(timeout=300)
-            # -SIGINT: the signal came as the interpreter finished, with its handlers gone;
-            # a shell shows that as 130 too.
-            assert "Traceback" not in out + err and process.returncode in (0, 130, -signal.SIGINT), (moment, out, err)
+            assert "Traceback" not in out + err, (moment, out, err)
             containers = client.containers.list(all=True, filters={"label": f"{LABEL_LAB}={name}"})
             if containers:
+                # the signal came after the lab was up: exit 0, or 130 if it came as lab up ended
+                assert process.returncode in (0, 130, -signal.SIGINT), (moment, out, err)
                 assert len(containers) == 4 and all(c.status == "running" for c in containers), moment
                 status = json.loads(lab_command("status", "--json", "-f", str(path)).stdout)
                 assert all(row["ready"] for row in status if row["domain"]), (moment, status)
             else:
+                # interrupted: never exit 0 (-SIGINT: the signal came as the interpreter
+                # finished, with its handlers gone; a shell shows that as 130 too)
+                assert process.returncode in (130, -signal.SIGINT), (moment, process.returncode, out, err)
                 assert not labelled(client, name), moment
+                left_nothing.append(moment)
             lab_command("down", "-f", str(path))
+        assert 0.6 in left_nothing, f"Ctrl-C at 0.6 s left a lab behind (moments that left nothing: {left_nothing})"
     finally:
         lab_command("down", "-f", str(path))
         assert not labelled(client, name)

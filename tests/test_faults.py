@@ -178,3 +178,18 @@ def test_f8_without_a_delivery_is_no_recovery(lab):
     verdict = judge_f8(as_the_runner_said(rid), lab.server("jabberd2"), lab.server("prosody"), [],
                        evidence["dns_down_at"], evidence["dns_back_at"], evidence["dns_back_at"] + 60)
     assert verdict.status == FAIL and verdict.evidence["observed"] == "no recovery within 60 s after the DNS came back"
+
+
+def test_f2_delivered_without_both_lookups_is_an_error_the_lab_could_not_observe(lab):
+    rid = "F2/slixmpp/jabberd2->prosody"
+    said = dataclasses.replace(runner_said(rid), detail="F2 A->B: x -> y in 2614 ms, from/id/type/body intact")
+    # The same real DNS log without the lookup of the dead first target: which target carried
+    # the message cannot be told.
+    without_dead = [q for q in QUERIES if not q["name"].startswith("dead.")]
+    verdict = judge_f2(said, lab.server("jabberd2"), lab.server("prosody"), without_dead, since(rid))
+    assert verdict.status == ERROR
+    assert verdict.detail.startswith("delivered, but the lab DNS saw no lookup of both dead.prosody.test and "
+                                     "prosody.test from jabberd2 during the case")
+    # ... and without the live one's
+    without_live = [q for q in QUERIES if q["name"].rstrip(".") != "prosody.test"]
+    assert judge_f2(said, lab.server("jabberd2"), lab.server("prosody"), without_live, since(rid)).status == ERROR

@@ -119,6 +119,11 @@ def test_a_transient_fault_then_a_pass_is_flaky_and_says_why():
     assert [a["status"] for a in result["attempts"]] == ["transient", "pass"]
     assert result["detail"] == ("delivered; the first attempt failed: alice@a.test: login refused with "
                                 "stream error internal-server-error")
+    # and the host takes the harness's flaky as it is (lab/results.py checks its attempts)
+    from lab.protocol import reconcile
+    from lab.results import FLAKY
+    [taken] = reconcile("fake", {}, [{"case": "C1", "server": "a", "target": None}], [result])
+    assert taken.status == FLAKY
 
 
 def test_a_transient_fault_twice_is_a_fail():
@@ -218,3 +223,72 @@ def test_isolated_groups_run_in_processes_of_their_own_and_a_dead_one_is_an_erro
     assert [r["status"] for r in results] == ["pass", "error", "pass"]
     assert results[0]["detail"] != results[2]["detail"]  # two processes
     assert results[1]["detail"].startswith("the group's runner process failed (exit 3)")
+
+
+# --- the retry's other ends, and the isolated group's watchdog -------------------------------------
+
+def test_a_transient_fault_then_a_fail_is_that_fail_and_names_the_first():
+    attempts = []
+
+    def case(_):
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise Transient("alice@a.test: login refused with stream error internal-server-error")
+        raise CaseFailed("not delivered within 5s")
+    [result] = harness.run_cases(runner({"C1": case}), spec(("C1", "a", None)))
+    assert result["status"] == "fail"
+    assert [a["status"] for a in result["attempts"]] == ["transient", "fail"]
+    assert result["detail"] == ("not delivered within 5s (second attempt; the first failed: alice@a.test: login "
+                                "refused with stream error internal-server-error)")
+
+
+def test_a_transient_fault_then_a_case_past_its_budget_is_an_error_and_names_the_first():
+    attempts = []
+
+    def case(_):
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise Transient("refused with internal-server-error")
+        time.sleep(5)
+        return "too late"
+    [result] = harness.run_cases(runner({"C1": case}, budget=lambda c, t: 0.3), spec(("C1", "a", None)))
+    assert result["status"] == "error"
+    assert [a["status"] for a in result["attempts"]] == ["transient", "error"]
+    assert result["detail"].startswith("the case was still running at the end of its 0.3s budget")
+    assert result["detail"].endswith("(second attempt; the first failed: refused with internal-server-error)")
+
+
+HANGING_GROUP = """
+import os, subprocess, sys
+child = subprocess.Popen(["sleep", "300"])  # a tool the group started: must die with it
+open({pid_file!r}, "w").write(str(child.pid))
+child.wait()
+"""
+
+
+def test_an_isolated_group_past_its_limit_is_killed_with_its_tools_and_its_cases_are_errors(tmp_path, monkeypatch):
+    script, pid_file = tmp_path / "hanging_runner.py", tmp_path / "pid"
+    script.write_text(HANGING_GROUP.format(pid_file=str(pid_file)))
+    monkeypatch.setattr(sys, "argv", [str(script)])
+    monkeypatch.setattr(harness, "ISOLATED_MARGIN", 1.0)
+    the_spec = spec(("C1", "a", None), ("C2", "a", None))
+    started = time.monotonic()
+    results = harness.run_isolated(runner({"C1": None, "C2": None}, budget=lambda c, t: 0.25), the_spec,
+                                   the_spec["cases"])
+    assert time.monotonic() - started < 10
+    assert [(r["case"], r["status"], r["detail"]) for r in results] == [
+        (case, "error", "the group's runner process was killed after 2s") for case in ("C1", "C2")]
+    pid = int(pid_file.read_text())
+    for _ in range(50):  # the killed sleep is reaped by init: wait until it is gone
+        if not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text():
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the group's tool (pid {pid}) still runs")
+
+
+def test_what_the_runner_could_not_observe_is_an_error_with_its_reason_not_a_runner_bug():
+    def case(_):
+        raise harness.NotObserved("xmppc did not finish within 20s")
+    [result] = harness.run_cases(runner({"C1": case}), spec(("C1", "a", None)))
+    assert (result["status"], result["detail"]) == ("error", "xmppc did not finish within 20s")

@@ -91,10 +91,27 @@ def test_no_list_at_all_makes_every_planned_case_an_error():
 
 
 def test_flaky_stays_flaky_with_its_attempts():
-    attempts = [{"status": "fail", "detail": "stream error internal-server-error"}, {"status": "pass"}]
+    # What the harness makes: a transient first attempt, then a pass.
+    attempts = [{"status": "transient", "detail": "login refused with stream error internal-server-error"},
+                {"status": "pass", "detail": "delivered"}]
     results = reconcile("x", TITLES, PLANNED[:1], [{"case": "C1", "server": "p", "target": None,
                                                    "status": "flaky", "attempts": attempts}])
     assert results[0].status == FLAKY and results[0].attempts == tuple(attempts)
+
+
+@pytest.mark.parametrize("attempts, why", [
+    ([{"status": "fail", "detail": "not delivered"}, {"status": "pass", "detail": "delivered"}],
+     "its first attempt was 'fail', not transient"),
+    ([{"status": "pass", "detail": "delivered"}], "it has 1 attempt, not 2"),
+    ([], "it has 0 attempts, not 2"),
+    ([{"status": "transient", "detail": "refused"}, {"status": "fail", "detail": "refused"}],
+     "its last attempt was 'fail', not pass"),
+])
+def test_a_flaky_the_harness_cannot_make_is_an_error_with_the_reason(attempts, why):
+    results = reconcile("x", TITLES, PLANNED[:1], [{"case": "C1", "server": "p", "target": None, "status": "flaky",
+                                                   "detail": "passed", "attempts": attempts}])
+    assert results[0].status == ERROR
+    assert results[0].detail == f"the runner reported flaky, but {why}: passed"
 
 
 # --- S8: the receiver's log of this run --------------------------------------------------------
@@ -117,6 +134,22 @@ def test_s8_reads_the_method_from_the_captured_log(servers, sender, receiver, me
     verdict = judge_auth(exchange_of(result_id), servers[sender], servers[receiver], captured_log(receiver), since)
     assert (verdict.status, verdict.evidence["auth"], verdict.stack) == (PASS, method, OBSERVER)
     assert all(line in (FIXTURES / f"{receiver}.log").read_text() for line in verdict.evidence["log"].splitlines())
+
+
+def test_s8_a_method_stronger_than_both_declare_is_an_unexpected_method_fail(servers):
+    """jabberd2 declares dialback alone; a receiver's log showing it authenticated by
+    certificate is not what the kinds say: a fail that says so (not a downgrade). The log is
+    the captured Prosody one without its jabberd2 lines, with jabberd2.test put in place of
+    ejabberd.test."""
+    exchange = dataclasses.replace(exchange_of("S8/observed/ejabberd->prosody"), server="jabberd2")
+    lines = [(when, line.replace("ejabberd.test", "jabberd2.test")) for when, line in captured_log("prosody")
+             if "jabberd2.test" not in line]
+    since = CAPTURED["S8/observed/ejabberd->prosody"]["evidence"]["since"]
+    verdict = judge_auth(exchange, servers["jabberd2"], servers["prosody"], lines, since)
+    assert verdict.status == FAIL
+    assert verdict.detail.startswith("unexpected method: certificate where both kinds declare dialback; prosody "
+                                     "logged: ")
+    assert verdict.evidence["auth"] == "certificate"
 
 
 def test_s8_sees_nothing_outside_the_window_and_says_so(servers):

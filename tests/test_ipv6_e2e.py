@@ -8,6 +8,7 @@ import uuid
 import docker
 import pytest
 
+from exemptions import Exemptions
 from lab.runtime import LABEL_LAB
 from test_e2e import lab_command, labelled
 
@@ -35,15 +36,20 @@ def test_c1_and_s1_for_every_pair_over_ipv6_only(tmp_path):
         everything = {r["id"]: r for r in json.loads(report.read_text())["results"]}
         results = {i: r for i, r in everything.items() if i.startswith("F6/")}
         after = [r for i, r in everything.items() if i.startswith("S1/after-ipv6/")]
-        assert len(after) == 6 and all(r["status"] in ("pass", "flaky") for r in after)  # back to normal
+        exemptions = Exemptions()  # jabberd2's sporadic internal-server-error only, counted
+        assert len(after) == 6 and all(r["status"] == "pass" or exemptions.allows(r) for r in after), after
         wanted = {f"F6/slixmpp/{s}" for s in SERVERS} | {f"F6/slixmpp/{a}->{b}" for a in SERVERS for b in SERVERS
                                                           if a != b}
         assert set(results) == wanted
         for result_id, result in results.items():
-            assert result["status"] in ("pass", "flaky"), (result_id, result["detail"])
-            assert "AAAA -> fd" in result["detail"] and "(no A records served)" in result["detail"]
-        assert all("logged in over IPv6 to [fd" in results[f"F6/slixmpp/{s}"]["detail"] for s in SERVERS)
-        assert tested.returncode == 0, tested.stdout + tested.stderr
+            assert result["status"] == "pass" or exemptions.allows(result), (result_id, result["detail"])
+            if result["status"] != "fail":
+                assert "AAAA -> fd" in result["detail"] and "(no A records served)" in result["detail"]
+        exemptions.check()
+        assert all("logged in over IPv6 to [fd" in results[f"F6/slixmpp/{s}"]["detail"] for s in SERVERS
+                   if results[f"F6/slixmpp/{s}"]["status"] != "fail")
+        failed = [r for r in everything.values() if r["status"] in ("fail", "error")]
+        assert tested.returncode == (1 if failed else 0), tested.stdout + tested.stderr
         # The lab is back to its normal zone: A records again.
         again = lab_command("dns", "query", "prosody.test", "A", "-f", str(path))
         assert "IN      A       10." in again.stdout, again.stdout

@@ -12,6 +12,7 @@ import uuid
 import docker
 import pytest
 
+from exemptions import Exemptions
 from lab.runtime import LABEL_LAB
 from test_e2e import federated, lab_command
 
@@ -68,9 +69,11 @@ def test_a_lab_on_the_swarm_federates_and_passes_s1_s8_s9_s10(swarm, tmp_path):
         [report] = (tmp_path / ".lab" / name / "results").glob("*/results.json")
         results = json.loads(report.read_text())["results"]
         assert len(results) == 4 * 6
-        assert all(r["status"] in ("pass", "flaky") for r in results), [
-            (r["id"], r["status"], r["detail"][:300]) for r in results if r["status"] not in ("pass", "flaky")]
-        assert tested.returncode == 0
+        exemptions = Exemptions()  # jabberd2's sporadic internal-server-error only, counted
+        assert all(r["status"] == "pass" or exemptions.allows(r) for r in results), [
+            (r["id"], r["status"], r["detail"][:300]) for r in results if r["status"] != "pass"]
+        exemptions.check()
+        assert tested.returncode == (1 if any(r["status"] == "fail" for r in results) else 0)
     finally:
         down = lab_command("down", "-f", str(path))
         assert down.returncode == 0, down.stdout + down.stderr

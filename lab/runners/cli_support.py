@@ -3,10 +3,11 @@ running tools, observing their SRV use, and a small receiving end. The harness (
 runs their cases.
 
 Put beside each runner at /opt/xmpp-lab/ (``support`` of its stack in lab/stacks/), so a
-runner imports it by name: the script's own folder is on sys.path. Standard library only.
+runner imports it by name: the script's own folder is on sys.path. Standard library only,
+and dnslib (Debian's python3-dnslib, in every client image) for SRV lookups.
 
 - running tools: Ran, run() (killed with its children at a timeout), Context.run()
-- SRV use: srv_lookup() (stdlib DNS client), observed() (strace output), srv_verdict()
+- SRV use: srv_lookup() (dnslib), observed() (strace output), srv_verdict()
 - Receiver: a small stdlib XMPP client that logs in and waits for one message
 """
 
@@ -14,16 +15,15 @@ from __future__ import annotations
 
 import base64
 import os
-import random
 import re
 import socket
 import ssl
-import struct
 import subprocess
 import threading
 import time
 import xml.etree.ElementTree as ET
 
+from dnslib import QTYPE, RCODE, DNSRecord  # Debian's python3-dnslib, in every client image
 from harness import Case, CaseFailed, clip, kill_group, login_refused, token
 
 SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
@@ -78,49 +78,24 @@ def run(argv, timeout: float, *, stdin: str | None = None, env: dict | None = No
 
 # --- DNS and strace: observing SRV use --------------------------------------------------------
 
-def srv_lookup(name: str, timeout: float = 3.0) -> list[tuple[int, int, int, str]]:
-    """(priority, weight, port, target) of the SRV records of ``name``, asked of the
-    container's resolver (the lab DNS behind Docker's), with the stdlib only."""
-    nameserver = "127.0.0.11"
+def nameserver() -> str:
+    """The container's resolver (Docker's, which forwards to the lab DNS)."""
     with open("/etc/resolv.conf") as resolv:
         for line in resolv:
             if line.split()[:1] == ["nameserver"]:
-                nameserver = line.split()[1]
-                break
-    query_id = random.randrange(1 << 16)
-    question = b"".join(bytes([len(p)]) + p.encode() for p in name.strip(".").split(".")) + b"\0"
-    packet = struct.pack(">HHHHHH", query_id, 0x0100, 1, 0, 0, 0) + question + struct.pack(">HH", 33, 1)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
-        sock.sendto(packet, (nameserver, 53))
-        data = sock.recv(65535)
-    answer_id, flags, _, answers, _, _ = struct.unpack(">HHHHHH", data[:12])
-    if answer_id != query_id or flags & 0x000F:
+                return line.split()[1]
+    return "127.0.0.11"
+
+
+def srv_lookup(name: str, timeout: float = 3.0, server: str | None = None,
+               port: int = 53) -> list[tuple[int, int, int, str]]:
+    """(priority, weight, port, target) of the SRV records of ``name``, asked of ``server``
+    (default: the container's resolver); [] for an answer with an error code."""
+    reply = DNSRecord.parse(DNSRecord.question(name, "SRV").send(server or nameserver(), port, timeout=timeout))
+    if reply.header.rcode != RCODE.NOERROR:
         return []
-
-    def read_name(offset: int) -> tuple[str, int]:
-        labels, end = [], None
-        while data[offset]:
-            if data[offset] & 0xC0 == 0xC0:
-                end = end or offset + 2
-                offset = struct.unpack(">H", data[offset:offset + 2])[0] & 0x3FFF
-                continue
-            labels.append(data[offset + 1:offset + 1 + data[offset]].decode())
-            offset += 1 + data[offset]
-        return ".".join(labels), end or offset + 1
-
-    _, offset = read_name(12)
-    offset += 4
-    records = []
-    for _ in range(answers):
-        _, offset = read_name(offset)
-        kind, _, _, length = struct.unpack(">HHIH", data[offset:offset + 10])
-        offset += 10
-        if kind == 33:
-            priority, weight, port = struct.unpack(">HHH", data[offset:offset + 6])
-            records.append((priority, weight, port, read_name(offset + 6)[0]))
-        offset += length
-    return sorted(records)
+    return sorted((r.rdata.priority, r.rdata.weight, r.rdata.port, str(r.rdata.target).rstrip("."))
+                  for r in reply.rr if r.rtype == QTYPE.SRV)
 
 
 def srv_addresses(records) -> dict[tuple[str, int], str]:

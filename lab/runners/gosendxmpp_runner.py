@@ -1,6 +1,6 @@
 """Test runner for the go-xmpp client stack, driven by go-sendxmpp.
 
-Run inside the client container (go-sendxmpp 0.5.6+git20221206 of bookworm, on go-xmpp, strace, Python stdlib). Usage:
+Run inside the client container (go-sendxmpp 0.5.6+git20221206 of bookworm, on go-xmpp, strace, Python with python3-dnslib). Usage:
     gosendxmpp_runner.py cases SPEC_JSON
 prints, as its last stdout line, one JSON list with one result per requested case (same
 order): {"case", "server", "target", "status": pass|fail|error, "detail", "trace", "seconds"}.
@@ -15,7 +15,8 @@ What go-sendxmpp gives us and how the runner reads it:
 - go-sendxmpp looks up BOTH _xmpp-client and _xmpps-client and picks among them by
   priority/weight: where a server publishes both with equal values (as in the lab), a
   connection is direct TLS or STARTTLS at random, with no option to choose. C1 is about
-  STARTTLS, so it retries (strace shows which record was used) until a STARTTLS one.
+  STARTTLS, so it logs in again (strace shows which record was used) until a STARTTLS one,
+  at most C1_LOGINS times; every login is in the detail and in evidence["logins"].
 - On a failed login go-sendxmpp tries the next SRV record, so one wrong password is
   refused two or three times, and exits 1 with 'auth failure: ...'.
 - Messages: the sender is `go-sendxmpp -u JID -p PW RECIPIENT` with the body on stdin
@@ -33,7 +34,7 @@ import threading
 import time
 
 from cli_support import STRACE, SYSTEM_CA, Context, Ran, env, observed, srv_addresses, srv_lookup, srv_verdict
-from harness import CaseFailed, Runner, delivered, kill_group, login_refused, main, token
+from harness import CaseFailed, NotObserved, Runner, delivered, kill_group, login_refused, main, token
 
 TOOL = "go-sendxmpp"
 
@@ -157,28 +158,49 @@ def refusal(output: str, default: str = "no error printed") -> str:
     return re.sub(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ", "", last)  # log.Fatal's time stamp
 
 
+def sasl_success(output: str) -> str:
+    """What a logged-in listener's -d output says of the SASL <success/> it got."""
+    success = re.findall(r"<success xmlns=['\"]urn:ietf:params:xml:ns:xmpp-sasl['\"]\s*(/>|>([^<]*)</success>)",
+                         output)
+    if not success:
+        return "no SASL <success/> in go-sendxmpp's output, so the mechanism is not known"
+    if not success[-1][1]:
+        return "<success/> without SCRAM server signature, i.e. PLAIN"
+    return "<success/> with a server signature, i.e. SCRAM"
+
+
+# go-sendxmpp picks between _xmpp-client and _xmpps-client at random where they have the
+# same priority and weight: C1 logs in until a login went by STARTTLS, at most this often,
+# and says how each login went.
+C1_LOGINS = 8
+
+
 def case_c1(ctx: Context) -> str:
     domain = ctx.domain(ctx.server)
     records = srv_lookup(f"_xmpp-client._tcp.{domain}")
     if not records:
         raise CaseFailed(f"no SRV record _xmpp-client._tcp.{domain}")
     direct = srv_addresses(srv_lookup(f"_xmpps-client._tcp.{domain}"))
-    went_direct = 0
-    for attempt in range(1, 9):
+    logins = ctx.evidence["logins"] = []  # every login, each with the record it went by
+    for attempt in range(1, C1_LOGINS + 1):
         listener = listen(ctx, ctx.server, "alice", strace=True)
         if not listener.wait_ready(0):
-            raise CaseFailed(f"login failed: {refusal(listener.stop().out, NO_SESSION)}")
+            logins.append({"login": attempt, "outcome": "failed"})
+            raise CaseFailed(f"login {attempt} failed: {refusal(listener.stop().out, NO_SESSION)}")
         names, connects = observed(listener.strace_text())
+        address = f"{connects[-1][0]}:{connects[-1][1]}" if connects else None
         if connects and connects[-1] in direct and "<proceed" not in listener.output:
-            went_direct += 1
+            logins.append({"login": attempt, "outcome": "direct TLS via _xmpps-client", "address": address})
             continue
+        logins.append({"login": attempt, "outcome": "STARTTLS via _xmpp-client", "address": address})
         srv = srv_verdict(TOOL, domain, records, names, connects)
         if not re.search(r"<proceed xmlns=['\"]urn:ietf:params:xml:ns:xmpp-tls['\"]", listener.output):
             raise CaseFailed(f"{srv}, but no <proceed/> to a <starttls/> in go-sendxmpp's log")
         break
     else:
-        raise CaseFailed(f"8 logins, all direct TLS via _xmpps-client._tcp.{domain}: go-sendxmpp never "
+        raise CaseFailed(f"{C1_LOGINS} logins, all direct TLS via _xmpps-client._tcp.{domain}: go-sendxmpp never "
                          f"chose the _xmpp-client record (STARTTLS)")
+    went_direct = attempt - 1
     control = listen(ctx, ctx.server, "alice", ca=SYSTEM_CA)
     if control.wait_ready(0):
         raise CaseFailed("with the system CA store instead of the lab CA the login still worked: "
@@ -188,8 +210,8 @@ def case_c1(ctx: Context) -> str:
     if "certificate" not in why and "x509" not in why:
         raise CaseFailed(f"with the system CA store instead of the lab CA: refused, but not for the "
                          f"certificate: {why}")
-    chose = (f"; attempt {attempt}: the first {went_direct} went direct TLS via _xmpps-client (same priority "
-             f"and weight; go-sendxmpp picks at random)" if went_direct else "")
+    chose = (f"; login {attempt} of {attempt}: the first {went_direct} went direct TLS via _xmpps-client (same "
+             f"priority and weight; go-sendxmpp picks at random)" if went_direct else "; one login")
     return (f"{srv}; STARTTLS, certificate verified against the lab CA{chose}; with the system CA store "
             f"instead: {why.split(': ', 1)[-1] if 'x509' in why else why}")
 
@@ -200,10 +222,7 @@ def case_c2(ctx: Context) -> str:
         raise CaseFailed(f"right password: login failed: {refusal(listener.stop().out, NO_SESSION)}")
     output = listener.stop().out
     offered = re.findall(r"<mechanism>([^<]+)</mechanism>", output)
-    success = re.findall(r"<success xmlns=['\"]urn:ietf:params:xml:ns:xmpp-sasl['\"]\s*(/>|>([^<]*)</success>)",
-                         output)
-    how = ("<success/> without SCRAM server signature, i.e. PLAIN" if success and not success[-1][1]
-           else "<success/> with a server signature, i.e. SCRAM")
+    how = sasl_success(output)
     wrong = listen(ctx, ctx.server, "alice", password=f"wrong-{token()}")
     if wrong.wait_ready(0):
         raise CaseFailed("logged in with a wrong password")
@@ -230,12 +249,14 @@ def deliver(ctx: Context, sender: tuple[str, str], recipient: tuple[str, str]) -
                          f"{refusal(listener.stop().out, NO_SESSION)}")
     body = f"lab {ctx.case} {TOOL} {token(12)}"
     started = time.monotonic()
-    ran = ctx.run(["go-sendxmpp", "-u", jid, "-p", password, listener.full_jid], ctx.timeout + 5,
+    # -d: what the server sent is printed, so a stream error is known to come before the login or not
+    ran = ctx.run(["go-sendxmpp", "-d", "-u", jid, "-p", password, listener.full_jid], ctx.timeout + 5,
                   stdin=body + "\n", env=env(ctx.ca))
-    if ran.code != 0 and "internal-server-error" in ran.out + ran.err:
+    if ran.code != 0 and refused_before_login(ran.out + ran.err):
         raise login_refused(f"{TOOL} {jid}", "internal-server-error")
-    if ran.timed_out:
-        raise CaseFailed(f"{jid} -> {listener.full_jid}: go-sendxmpp killed after {ran.seconds:.0f}s")
+    if ran.timed_out:  # the tool hung: nothing to judge the server by
+        raise NotObserved(f"{jid} -> {listener.full_jid}: go-sendxmpp did not finish and was killed after "
+                          f"{ran.seconds:.0f}s")
     if ran.code != 0:
         raise CaseFailed(f"{jid} -> {listener.full_jid}: go-sendxmpp exit {ran.code}: {refusal(ran.out + ran.err)}")
     # go-sendxmpp prints 'TIME FROM: BODY' (-d output may precede it on the same line)

@@ -23,8 +23,9 @@ What the harness does for every runner:
   and detail of each go at it).
 
 A case function takes a ``Case`` (or the runner's subclass of it) and returns the detail of a
-pass; it raises ``CaseFailed`` for a fail. Anything else it raises is an ``error`` (a runner
-bug, never a verdict on a server). It may be ``async``: it then runs on an event loop of its
+pass; it raises ``CaseFailed`` for a fail, ``NotObserved`` for an ``error`` it can explain (a
+tool that hung). Anything else it raises is an ``error`` too (a runner bug, never a verdict
+on a server). It may be ``async``: it then runs on an event loop of its
 own thread.
 """
 
@@ -58,6 +59,11 @@ class CaseFailed(Exception):
 
 class Transient(Exception):
     """A known passing fault of a server: the case runs once more and can then only be flaky."""
+
+
+class NotObserved(Exception):
+    """The runner could not observe what the server did (a tool that hung, evidence it could
+    not read): an ``error`` with this reason, never a verdict on the server."""
 
 
 def login_refused(what: str, condition: str | None) -> Exception:
@@ -251,6 +257,8 @@ def attempt(runner: Runner, spec: dict, entry: dict, budget: float) -> Attempt:
             box["outcome"] = ("fail", str(failure))
         except Transient as fault:
             box["outcome"] = ("transient", str(fault))
+        except NotObserved as blind:
+            box["outcome"] = ("error", str(blind))
         except Exception as error:  # a runner bug: an error, never a verdict
             box["outcome"] = ("error", f"runner error: {type(error).__name__}: {error}{where(error)}")
 
@@ -332,10 +340,14 @@ def stopped(entry: dict, detail: str) -> dict:
             "detail": detail, "trace": "", "seconds": 0.0}
 
 
+# Seconds a group's child process gets beyond its cases' budgets (to start, and to report).
+ISOLATED_MARGIN = 10.0
+
+
 def run_isolated(runner: Runner, spec: dict, entries: list) -> list:
     """The entries (one group) in a child process: `RUNNER group SPEC_JSON`; killed after
     every case's budget twice over (a retry each), its cases then in error."""
-    limit = sum(2 * float(runner.budget(e.get("case"), timeout_of(spec, e))) for e in entries) + 10
+    limit = sum(2 * float(runner.budget(e.get("case"), timeout_of(spec, e))) for e in entries) + ISOLATED_MARGIN
     child = subprocess.Popen([sys.executable, os.path.abspath(sys.argv[0]), "group",
                               json.dumps({**spec, "cases": entries})],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)

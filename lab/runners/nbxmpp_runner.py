@@ -75,11 +75,6 @@ def lab_client_class(ca_file: str):
     return LabClient
 
 
-def _tick(seconds: float) -> None:
-    """Run the GLib main loop for a while (also wakes an idle loop)."""
-    wait_until(lambda: False, seconds)
-
-
 def wait_until(predicate, timeout: float) -> bool:
     context = GLib.MainContext.default()
     deadline = time.monotonic() + timeout

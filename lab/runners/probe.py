@@ -7,21 +7,62 @@ from __future__ import annotations
 
 import socket
 import time
+import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 
 STREAM_HEADER = ("<?xml version='1.0'?><stream:stream to='{domain}' version='1.0' xmlns='jabber:client' "
                  "xmlns:stream='http://etherx.jabber.org/streams'>")
+NS_STREAM = "http://etherx.jabber.org/streams"
 TLS_NS = "urn:ietf:params:xml:ns:xmpp-tls"
+FEATURES = f"{{{NS_STREAM}}}features"
+ET.register_namespace("stream", NS_STREAM)  # features shown as <stream:features>, as sent
 
 
-def read_until(sock, end: bytes, limit: int = 65536) -> str:
-    received = b""
-    while end not in received and len(received) < limit:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        received += chunk
-    return received.decode(errors="replace")
+class StreamReader:
+    """The top-level elements of an XMPP stream, parsed as they arrive (as
+    cli_support.Receiver reads its stream): never a substring match on the raw bytes."""
+
+    def __init__(self, sock, limit: int = 65536):
+        self.sock, self.limit = sock, limit
+        self.parser = ET.XMLPullParser(("start", "end"))
+        self.depth, self.root, self.text = 0, None, ""
+
+    def next(self) -> ET.Element | None:
+        """The next complete top-level element; None when the stream, the connection or
+        ``limit`` bytes end first. ValueError for what is not XML."""
+        try:
+            return self._next()
+        except ET.ParseError as error:
+            raise ValueError(f"not XML ({error}): {self.text[:160]!r}") from None
+
+    def _next(self) -> ET.Element | None:
+        while True:
+            for event, element in self.parser.read_events():
+                if event == "start":
+                    self.depth += 1
+                    self.root = element if self.root is None else self.root
+                    continue
+                self.depth -= 1
+                if self.depth == 1:
+                    self.root.remove(element)
+                    return element
+                if self.depth == 0:
+                    return None
+            if len(self.text) >= self.limit:
+                return None
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                return None
+            self.text += chunk.decode(errors="replace")
+            self.parser.feed(chunk)
+
+
+def tag(element: ET.Element | None) -> str:
+    return "nothing" if element is None else element.tag
+
+
+def offers_starttls(features: ET.Element) -> bool:
+    return features.find(f"{{{TLS_NS}}}starttls") is not None
 
 
 def probe(domain: str, port: int = 5222) -> str | None:
@@ -29,13 +70,14 @@ def probe(domain: str, port: int = 5222) -> str | None:
     try:
         with socket.create_connection((domain, port), timeout=3) as sock:
             sock.sendall(STREAM_HEADER.format(domain=domain).encode())
-            text = read_until(sock, b"</stream:features>")
-        if "</stream:features>" not in text:
-            return f"no stream features from {domain}:{port} (got {text[:120]!r})"
-        if TLS_NS not in text:
+            reader = StreamReader(sock)
+            features = reader.next()
+        if features is None or features.tag != FEATURES:
+            return f"no stream features from {domain}:{port} (got {tag(features)}: {reader.text[:120]!r})"
+        if not offers_starttls(features):
             return f"{domain}:{port} does not offer STARTTLS"
         return None
-    except OSError as error:
+    except (OSError, ValueError) as error:
         return f"{domain}:{port}: {error}"
 
 
@@ -70,18 +112,23 @@ def c2s_features(domain: str, sender: str, ca_file: str, port: int = 5222) -> st
     import ssl
     with socket.create_connection((domain, port), timeout=3) as sock:
         sock.sendall(STREAM_HEADER.format(domain=domain).encode())
-        if TLS_NS not in read_until(sock, b"</stream:features>"):
-            raise ValueError(f"{domain}:{port} offers no STARTTLS")
+        reader = StreamReader(sock)
+        features = reader.next()
+        if features is None or features.tag != FEATURES or not offers_starttls(features):
+            raise ValueError(f"{domain}:{port} offers no STARTTLS (got {tag(features)})")
         sock.sendall(f"<starttls xmlns='{TLS_NS}'/>".encode())
-        if "proceed" not in read_until(sock, b"/>"):
-            raise ValueError(f"{domain}:{port}: STARTTLS not proceeding")
+        answer = reader.next()
+        if answer is None or answer.tag != f"{{{TLS_NS}}}proceed":
+            raise ValueError(f"{domain}:{port}: STARTTLS not proceeding (got {tag(answer)})")
         with ssl.create_default_context(cafile=ca_file).wrap_socket(sock, server_hostname=domain) as tls:
             header = STREAM_HEADER.format(domain=domain).replace("<stream:stream ", f"<stream:stream from='{sender}' ")
             tls.sendall(header.encode())
-            text = read_until(tls, b"</stream:features>")
-    if "</stream:features>" not in text:
-        raise ValueError(f"no stream features from {domain}:{port} after STARTTLS (got {text[-160:]!r})")
-    return text[text.index("<stream:features"):text.index("</stream:features>") + len("</stream:features>")]
+            secured = StreamReader(tls)
+            features = secured.next()
+    if features is None or features.tag != FEATURES:
+        raise ValueError(f"no stream features from {domain}:{port} after STARTTLS (got {tag(features)}: "
+                         f"{secured.text[-160:]!r})")
+    return ET.tostring(features, encoding="unicode")
 
 
 def s2s_offer(spec: dict) -> dict:
@@ -106,20 +153,25 @@ def s2s_offer_once(spec: dict) -> dict:
     try:
         with socket.create_connection((domain, port), timeout=3) as sock:
             sock.sendall(S2S_HEADER.format(domain=domain, sender=spec["sender"]).encode())
-            features = read_until(sock, b"</stream:features>")
-            if "</stream:features>" not in features:
+            reader = StreamReader(sock)
+            features = reader.next()
+            if features is None or features.tag != FEATURES:
                 return {"starttls": False, "certificate": None,
-                        "error": f"no stream features from {domain}:{port} (got {features[:160]!r})"}
-            if TLS_NS not in features:
-                return {"starttls": False, "certificate": None, "error": None, "features": features[-400:]}
+                        "error": f"no stream features from {domain}:{port} (got {tag(features)}: {reader.text[:160]!r})"}
+            if not offers_starttls(features):
+                return {"starttls": False, "certificate": None, "error": None,
+                        "features": ET.tostring(features, encoding="unicode")[-400:]}
             sock.sendall(f"<starttls xmlns='{TLS_NS}'/>".encode())
-            answer = read_until(sock, b"/>")
-            if "proceed" not in answer:
-                return {"starttls": True, "certificate": None, "error": f"STARTTLS not proceeding: {answer[:160]!r}"}
+            answer = reader.next()
+            if answer is None or answer.tag != f"{{{TLS_NS}}}proceed":
+                return {"starttls": True, "certificate": None,
+                        "error": f"STARTTLS not proceeding: got {tag(answer)} ({reader.text[-160:]!r})"}
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # looked at, not trusted
             with context.wrap_socket(sock, server_hostname=domain) as tls:
                 der = tls.getpeercert(binary_form=True)
         return {"starttls": True, "certificate": base64.b64encode(der).decode() if der else None, "error": None}
+    except ValueError as error:
+        return {"starttls": False, "certificate": None, "error": f"{domain}:{port}: {error}"}
     except OSError as error:
         return {"starttls": None, "certificate": None, "error": f"{domain}:{port}: {error}"}

@@ -1,6 +1,6 @@
 """Test runner for the Perl Net::XMPP client stack, driven by sendxmpp.
 
-Run inside the client container (sendxmpp 1.24 on Net::XMPP / XML::Stream, Python stdlib).
+Run inside the client container (sendxmpp 1.24 on Net::XMPP / XML::Stream, Python with python3-dnslib).
 Usage:
     sendxmpp_runner.py cases SPEC_JSON
 prints, as its last stdout line, one JSON list with one result per requested case (same
@@ -26,7 +26,7 @@ import re
 import time
 
 from cli_support import Context, Ran, Receiver
-from harness import CaseFailed, Runner, delivered, login_refused, main, message_fields, token
+from harness import CaseFailed, NotObserved, Runner, delivered, login_refused, main, message_fields, token
 
 TOOL = "sendxmpp"
 
@@ -44,6 +44,9 @@ def sendxmpp(ctx: Context, server: str, user: str, to: str, body: str, *, passwo
     log = ran.out + ran.err
     if ran.code != 0 and "internal-server-error" in log and "We authed!" not in log:
         raise login_refused(f"{TOOL} {user}@{ctx.domain(server)}", "internal-server-error")
+    if ran.timed_out:  # the tool hung: nothing to judge the server by
+        raise NotObserved(f"{TOOL} {user}@{ctx.domain(server)} -> {to}: did not finish within {ctx.timeout:g}s "
+                          f"and was killed")
     return ran
 
 

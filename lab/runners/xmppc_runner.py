@@ -1,6 +1,6 @@
 """Test runner for the libstrophe client stack, driven by the xmppc command-line client.
 
-Run inside the client container (xmppc 0.1.0 on libstrophe, strace, Python stdlib). Usage:
+Run inside the client container (xmppc 0.1.0 on libstrophe, strace, Python with python3-dnslib). Usage:
     xmppc_runner.py cases SPEC_JSON
 prints, as its last stdout line, one JSON list with one result per requested case (same
 order): {"case", "server", "target", "status": pass|fail|error, "detail", "trace", "seconds"}.
@@ -27,7 +27,7 @@ import threading
 import time
 
 from cli_support import STRACE, SYSTEM_CA, Context, Ran, Receiver, env, observed, srv_lookup, srv_verdict
-from harness import CaseFailed, Runner, delivered, login_refused, main, message_fields, token
+from harness import CaseFailed, NotObserved, Runner, delivered, login_refused, main, message_fields, token
 
 TOOL = "xmppc"
 XMPPC_SEND_DELAY = 10.0        # xmppc's message mode waits this long before it sends
@@ -49,8 +49,8 @@ def in_background(function, *args, **kwargs):
         thread.join(timeout)
         if "error" in box:
             raise box["error"]
-        if "result" not in box:
-            raise CaseFailed(f"{TOOL} did not finish")
+        if "result" not in box:  # the tool hung: nothing to judge the server by
+            raise NotObserved(f"{TOOL} did not finish within {timeout:g}s")
         return box["result"]
     return result
 
@@ -82,10 +82,18 @@ def xmppc(ctx: Context, jid: str, password: str, *args, ca: str | None = None, t
     argv = ["xmppc", "-vvv", "-j", jid, "-p", password, *args]
     bound = timeout or ctx.timeout
     result = traced(ctx, argv, bound, env=env(ca or ctx.ca)) if strace else ctx.run(argv, bound, env=env(ca or ctx.ca))
-    log = (result[0] if strace else result).err
-    if "<internal-server-error" in log and "auth successful" not in log:
+    ran = result[0] if strace else result
+    if "<internal-server-error" in ran.err and "auth successful" not in ran.err:
         raise login_refused(f"{TOOL} {jid}", "internal-server-error")
+    if ran.timed_out:  # xmppc hung (it exits 0 on every error it sees): a tool problem, not a verdict
+        raise NotObserved(f"{TOOL} {jid} {' '.join(args[:2])}: did not finish within {bound:g}s and was killed; "
+                          f"its log ends: {tail(ran.err)}")
     return result
+
+
+def tail(log: str) -> str:
+    lines = [line.strip() for line in log.strip().splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "(nothing)"
 
 
 def login_facts(ran: Ran) -> dict:
