@@ -157,7 +157,8 @@ class Interop:
                 for stack in self.stacks for p in plan(stack, [case], servers, pairs)[0]]
 
     def spec(self, stack: ClientStack, **extra) -> dict:
-        return protocol.spec(self.lab, stack, CASE_TIMEOUT, self.concurrency, **extra)
+        """The runner's spec; ``extra`` adds fields or sets them otherwise (F8: its own concurrency)."""
+        return {**protocol.spec(self.lab, stack, CASE_TIMEOUT, self.concurrency), **extra}
 
     def run_runner(self, stack: ClientStack, planned: list[dict], **extra) -> list[CaseResult]:
         """``extra``: further spec fields (F8's outage times; a concurrency of its own)."""

@@ -17,13 +17,14 @@ CLIENT_CA = "/etc/xmpp-lab/ca.pem"  # the lab CA, where every client container h
 RUNNER_STATUSES = (PASS, FLAKY, FAIL, ERROR)  # what a runner may report; not supported is the host's call
 
 
-def spec(lab, stack: ClientStack, timeout: float, concurrency: int, **extra) -> dict:
+def spec(lab, stack: ClientStack, timeout: float, concurrency: int) -> dict:
     """What a runner is told of the lab: its CA, the servers with their accounts, how long a
-    wait may take and how many cases it runs at once."""
+    wait may take and how many cases it runs at once (the lab's concurrency, scaled for the
+    stack)."""
     return {"ca": CLIENT_CA, "timeout": timeout, "concurrency": concurrency * stack.concurrency_scale,
             "servers": {s.name: {"domain": s.domain, "accounts": s.accounts, "muc": s.muc_domain,
                                  "users": stack_users(stack, s)}
-                        for s in lab.servers}, **extra}
+                        for s in lab.servers}}
 
 
 def stack_users(stack: ClientStack, server) -> dict[str, str]:

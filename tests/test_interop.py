@@ -322,3 +322,21 @@ def test_c6_fails_on_a_declared_stream_feature_that_is_not_offered(servers):
         n for n in captured.evidence["stream_namespaces"] if n != "urn:xmpp:sasl:2"]})
     verdict = judge_features(stripped, servers["ejabberd"])
     assert verdict.status == FAIL and "sasl2 (urn:xmpp:sasl:2) in the stream features" in verdict.detail
+
+
+def test_a_phase_may_set_the_runners_concurrency_itself(default_lab):
+    """F8 runs every pair at once: its spec's concurrency is its own, not the lab's."""
+    from lab.interop import Interop
+
+    class Engine:
+        def info(self):
+            return {"NCPU": 2}
+
+    class Local:
+        client = Engine()
+
+        def placed(self, lab):
+            return lab
+    interop = Interop(default_lab, Local())
+    assert interop.spec(default_lab.primary)["concurrency"] == 4
+    assert interop.spec(default_lab.primary, concurrency=6, outage={"down_at": 1})["concurrency"] == 6

@@ -20,7 +20,7 @@ import docker
 import pytest
 
 from lab.cases.outage import RECOVERY
-from lab.servers import BUILTIN_KINDS
+from lab import TEMPLATES_DIR
 from test_e2e import lab_command, labelled
 
 pytestmark = pytest.mark.docker
@@ -39,7 +39,7 @@ DROPPED = ['"disco";', '"ping";', '"carbons";', '"mam";', '"smacks";', '"registe
 def override() -> str:
     """Prosody's own template without the modules of DROPPED, registration, direct TLS for
     clients and the MUC component (the kind.yml still declares all of them)."""
-    text = (BUILTIN_KINDS / "prosody" / "templates" / "prosody.cfg.lua.j2").read_text()
+    text = (TEMPLATES_DIR / "prosody" / "prosody.cfg.lua.j2").read_text()
     lines = [line for line in text.splitlines(keepends=True) if not any(m in line for m in DROPPED)]
     text = "".join(lines).replace("allow_registration = true", "allow_registration = false")
     text = re.sub(r"c2s_direct_tls_ports = .*\n", "", text)

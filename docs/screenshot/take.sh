@@ -9,7 +9,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$here/../.."
-lab=(-f "${1:-$repo/lab/default-lab.yml}")
+lab=(-f "${1:-$repo/lab.yml}")
 work="$(mktemp -d)"
 chmod 755 "$work"
 display=:$((90 + RANDOM % 100))

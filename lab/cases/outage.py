@@ -44,15 +44,22 @@ class Outage:
         planned = [{"case": case.id, "server": a.name, "target": b.name,
                     "timeout": outage["give_up_at"] - start + 5} for a, b in fresh]
         box: dict = {}
-        runner = threading.Thread(target=lambda: box.update(results=session.run_runner(
-            session.primary, planned, outage=outage, concurrency=len(planned))), daemon=True)
+
+        def run() -> None:  # beside the outage; what goes wrong in it is each pair's error
+            try:
+                box["results"] = session.run_runner(session.primary, planned, outage=outage, concurrency=len(planned))
+            except Exception as error:
+                box["results"] = [CaseResult(p["case"], case.title, session.primary.name, p["server"], p["target"],
+                                             ERROR, f"the lab could not run the exchange: {type(error).__name__}: "
+                                                    f"{error}") for p in planned]
+        runner = threading.Thread(target=run, daemon=True)
         runner.start()
         down, back = session.pause_dns(outage["down_at"], outage["up_at"])
         runner.join()
         give_up = back + (outage["give_up_at"] - outage["up_at"])
         queries = session.dns_log(down - 1)
         return [session.judged(r, queries=queries, facts={"down": down, "back": back, "give_up": give_up})
-                for r in box.get("results", [])]
+                for r in box["results"]]
 
 
 def judge_f8(result: CaseResult, sender, receiver, queries: list[dict], down: float, back: float,
