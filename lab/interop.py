@@ -258,11 +258,9 @@ class Interop:
         ``settle``, make servers drop their s2s connections and wait until cached answers
         have expired."""
         zone = json.dumps(build_zone(self.lab, variant), indent=2).encode()
-        if not settle:
-            with interrupts_ignored():
-                self.runtime.update_file(DNS_SERVICE, ZONE_PATH, File(zone))
-            return {}
         self.runtime.update_file(DNS_SERVICE, ZONE_PATH, File(zone))
+        if not settle:
+            return {}
         served = time.monotonic()
         dropped = self.drop_s2s()
         # Answers cached before the zone changed expire counted from then, not from the drop.

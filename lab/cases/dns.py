@@ -40,7 +40,11 @@ class ZoneVariant:
                 dropped = session.serve_zone(case.phase.records)
                 results += self.run_case(session, case, servers, pairs, dropped, since)
             finally:
-                session.serve_zone(None, settle=False)  # the normal zone again, whatever happened
+                # The normal zone again, whatever happened; after the batch's last case, until
+                # the servers' cached answers of the variant have expired (what runs next,
+                # such as the group's S1 back to normal, must meet the normal zone).
+                with session.cleanup():
+                    session.serve_zone(None, settle=case is cases[-1])
         return results
 
     @staticmethod
