@@ -40,11 +40,12 @@ class ZoneVariant:
                 dropped = session.serve_zone(case.phase.records)
                 results += self.run_case(session, case, servers, pairs, dropped, since)
             finally:
-                # The normal zone again, whatever happened; after the batch's last case, until
-                # the servers' cached answers of the variant have expired (what runs next,
-                # such as the group's S1 back to normal, must meet the normal zone).
+                # The normal zone again, whatever happened; after a fault group's last case,
+                # until the servers' cached answers of the variant have expired: the group's S1
+                # back to normal must meet the normal zone (a zone case that follows waits
+                # for its own zone anyway).
                 with session.cleanup():
-                    session.serve_zone(None, settle=case is cases[-1])
+                    session.serve_zone(None, settle=bool(case.group) and case is cases[-1])
         return results
 
     @staticmethod
