@@ -175,6 +175,10 @@ def to_junit(results: list[CaseResult], lab: str) -> str:
             case = ET.SubElement(suite, "testcase", classname=name, name=f"{result.case} {result.title}",
                                  time=f"{result.seconds:.3f}")
             properties = ET.SubElement(case, "properties")
+            info = case_info(result.case)  # what the case checks, and against which spec
+            for key in ("criterion", "spec"):
+                if info[key]:
+                    ET.SubElement(properties, "property", name=key, value=info[key])
             for key, value in fault_outcome(result).items():  # a fault's observed/expected outcome
                 ET.SubElement(properties, "property", name=key, value=str(value))
             if result.status in (FAIL, ERROR):

@@ -45,7 +45,7 @@ def test_c2s_matrix_has_a_row_per_stack():
 def test_flaky_is_never_folded_into_pass():
     root = ET.fromstring(to_junit(RESULTS, "t"))
     flaky = next(c for c in root.iter("testcase") if c.get("name").startswith("C5 "))
-    assert flaky.find("properties/property").get("value") == "flaky"
+    assert flaky.find("properties/property[@name='status']").get("value") == "flaky"
     assert "flaky: first attempt" in flaky.find("system-out").text
     assert json.loads(to_json(RESULTS, "t"))["summary"]["flaky"] == 1
     assert '<span class="status flaky">flaky</span> C5/xmppc/ejabberd' in to_html(RESULTS, "t", SERVERS)
@@ -170,6 +170,7 @@ def test_faults_have_matrices_of_their_own_with_the_observed_outcome():
     assert str(s2s_matrix(results, ["p", "e"])[1][2]) == "1 pass"  # the S matrix counts no fault
     junit = ET.fromstring(to_junit(results[:1], "lab"))
     assert junit.find(".//property[@name='observed']").get("value") == "refused: x after 8 ms"
+    assert junit.find(".//property[@name='spec']").get("value")  # every case says its spec reference
 
 
 def test_matrices_name_each_server_and_client_by_kind_version_and_release():
