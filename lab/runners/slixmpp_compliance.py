@@ -130,10 +130,11 @@ def caps_ver(identity: str, features: list[str]) -> str:
     return base64.b64encode(hashlib.sha1(text.encode()).digest()).decode()
 
 
-def advertise_notify(run: CaseRun, client, asked: asyncio.Future) -> str:
-    """Make ``client`` answer disco#info of its caps node with +notify for user tune; set
-    ``asked`` when a server asked. Returns the caps element for its presence (a ver of this
-    run alone, so no server has it cached and the question is observed)."""
+def advertise_notify(run: CaseRun, client, askers: list, by: tuple, asked: asyncio.Future) -> str:
+    """Make ``client`` answer disco#info of its caps node with +notify for user tune; note
+    every asker in ``askers``, and set ``asked`` once one of ``by`` (bare JIDs, domains) asked.
+    Returns the caps element for its presence (a ver of this run alone, so no server has it
+    cached: the server that wants to know must ask)."""
     from slixmpp.xmlstream.handler import Callback
     from slixmpp.xmlstream.matcher import MatchXPath
     node, name = "https://xmpp-lab.test/caps", f"xmpp-lab {token(8)}"
@@ -149,8 +150,10 @@ def advertise_notify(run: CaseRun, client, asked: asyncio.Future) -> str:
         run.send(client, f"<iq type='result' id={esc(iq['id'])} to={esc(iq['from'].full)}>"
                          f"<query xmlns='{NS_DISCO_INFO}'{f' node={esc(asked_node)}' if asked_node else ''}>"
                          f"<identity category='client' type='pc' name={esc(name)}/>{items}</query></iq>")
-        if not asked.done():
-            asked.set_result(iq["from"].full)
+        asker = iq["from"].full
+        askers.append(asker)
+        if bare(asker) in by and not asked.done():
+            asked.set_result(asker)
     client.register_handler(Callback(f"caps answer {token(4)}",
                                      MatchXPath(f"{{{NS_CLIENT}}}iq/{{{NS_DISCO_INFO}}}query"), answer))
     return f"<c xmlns='{NS_CAPS}' hash='sha-1' node='{node}' ver='{ver}'/>"
@@ -173,26 +176,33 @@ async def subscribe_both_ways(run: CaseRun, alice, bob) -> None:
 
 
 async def pep_caps(run: CaseRun) -> str:
-    alice = await run.login(run.server, "alice")
+    # A's user is carol, an account nothing else logs into: ejabberd 24.12 can lose the event
+    # while another session of the publisher is connected without presence (docs/compliance.md).
+    alice = await run.login(run.server, "carol")
     bob = await run.login(run.target, "bob", presence=False)
     # A non-contact of alice's on B: B's alice, who tells alice@A of its +notify by directed presence.
     stranger = await run.login(run.target, "alice", presence=False)
     a, b, s = alice.boundjid.bare, bob.boundjid.bare, stranger.boundjid.bare
+    bob_askers, stranger_askers = [], []
     bob_asked, stranger_asked = run.loop.create_future(), run.loop.create_future()
-    bob_caps = advertise_notify(run, bob, bob_asked)
-    stranger_caps = advertise_notify(run, stranger, stranger_asked)
+    side_a = (a, run.domain(run.server))  # alice's PEP service asks from her bare JID or her domain
+    bob_caps = advertise_notify(run, bob, bob_askers, side_a, bob_asked)
+    stranger_caps = advertise_notify(run, stranger, stranger_askers, side_a, stranger_asked)
     await asyncio.gather(run.remove_roster_item(alice, b), run.remove_roster_item(bob, a))
     try:
         await run.go_online(bob)
         await subscribe_both_ways(run, alice, bob)
         run.send(bob, f"<presence>{bob_caps}</presence>")
         run.send(stranger, f"<presence to={esc(a)}>{stranger_caps}</presence>")
+        # A's server learns bob's +notify by asking what his caps mean (XEP-0115 6.3). Not a
+        # verdict by itself: the event arriving is; the wait only avoids publishing too early.
         try:
-            asker = await run.within(asyncio.shield(bob_asked), "A's server to ask bob's caps", limit=min(6.0, run.remaining()))
+            await run.within(asyncio.shield(bob_asked), "A's server to ask bob's caps", limit=min(5.0, run.remaining()))
+            await asyncio.sleep(0.5)  # the server's own handling of the answer
         except CaseFailed:
-            raise CaseFailed(f"{a}'s server never asked {bob.boundjid.full} what its caps mean (disco#info of its "
-                             f"node), so it cannot know of its +notify (XEP-0115 6.3, XEP-0163 4)") from None
-        await asyncio.sleep(0.5)  # the server's own handling of the answer
+            pass
+        asked = (f"caps asked by {', '.join(dict.fromkeys(bob_askers))}" if bob_askers
+                 else "caps never asked")
         title = f"lab tune {token(10)}"
         await expect_result(run, alice, "set", None,
                             f"<pubsub xmlns='{NS_PUBSUB}'><publish node='{NS_TUNE}'><item>"
@@ -205,15 +215,15 @@ async def pep_caps(run: CaseRun) -> str:
         try:
             await run.expect(bob, event_from_alice, "the event", limit=min(6.0, run.remaining()))
         except CaseFailed:
-            raise CaseFailed(f"{b} (subscribed both ways, +notify in caps answered to {asker}) got no tune event "
+            raise CaseFailed(f"{b} (subscribed both ways, +notify in its caps; {asked}) got no tune event "
                              f"from {a} within 6 s") from None
         await asyncio.sleep(1.5)  # the stranger's event, if any, would come with bob's
         if any(event_from_alice(e) for e in stranger.inbox):
             raise CaseFailed(f"{s}, no contact of {a}, got its tune event too: the presence access model "
                              f"does not hold (XEP-0163 4.3)")
         note = "asked its caps too" if stranger_asked.done() else "never asked its caps"
-        return (f"{a} published a tune; {b} (+notify, caps asked by {asker}) got the event; non-contact {s} did "
-                f"not (A's server {note})")
+        return (f"{a} published a tune; {b} (+notify; {asked}) got the event; non-contact {s} did "
+                f"not ({a} {note})")
     finally:
         run.send(stranger, f"<presence to={esc(a)} type='unavailable'/>")
         await asyncio.gather(run.remove_roster_item(alice, b), run.remove_roster_item(bob, a))
