@@ -109,10 +109,26 @@ def client_rows(lab, versions: dict[str, str | None]) -> list[dict]:
 
 
 def to_json(results: list[CaseResult], lab: str, servers: list[dict] | None = None,
-            clients: list[dict] | None = None) -> str:
+            clients: list[dict] | None = None, compliance: dict | None = None) -> str:
     return json.dumps({"lab": lab, "servers": servers or [], "clients": clients or [],
                        "summary": dict(sorted(counts(results).items())),
+                       **({"compliance": compliance} if compliance else {}),
                        "results": [{"id": r.id, **asdict(r), **fault_outcome(r)} for r in results]}, indent=2) + "\n"
+
+
+def compliance(results: list[CaseResult], servers: list[str]) -> dict | None:
+    """The compliance table (lab/cases/compliance.py), when a compliance case ran."""
+    from lab.cases import compliance as cases
+    ran = {case for requirements in cases.LEVELS.values() for wanted in requirements.values() for case in wanted
+           if case.startswith("X")}
+    if not any(r.case in ran for r in results):
+        return None
+    return cases.compliance_table(results, servers)
+
+
+def compliance_rows(table: dict) -> list[list[str]]:
+    from lab.cases import compliance as cases
+    return cases.table_rows(table)
 
 
 def fault_outcome(result: CaseResult) -> dict:
@@ -179,7 +195,7 @@ def _html_table(rows: list[list[str]]) -> str:
 
 
 def to_html(results: list[CaseResult], lab: str, servers: list[str], rows: list[dict] | None = None,
-            clients: list[dict] | None = None) -> str:
+            clients: list[dict] | None = None, compliance: dict | None = None) -> str:
     failures = [r for r in results if r.status in FAILED or r.status == FLAKY]
     versions = [["server", "kind", "release", "version", "XEP-0092 answer"]] + [
         [row["server"], row["kind"], row["release"], row["version"] or "?", row.get("software") or "?"]
@@ -195,6 +211,8 @@ def to_html(results: list[CaseResult], lab: str, servers: list[str], rows: list[
              "<h2>Client to server</h2>", _html_table(relabelled(c2s_matrix(results, servers), names)),
              *(part for case, matrix in fault_matrices(results, servers).items()
                for part in (f"<h2>Fault {html.escape(case)}</h2>", _html_table(relabelled(matrix, names)))),
+             *(["<h2>Compliance (XEP-0479, by behaviour)</h2>",
+                _html_table(relabelled(compliance_rows(compliance), names))] if compliance else []),
              f"<h2>Failures and flaky cases ({len(failures)})</h2>"]
     for result in failures:
         parts.append(f"<h3 id='{html.escape(result.id)}'>{html.escape(result.id)} ({result.status}): "
@@ -211,7 +229,8 @@ def write(results: list[CaseResult], lab, versions: dict[str, str | None] | None
     directory.mkdir(parents=True, exist_ok=True)
     servers, clients = [s.name for s in lab.servers], client_rows(lab, versions or {})
     rows = server_rows(lab, versions or {}, software)
-    (directory / "results.json").write_text(to_json(results, lab.name, rows, clients))
+    table = compliance(results, servers)
+    (directory / "results.json").write_text(to_json(results, lab.name, rows, clients, table))
     (directory / "junit.xml").write_text(to_junit(results, lab.name))
-    (directory / "report.html").write_text(to_html(results, lab.name, servers, rows, clients))
+    (directory / "report.html").write_text(to_html(results, lab.name, servers, rows, clients, table))
     return directory

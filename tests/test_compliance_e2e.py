@@ -50,6 +50,11 @@ def test_compliance_cases_pass_on_prosody_and_ejabberd_and_fail_with_their_modul
         assert {i: r["status"] for i, r in green.items() if r["status"] != "pass"} == {}, \
             {i: r["detail"] for i, r in green.items() if r["status"] != "pass"}
         assert tested.returncode == 0, tested.stdout
+        table = json.loads(first.read_text())["compliance"]  # and the table of the suites' levels
+        assert table["prosody"]["requirements"]["XEP-0054"]["verdict"] == "pass"
+        assert table["prosody"]["requirements"]["XEP-0054"]["peers"] == ["ejabberd"]
+        assert table["ejabberd"]["requirements"]["XEP-0191"]["verdict"] == "pass"
+        assert "compliance, XEP-0479" in tested.stdout
 
         # The modules off in a template beside lab.yml; kind.yml still declares them.
         template = (BUILTIN_KINDS / "prosody" / "templates" / "prosody.cfg.lua.j2").read_text()
@@ -61,8 +66,10 @@ def test_compliance_cases_pass_on_prosody_and_ejabberd_and_fail_with_their_modul
         up = lab_command("up", "-f", str(path))
         assert up.returncode == 0, up.stdout + up.stderr
         tested = lab_command("test", "-f", str(path), "--only", ",".join(CASES))
-        _, red = results(tmp_path, name, before=(first,))
+        second, red = results(tmp_path, name, before=(first,))
         assert tested.returncode == 1
+        table = json.loads(second.read_text())["compliance"]
+        assert table["prosody"]["requirements"]["XEP-0054"]["failed"] == ["X0054/slixmpp/prosody->ejabberd"]
         for result_id, cause in [*SWITCHED_OFF.values(), *ALSO_RED.items()]:
             assert red[result_id]["status"] == "fail" and cause in red[result_id]["detail"], red[result_id]
         assert red["X0157/slixmpp/ejabberd"]["status"] == "pass"  # ejabberd's config is its own

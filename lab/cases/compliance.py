@@ -44,3 +44,79 @@ CASES = [
          "xmpp:admin@<domain>, as the lab configures it",
          "XEP-0157 3; XEP-0128; XEP-0479 (should support)", needs="contact-addresses"),
 ]
+
+
+# --- the compliance table: XEP-0479's levels, per server ------------------------------------------
+
+# Each level's requirements (server side), each checked by these cases (none: not checked yet;
+# docs/compliance.md says why). A level includes the ones it builds on (LEVEL_BASE).
+LEVELS = {
+    "Core": {"RFC 6120": ["C1", "C2", "C3", "S1"], "RFC 7590": ["C1", "S8"], "XEP-0030": ["C6", "S5"],
+             "XEP-0114": []},
+    "Core Advanced": {"XEP-0368": ["C12"], "XEP-0115 + XEP-0163": ["X0163"]},
+    "IM": {"RFC 6121": ["C4", "C5", "S2", "S3"], "XEP-0054": ["X0054"], "XEP-0280": ["C9"],
+           "XEP-0045 + XEP-0249": ["X0045", "S6"], "XEP-0363": []},
+    "IM Advanced": {"XEP-0398 + XEP-0153": [], "XEP-0191": ["X0191"],
+                    "XEP-0048 / XEP-0402 / XEP-0410": ["X0049", "X0223", "X0045"], "XEP-0313 (MUC)": ["X0045"],
+                    "XEP-0223": ["X0223"], "XEP-0049": ["X0049"], "XEP-0198": ["C8"], "XEP-0313": ["C10", "S7"]},
+}
+LEVEL_BASE = {"Core": [], "Core Advanced": ["Core"], "IM": ["Core"], "IM Advanced": ["IM", "Core Advanced"]}
+# Worst first: a requirement's verdict is the worst of its cases'.
+VERDICTS = ("fail", "error", "not checked", "not supported", "flaky", "pass")
+# A case's own, over its results: passing with one peer and not supported with another is a pass.
+CASE_VERDICTS = ("fail", "error", "flaky", "pass", "not supported")
+
+
+def compliance_table(results, servers: list[str]) -> dict:
+    """Per server: each requirement's verdict (the worst of its cases', over every stack and,
+    for s2s cases, every peer the server sent to: its own user acted), the peers it passed
+    with, the results that failed; each level met only if every requirement in it and in
+    the levels it builds on passes."""
+    def case_verdict(server: str, case: str) -> tuple[str, set, list]:
+        mine = [r for r in results if r.case == case and r.server == server]
+        statuses = {r.status for r in mine}
+        failed = [r.id for r in mine if r.status in ("fail", "error")]
+        peers = {r.target for r in mine if r.target and r.status == "pass"}
+        for verdict in CASE_VERDICTS:
+            if verdict in statuses:
+                return verdict, peers, failed
+        return "not checked", peers, failed
+
+    table = {}
+    for server in servers:
+        requirements = {}
+        for level, wanted in LEVELS.items():
+            for requirement, cases in wanted.items():
+                verdicts = [case_verdict(server, case) for case in cases]
+                worst = min((v for v, _, _ in verdicts), key=VERDICTS.index, default="not checked")
+                requirements[requirement] = {
+                    "level": level, "verdict": worst, "cases": cases,
+                    "peers": sorted(set().union(*(p for _, p, _ in verdicts))) if verdicts else [],
+                    "failed": [i for _, _, failed in verdicts for i in failed]}
+
+        def missing(level: str) -> list[str]:
+            own = [r for r, v in requirements.items() if v["level"] == level and v["verdict"] != "pass"]
+            return list(dict.fromkeys(own + [r for base in LEVEL_BASE[level] for r in missing(base)]))
+        table[server] = {"levels": {level: {"met": not missing(level), "missing": missing(level)} for level in LEVELS},
+                         "requirements": requirements}
+    return table
+
+
+def table_rows(table: dict) -> list[list[str]]:
+    """The table for the terminal: a row per requirement (and per level), a column per server."""
+    servers = list(table)
+    rows = [["requirement", *servers]]
+    for level in LEVELS:
+        rows.append([f"{level} level", *("met" if table[s]["levels"][level]["met"] else
+                                         f"not met ({len(table[s]['levels'][level]['missing'])} missing)"
+                                         for s in servers)])
+        for requirement in LEVELS[level]:
+            cells = []
+            for server in servers:
+                entry = table[server]["requirements"][requirement]
+                peers = f" with {', '.join(entry['peers'])}" if entry["peers"] else ""
+                failed = f": {', '.join(entry['failed'][:2])}{' ...' if len(entry['failed']) > 2 else ''}"
+                cells.append(entry["verdict"] + (peers if entry["verdict"] == "pass" else
+                                                 failed if entry["failed"] else ""))
+            rows.append([f"  {requirement}", *cells])
+    return rows
