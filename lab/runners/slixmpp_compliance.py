@@ -209,9 +209,9 @@ async def subscribe_both_ways(run: CaseRun, alice, bob) -> None:
 
 
 async def pep_caps(run: CaseRun) -> str:
-    # A's user is carol, an account nothing else logs into: ejabberd 24.12 can lose the event
+    # A's user is publisher, an account nothing else logs into: ejabberd 24.12 can lose the event
     # while another session of the publisher is connected without presence (docs/compliance.md).
-    alice = await run.login(run.server, "carol")
+    alice = await run.login(run.server, "publisher")
     bob = await run.login(run.target, "bob", presence=False)
     # A non-contact of alice's on B: B's alice, who tells alice@A of its +notify by directed presence.
     stranger = await run.login(run.target, "alice", presence=False)
