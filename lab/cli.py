@@ -464,6 +464,11 @@ def run_catalogue_to(interop: Interop, cases, servers=None, stack_names=None) ->
         console.print()
         console.print(matrix_table(report.relabelled(rows, label),
                                    f"fault {case}: {titles[case]} (row: from, column: to; cell: observed)"))
+    table = report.compliance(results, names)
+    if table:
+        console.print()
+        console.print(matrix_table(report.relabelled(report.compliance_rows(table), label),
+                                   "compliance, XEP-0479 (a level is met only if every requirement passes)"))
     for label, status_set in (("failed or in error", FAILED), ("flaky (passed only on the retry)", (FLAKY,))):
         listed = [r for r in results if r.status in status_set]
         if listed:

@@ -149,10 +149,35 @@ def client_rows(lab, versions: dict[str, str | None]) -> list[dict]:
 
 
 def to_json(results: list[CaseResult], lab: str, servers: list[dict] | None = None,
-            clients: list[dict] | None = None, run: dict | None = None) -> str:
+            clients: list[dict] | None = None, run: dict | None = None, compliance: dict | None = None) -> str:
     return json.dumps({"lab": lab, **({"run": run} if run else {}), "servers": servers or [], "clients": clients or [],
                        "summary": dict(sorted(counts(results).items())),
+                       **({"compliance": compliance} if compliance else {}),
                        "results": [{"id": r.id, **asdict(r), **fault_outcome(r)} for r in results]}, indent=2) + "\n"
+
+
+def compliance(results: list[CaseResult], servers: list[str]) -> dict | None:
+    """The compliance table (lab/cases/compliance.py), when a compliance case ran."""
+    from lab.cases import compliance as cases
+    ran = {case for requirements in cases.LEVELS.values() for wanted in requirements.values() for case in wanted}
+    if not any(r.case in ran for r in results):
+        return None
+    return cases.compliance_table(results, servers)
+
+
+def compliance_rows(table: dict) -> list[list]:
+    """The compliance table as matrix rows: cells coloured by their verdict (a level met is
+    a pass, one not met a fail)."""
+    from lab.cases import compliance as cases
+
+    def status(text: str) -> str | None:
+        if text.startswith("not met"):
+            return FAIL
+        if text.startswith("met"):
+            return PASS
+        return next((s for s in (NOT_SUPPORTED, PASS, FLAKY, FAIL, ERROR) if text.startswith(s)), None)
+    header, *rows = cases.table_rows(table)
+    return [header] + [[row[0], *(Cell(text, status(text)) for text in row[1:])] for row in rows]
 
 
 def fault_outcome(result: CaseResult) -> dict:
@@ -378,7 +403,7 @@ def environment() -> jinja2.Environment:
 
 def to_html(results: list[CaseResult], lab: str, servers: list[str], rows: list[dict] | None = None,
             clients: list[dict] | None = None, run: dict | None = None, secrets: list[str] | None = None,
-            changes: dict | None = None, since: dict | None = None) -> str:
+            changes: dict | None = None, since: dict | None = None, compliance: dict | None = None) -> str:
     """The page: one self-contained file (inline style and a few lines of script, nothing
     fetched), rendered from templates/report/page.html.j2 with autoescape."""
     results = [redacted(r, secrets or []) for r in results]
@@ -394,7 +419,8 @@ def to_html(results: list[CaseResult], lab: str, servers: list[str], rows: list[
         info={case: case_info(case) for case in {r.case for r in results}},
         picture=federation_picture(results, servers), sections=server_sections(results, rows or [], servers),
         cases=case_rows(results), failures=[r for r in results if r.status in (FAIL, ERROR, FLAKY)],
-        unplaced=[r for r in results if id(r) not in placed], changes=changes, since=since)
+        unplaced=[r for r in results if id(r) not in placed], changes=changes, since=since,
+        compliance=relabelled(compliance_rows(compliance), names) if compliance else None)
 
 
 # --- results.md ---------------------------------------------------------------------------------
@@ -478,7 +504,8 @@ def write(results: list[CaseResult], lab, versions: dict[str, str | None] | None
     directory.mkdir(parents=True)
     servers, clients = [s.name for s in lab.servers], client_rows(lab, versions or {})
     rows = server_rows(lab, versions or {}, software)
-    document = to_json(results, lab.name, rows, clients, run)
+    table = compliance(results, servers)
+    document = to_json(results, lab.name, rows, clients, run, table)
     (directory / "results.json").write_text(document)
     earlier = [compare.load(folder) for folder in previous[-HISTORY:]]
     changes = compare.diff(earlier[-1], compare.load(directory)) if earlier else None
@@ -486,7 +513,7 @@ def write(results: list[CaseResult], lab, versions: dict[str, str | None] | None
     secrets = lab_secrets(lab)
     (directory / "junit.xml").write_text(to_junit(results, lab.name))
     (directory / "report.html").write_text(to_html(results, lab.name, servers, rows, clients, run, secrets, changes,
-                                                   since))
+                                                   since, table))
     summary = to_markdown(results, lab.name, servers, rows, clients, run, secrets, changes, since)
     (directory / "results.md").write_text(summary)
     if os.environ.get("GITHUB_STEP_SUMMARY"):  # GitHub Actions shows it on the run's page

@@ -61,7 +61,7 @@ def test_a_runner_without_a_literal_table_is_refused(tmp_path):
 
 # --- no case ID outside its unit -------------------------------------------------------------
 
-CASE_ID = re.compile(r"^[CSFJ]\d+[a-e]?$")
+CASE_ID = re.compile(r"^[CSFJX]\d+[a-e]?$")
 
 
 def literals(path: Path) -> list[tuple[int, str]]:
@@ -159,12 +159,9 @@ def test_user_case_reads_every_field(tmp_path):
 
 def named_ids(text: str) -> set[str]:
     """Case IDs a table cell names: C3, C4 and F3a-e alike."""
-    found = set()
-    for first, letters in re.findall(r"\b([CSF]\d+)(?:([a-e])-[a-e])?\b", text):
-        found.add(first)
+    found = set(re.findall(r"\b([CSFX]\d+[a-e]?)\b", text))
     for family, start, stop in re.findall(r"\b(F\d+)([a-e])-([a-e])\b", text):
         found |= {f"{family}{chr(c)}" for c in range(ord(start), ord(stop) + 1)}
-    found |= set(re.findall(r"\b([CSF]\d+[a-e]?)\b", text))
     return found
 
 

@@ -42,6 +42,15 @@ def run_test(path, *args):
 # The one real finding of the default kinds here: jabberd2 offers in-band registration (C11)
 # without advertising jabber:iq:register in disco#info, which XEP-0077 section 9 requires.
 FINDINGS = {"C6/slixmpp/jabberd2"}
+# jabberd2's "oid exists" TLS break (README, Pitfalls) hits S5 from jabberd2 to ejabberd in
+# most runs since ejabberd offers the compliance modules (docs/compliance.md, finding 6): a
+# finding there, if it comes, and only with that line of jabberd2's in its evidence.
+OID_EXISTS = {"S5/slixmpp/jabberd2->ejabberd"}
+
+
+def oid_exists(entry: dict) -> bool:
+    return entry["id"] in OID_EXISTS and entry["status"] == "fail" and any(
+        "oid exists" in line for line in entry.get("evidence", {}).get("server_log", []))
 
 
 def test_full_catalogue_passes_where_supported(lab):
@@ -63,7 +72,7 @@ def test_full_catalogue_passes_where_supported(lab):
             for case in S2S_RUN:
                 entry = by_id[f"{case}/slixmpp/{a}->{b}"]
                 expected = "not supported" if b == "jabberd2" and case in ("S6", "S7") else "pass"
-                assert entry["status"] == expected or exemptions.allows(entry), entry
+                assert entry["status"] == expected or exemptions.allows(entry) or oid_exists(entry), entry
             auth = by_id[f"S8/observed/{a}->{b}"]
             assert auth["status"] == "pass" or exemptions.allows(auth), auth
             if auth["status"] != "fail":
@@ -76,7 +85,7 @@ def test_full_catalogue_passes_where_supported(lab):
     # Exit 1, for exactly the finding and what jabberd2 refused twice (exempt, counted above).
     failed = {i for i, r in by_id.items() if r["status"] in ("fail", "error")}
     refused_twice = {t.split(" ")[0] for t in exemptions.taken if "(refused twice" in t}
-    assert failed == FINDINGS | refused_twice, failed
+    assert failed == FINDINGS | refused_twice | {i for i in failed if oid_exists(by_id[i])}, failed
     assert result.returncode == 1, result.stdout
     junit = (folder / "junit.xml").read_text()
     assert junit.count("<testsuite ") == 3 + 6

@@ -33,7 +33,8 @@ def run(lab: Path, directory: Path, *args):
 def test_from_an_empty_directory_it_knows_its_kinds_and_commands(installed, tmp_path):
     kinds = run(installed, tmp_path, "kinds")
     assert kinds.returncode == 0, kinds.stderr
-    assert [line.split()[:2] for line in kinds.stdout.splitlines()[1:]] == [
+    rows = [line for line in kinds.stdout.splitlines()[1:] if line[:3].strip()]  # (a long features cell wraps)
+    assert [line.split()[:2] for line in rows] == [
         ["ejabberd", "built-in"], ["jabberd2", "built-in"], ["prosody", "built-in"]]
     up_help = run(installed, tmp_path, "up", "--help")
     assert up_help.returncode == 0 and "Bring the lab up" in up_help.stdout

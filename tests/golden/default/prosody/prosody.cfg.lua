@@ -25,10 +25,22 @@ modules_enabled = {
 	"smacks";      -- XEP-0198
 	"register";    -- XEP-0077 in-band registration
 	"version";     -- XEP-0092: the reports show what the server says it is
+	"vcard_legacy"; -- XEP-0054 vcard-temp (kept as PEP nodes: it loads pep)
+	"blocklist";   -- XEP-0191
+	"pep";         -- XEP-0163, XEP-0223 private PEP (XEP-0402 bookmarks)
+	"private";     -- XEP-0049 private XML (XEP-0048 bookmarks)
+	"server_contact_info"; -- XEP-0157 (contact_info below)
 	"admin_shell"; -- `prosodyctl shell ...` (inspection, e.g. `s2s:show()`)
 }
 
 allow_registration = true
+
+-- XEP-0191 3.5: a blocked contact's message SHOULD come back as service-unavailable;
+-- mod_blocklist drops it silently unless asked (docs/compliance.md).
+bounce_blocked_messages = true
+
+-- XEP-0157: the case X0157 looks for xmpp:admin@<domain> in admin-addresses.
+contact_info = { admin = { "xmpp:admin@prosody.test", "mailto:admin@prosody.test" } }
 
 -- Client connections: STARTTLS required.
 c2s_require_encryption = true
