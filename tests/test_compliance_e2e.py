@@ -10,7 +10,7 @@ import uuid
 import docker
 import pytest
 
-from lab.servers import BUILTIN_KINDS
+from lab import TEMPLATES_DIR
 from test_e2e import lab_command, labelled
 
 pytestmark = pytest.mark.docker
@@ -57,7 +57,7 @@ def test_compliance_cases_pass_on_prosody_and_ejabberd_and_fail_with_their_modul
         assert "compliance, XEP-0479" in tested.stdout
 
         # The modules off in a template beside lab.yml; kind.yml still declares them.
-        template = (BUILTIN_KINDS / "prosody" / "templates" / "prosody.cfg.lua.j2").read_text()
+        template = (TEMPLATES_DIR / "prosody" / "prosody.cfg.lua.j2").read_text()
         lines = template.splitlines(keepends=True)
         kept = [line for line in lines if not any(switch in line for switch in SWITCHED_OFF)]
         assert len(lines) - len(kept) == len(SWITCHED_OFF)  # each switch is one line of the template
