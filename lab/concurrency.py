@@ -35,9 +35,12 @@ def parallel(function: Callable[[T], R], items: Iterable[T], finish_on_interrupt
     if not items:
         return []
     pool = ThreadPoolExecutor(max_workers=min(len(items), workers))
-    with interrupts_deferred():  # a Ctrl-C between two submits would leave a worker unwaited for
-        futures = [pool.submit(function, item) for item in items]
+    futures: list = []
     try:
+        # A Ctrl-C between two submits is raised once all are in: in this try, so the workers
+        # already running are waited for below like any others.
+        with interrupts_deferred():
+            futures = [pool.submit(function, item) for item in items]
         # In slices: Ctrl-C is seen between them even where a signal does not wake a wait.
         while concurrent.futures.wait(futures, timeout=0.2).not_done:
             pass
