@@ -19,6 +19,7 @@ import ast
 import importlib.util
 import re
 import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -184,17 +185,13 @@ def _import(path: Path):
         spec.loader.exec_module(module)
     except Exception as error:  # a user's file: any error it raises is theirs to see, located
         sys.modules.pop(spec.name, None)
-        frame = next((f for f in reversed(_frames(error)) if f.filename == str(path)), None)
+        frame = next((f for f in reversed(traceback.extract_tb(error.__traceback__)) if f.filename == str(path)),
+                     None)
         where = f":{frame.lineno}" if frame else ""
         raise ConfigError(f"{path}{where}: cannot load the case: {type(error).__name__}: {error}") from None
     finally:
         sys.path.remove(str(RUNNERS_DIR))
     return module
-
-
-def _frames(error: BaseException):
-    import traceback
-    return traceback.extract_tb(error.__traceback__)
 
 
 def _line_of(path: Path) -> Callable[[str], int]:
