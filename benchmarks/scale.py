@@ -124,6 +124,12 @@ def main() -> None:
               f"(target <= {PER_RESULT_TARGET}); failed or error: {len(row['failed'])}; flaky: {row['flaky']}",
               flush=True)
         print(f"  peak memory per container: {memory}", flush=True)
+        by_case: dict[str, int] = defaultdict(int)
+        for result in row["failed"]:
+            by_case[f"{result.case} {result.status}"] += 1
+        if by_case:
+            print("  failed or error by case: " + ", ".join(f"{case} x{n}" for case, n in sorted(by_case.items())),
+                  flush=True)
         for result in row["failed"][:20]:
             print(f"  {result.status}: {result.id}: {result.detail[:300]}", flush=True)
         if size >= 15:
