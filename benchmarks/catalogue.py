@@ -82,7 +82,7 @@ def main() -> None:
           f"{whole / alone[slowest]:.2f} x the slowest stack alone ({slowest})")
     print(f"what bounds it: {slowest} alone, batch by batch: "
           + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in batches[slowest].items())
-          + f"; whole catalogue batch by batch: "
+          + "; whole catalogue batch by batch: "
           + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in whole_batches.items()))
     if args.faults:
         faults, count, failed = timed_run(interop, None, faults=True)

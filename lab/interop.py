@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from typing import Callable
 
 from lab.cases import CASE_TIMEOUT, Case, Seen
-from lab.cases.dns import settle_time
 from lab.cases.s2s import S1
 from lab.cases.auth import S8
 from lab.concurrency import interrupts_deferred, interrupts_ignored, parallel
@@ -28,7 +27,7 @@ from lab.protocol import reconcile, run_runner
 from lab.results import ERROR, FAIL, NOT_SUPPORTED, CaseResult
 from lab.runtime import File, Runtime
 from lab.stacks import ClientStack
-from lab.zone import build_zone
+from lab.zone import SETTLE, build_zone
 
 FEDERATION = [S1, S8]  # what `lab up` shows: a message both ways, and how each sender authenticated
 
@@ -264,7 +263,7 @@ class Interop:
         served = time.monotonic()
         dropped = self.drop_s2s()
         # Answers cached before the zone changed expire counted from then, not from the drop.
-        time.sleep(max(0.0, served + settle_time() - time.monotonic()))
+        time.sleep(max(0.0, served + SETTLE - time.monotonic()))
         return dropped
 
     def pause_dns(self, down_at: float, up_at: float) -> tuple[float, float]:

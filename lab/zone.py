@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from lab.model import Lab, Server
 
 TTL = 2  # short: a changed zone (a DNS variant) is seen within seconds
+SETTLE = TTL + 1  # seconds after a zone change until no answer cached before it is left
 
 
 def srv(service: str, domain: str, port: int, target: str, priority: int = 0) -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lab import ca, model
-from lab.cases import builtin, by_id
+from lab.cases import builtin
 from lab.cases.server_faults import describe_offer, expected_outcomes, fate_of, fault_in_place, judge_server_fault
 from lab.evidence import log_lines
 from lab.results import ERROR, FAIL, PASS, CaseResult

@@ -11,7 +11,7 @@ import dataclasses
 import time
 from datetime import datetime
 
-from lab.cases import Case, Seen
+from lab.cases import Case
 from lab.evidence import window
 from lab.results import ERROR, FAIL, FLAKY, PASS, CaseResult
 from lab.servers import common_auth

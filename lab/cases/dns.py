@@ -16,8 +16,8 @@ from typing import Callable
 
 from lab.cases import Case
 from lab.evidence import asked_during, asked_names, named
-from lab.results import ERROR, FAIL, FLAKY, NOT_SUPPORTED, PASS, CaseResult
-from lab.zone import TTL, address, s2s_srv, server_records, srv
+from lab.results import ERROR, FAIL, FLAKY, PASS, CaseResult
+from lab.zone import address, server_records, srv
 
 
 class ZoneVariant:
@@ -63,11 +63,6 @@ class ZoneVariant:
             results += [session.judged(r, since=since, queries=queries, asker=stack.service,
                                        askers=session.client_addresses(stack)) for r in stack_results]
         return results
-
-
-def settle_time() -> float:
-    """Seconds a changed zone takes to replace every cached answer."""
-    return TTL + 1
 
 
 # --- S9, S10 ---------------------------------------------------------------------------------

@@ -13,9 +13,8 @@ import threading
 import xml.etree.ElementTree as ET
 
 from harness import CaseFailed, token
-from slixmpp_client import (IQ, MESSAGE, NS_CLIENT, NS_DATA, NS_DISCO_INFO, NS_FORWARD, NS_MAM, NS_MUC, NS_MUC_OWNER,
-                            NS_MUC_USER, NS_PING, NS_RSM, PRESENCE, bare, describe_error, error_condition, esc,
-                            text_esc)
+from slixmpp_client import (MESSAGE, NS_CLIENT, NS_DATA, NS_DISCO_INFO, NS_FORWARD, NS_MAM, NS_MUC, NS_MUC_OWNER,
+                            NS_MUC_USER, NS_PING, NS_RSM, PRESENCE, bare, describe_error, error_condition, esc)
 from slixmpp_expect import CaseRun
 
 NS_VCARD = "vcard-temp"
