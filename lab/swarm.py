@@ -14,6 +14,15 @@ from lab.errors import LabError
 from lab.runtime import LABEL_CONFIG_HASH, LABEL_LAB, LABEL_ROLE, LABEL_SERVICE, File, Runtime, Service
 
 
+ENDED = ("failed", "rejected", "shutdown", "complete", "orphaned")
+
+
+def engine_could_not_start(status: dict) -> bool:
+    """Whether a task ended because its node's engine could not start its container (the
+    container never ran), as opposed to a container that started and exited."""
+    return status.get("State") in ("failed", "rejected") and "starting container failed" in (status.get("Err") or "")
+
+
 class SwarmRuntime(Runtime):
     """The same lab as services of the swarm this engine manages (``engine: swarm``).
 
@@ -34,6 +43,7 @@ class SwarmRuntime(Runtime):
     FILES_DIR = "/run/xmpp-lab-files"
     PLACED = "/.xmpp-lab-files-placed"
     SCHEDULE_WAIT = 20  # seconds a task may stay unscheduled before lab up gives up
+    START_TRIES = 3  # tasks per service when the engine fails to start their container
 
     def __init__(self, client: docker.DockerClient, lab_name: str, own_containers: tuple[str, ...] = ()):
         super().__init__(client, lab_name)
@@ -173,22 +183,43 @@ class SwarmRuntime(Runtime):
 
     def _scheduled(self, service: str) -> None:
         """Until the service's task runs; a LabError with the swarm's own words (the task's
-        state and error) when it ends or stays unscheduled."""
+        state and error) when it ends or stays unscheduled.
+
+        A task whose container the engine could not start (it never ran) gets a new task,
+        up to START_TRIES in all: Docker 20.10 to 27 sometimes fail to remount a task's
+        secrets/configs tmpfs read-only ("device or resource busy", moby#48783), which has
+        nothing to do with the lab. Anything that ran and ended is not retried."""
+        for attempt in range(1, self.START_TRIES + 1):
+            status = self._task_settled(service)
+            if status.get("State") == "running" and self.container(service) is not None:
+                return
+            if not (engine_could_not_start(status) and attempt < self.START_TRIES):
+                break
+            found = self.service(service)
+            if found is None:
+                break
+            with interrupts_deferred():
+                found.force_update()
+        why = status.get("Err") or status.get("Message") or "no task"
+        tries = f" (tried {attempt} times)" if attempt > 1 else ""
+        raise LabError(f"{service} (service {self.container_name(service)}) did not start{tries}: task "
+                       f"{status.get('State', 'missing')}: {why}")
+
+    def _task_settled(self, service: str) -> dict:
+        """The status of the service's newest task once it runs or has ended (or when
+        SCHEDULE_WAIT is up)."""
         seen: dict = {}
 
         def settled():  # running (True), ended (its status), or still on its way (None)
             found = self.service(service)
             tasks = found.tasks() if found else []
-            seen["status"] = status = tasks[0]["Status"] if tasks else {}
+            newest = max(tasks, key=lambda task: task.get("Version", {}).get("Index", 0), default={})
+            seen["status"] = status = newest.get("Status", {})
             if status.get("State") == "running" and self.container(service) is not None:
                 return True
-            return status.get("State") in ("failed", "rejected", "shutdown", "complete", "orphaned")
+            return status.get("State") in ENDED
         poll_until(settled, self.SCHEDULE_WAIT, 0.3)
-        status = seen["status"]
-        if status.get("State") != "running" or self.container(service) is None:
-            why = status.get("Err") or status.get("Message") or "no task"
-            raise LabError(f"{service} (service {self.container_name(service)}) did not start: task "
-                           f"{status.get('State', 'missing')}: {why}")
+        return seen["status"]
 
     def _gone(self, service: str) -> None:
         """Until the service's task container has gone (a removed service's lingers)."""

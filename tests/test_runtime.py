@@ -114,3 +114,20 @@ def test_a_network_still_used_by_a_container_is_an_engine_error_as_it_was():
     network = Removable("xmpp-lab-x", busy, attrs={"Containers": {"abc": {"Name": "someone-else"}}})
     with pytest.raises(docker.errors.APIError):
         Runtime(Engine([], [network], []), "x").down()
+
+
+# A task status as the swarm gave it in CI (Docker 20.10, moby#48783), and one of a
+# container that ran and exited: only the first is the engine's failure, retried.
+ENGINE_COULD_NOT_START = {
+    "State": "failed", "Message": "starting",
+    "Err": "starting container failed: unable to remount dir as readonly: mount tmpfs:/var/lib/docker/"
+           "containers/e7b15c1542f0/mounts/secrets, flags: 0x21, data: uid=0,gid=0: device or resource busy"}
+CONTAINER_EXITED = {"State": "failed", "Message": "started", "Err": "task: non-zero exit (1)"}
+
+
+def test_a_task_the_engine_could_not_start_is_told_from_one_that_ran_and_exited():
+    from lab.swarm import engine_could_not_start
+    assert engine_could_not_start(ENGINE_COULD_NOT_START)
+    assert not engine_could_not_start(CONTAINER_EXITED)
+    assert not engine_could_not_start({"State": "running"})
+    assert not engine_could_not_start({})
