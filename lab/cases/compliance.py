@@ -43,6 +43,16 @@ CASES = [
          "the server's disco#info holds a http://jabber.org/network/serverinfo form whose admin-addresses has "
          "xmpp:admin@<domain>, as the lab configures it",
          "XEP-0157 3; XEP-0128; XEP-0479 (should support)", needs="contact-addresses"),
+    Case("X0363", "HTTP upload, fetched from another server", "s2s",
+         "A's user gets a slot from A's upload service, PUTs a file over HTTPS (HTTP 200/201); the URL reaches B's "
+         "user in a message (XEP-0066 oob); B's user GETs it over HTTPS, the name looked up through the lab DNS and "
+         "the certificate checked against the lab CA, and gets the same bytes (SHA-256)",
+         "XEP-0363 4, 5; XEP-0066; XEP-0479 IM", needs="upload", needs_both=True),
+    Case("X0114", "an external component reached from another server", "s2s",
+         "the lab's component (slixmpp's ComponentXMPP) connects to A's server as component.<A's domain> with the "
+         "lab's secret and is accepted (handshake); B's user pings it across federation and gets a result, and "
+         "gets its echo of a message",
+         "XEP-0114 3; XEP-0199; XEP-0479 Core", needs="component", needs_both=True),
 ]
 
 
@@ -52,10 +62,10 @@ CASES = [
 # docs/compliance.md says why). A level includes the ones it builds on (LEVEL_BASE).
 LEVELS = {
     "Core": {"RFC 6120": ["C1", "C2", "C3", "S1"], "RFC 7590": ["C1", "S8"], "XEP-0030": ["C6", "S5"],
-             "XEP-0114": []},
+             "XEP-0114": ["X0114"]},
     "Core Advanced": {"XEP-0368": ["C12"], "XEP-0115 + XEP-0163": ["X0163"]},
     "IM": {"RFC 6121": ["C4", "C5", "S2", "S3"], "XEP-0054": ["X0054"], "XEP-0280": ["C9"],
-           "XEP-0045 + XEP-0249": ["X0045", "S6"], "XEP-0363": []},
+           "XEP-0045 + XEP-0249": ["X0045", "S6"], "XEP-0363": ["X0363"]},
     "IM Advanced": {"XEP-0398 + XEP-0153": [], "XEP-0191": ["X0191"],
                     "XEP-0048 / XEP-0402 / XEP-0410": ["X0049", "X0223", "X0045"], "XEP-0313 (MUC)": ["X0045"],
                     "XEP-0223": ["X0223"], "XEP-0049": ["X0049"], "XEP-0198": ["C8"], "XEP-0313": ["C10", "S7"]},

@@ -9,12 +9,14 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import re
 import threading
 import xml.etree.ElementTree as ET
 
 from harness import CaseFailed, token
 from slixmpp_client import (MESSAGE, NS_CLIENT, NS_DATA, NS_DISCO_INFO, NS_FORWARD, NS_MAM, NS_MUC, NS_MUC_OWNER,
-                            NS_MUC_USER, NS_PING, NS_RSM, PRESENCE, bare, describe_error, error_condition, esc)
+                            NS_MUC_USER, NS_PING, NS_RSM, PRESENCE, bare, describe_error, error_condition, esc,
+                            text_esc)
 from slixmpp_expect import CaseRun
 
 NS_VCARD = "vcard-temp"
@@ -455,3 +457,147 @@ async def contact_addresses(run: CaseRun) -> str:
                          f"not {expected} as configured")
     listed = "; ".join(f"{var}: {' '.join(values)}" for var, values in fields.items() if var != "FORM_TYPE")
     return f"{domain} serverinfo form: {listed}"
+
+
+# --- XEP-0363 HTTP upload ------------------------------------------------------------------------
+
+NS_UPLOAD = "urn:xmpp:http:upload:0"
+NS_OOB = "jabber:x:oob"
+UPLOAD_HEADERS = ("authorization", "cookie", "expires")  # XEP-0363 5: the only ones a slot may set
+
+
+def https(run: CaseRun, method: str, url: str, body: bytes | None = None, headers: dict | None = None):
+    """One HTTPS request with the lab CA trusted and the name checked (blocking: run it in an
+    executor): (status, response body, the address the URL's host resolved to)."""
+    import http.client
+    import socket
+    import ssl
+    import urllib.parse
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "https":
+        raise CaseFailed(f"{url} is not an https URL (XEP-0363 5 asks for HTTPS)")
+    port = parts.port or 443
+    address = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)[0][4][0]
+    context = ssl.create_default_context(cafile=run.ca)
+    connection = http.client.HTTPSConnection(parts.hostname, port, context=context,
+                                             timeout=max(min(5.0, run.remaining()), 0.5))
+    try:
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.read(), address
+    except (OSError, http.client.HTTPException) as error:
+        raise CaseFailed(f"{method} {url} ({parts.hostname} at {address}) failed: {type(error).__name__}: "
+                         f"{error}") from None
+    finally:
+        connection.close()
+
+
+async def http_upload(run: CaseRun) -> str:
+    service = run.servers[run.server].get("upload")
+    if not service:
+        raise CaseFailed(f"no upload service of {run.server} in the spec")
+    alice = await run.login(run.server, "alice", presence=False)
+    bob = await run.login(run.target, "bob")
+    data = f"xmpp-lab upload {token(16)}\n".encode() * 64
+    digest = hashlib.sha256(data).hexdigest()
+    filename = f"lab-{token(8)}.txt"
+    reply = await expect_result(run, alice, "get", service,
+                                f"<request xmlns='{NS_UPLOAD}' filename={esc(filename)} size='{len(data)}' "
+                                f"content-type='text/plain'/>", f"{alice.boundjid.bare}'s slot request to {service}")
+    put, get = reply.find(f"{q(NS_UPLOAD, 'slot')}/{q(NS_UPLOAD, 'put')}"), \
+        reply.find(f"{q(NS_UPLOAD, 'slot')}/{q(NS_UPLOAD, 'get')}")
+    if put is None or get is None or not put.get("url") or not get.get("url"):
+        raise CaseFailed(f"{service}'s slot lacks a put or get URL: {xml_text(reply)[:300]}")
+    headers = {h.get("name"): h.text or "" for h in put.findall(q(NS_UPLOAD, "header"))
+               if (h.get("name") or "").lower() in UPLOAD_HEADERS}
+    put_status, _, put_address = await run.loop.run_in_executor(
+        None, lambda: https(run, "PUT", put.get("url"), data,
+                            {**headers, "Content-Type": "text/plain", "Content-Length": str(len(data))}))
+    if put_status not in (200, 201):
+        raise CaseFailed(f"PUT {put.get('url')} answered HTTP {put_status}, not 200/201")
+    # The URL goes to B's user in a message; B's user takes it from what arrived.
+    url = get.get("url")
+    mark = run.mark(bob)
+    run.send(alice, f"<message to={esc(bob.boundjid.bare)} type='chat'><body>{text_esc(url)}</body>"
+                    f"<x xmlns='{NS_OOB}'><url>{text_esc(url)}</url></x></message>")
+    got = await run.expect(bob, lambda e: e.tag == MESSAGE and e.find(f"{q(NS_OOB, 'x')}/{q(NS_OOB, 'url')}")
+                           is not None and bare(e.get("from")) == alice.boundjid.bare,
+                           f"{alice.boundjid.bare}'s message with the file's URL", since=mark)
+    received = got.findtext(f"{q(NS_OOB, 'x')}/{q(NS_OOB, 'url')}")
+    status, body, get_address = await run.loop.run_in_executor(None, lambda: https(run, "GET", received))
+    if status != 200:
+        raise CaseFailed(f"{bob.boundjid.bare}'s GET {received} answered HTTP {status}, not 200")
+    if hashlib.sha256(body).hexdigest() != digest:
+        raise CaseFailed(f"{bob.boundjid.bare}'s GET {received} returned {len(body)} bytes of SHA-256 "
+                         f"{hashlib.sha256(body).hexdigest()[:16]}..., not the {len(data)} bytes put "
+                         f"({digest[:16]}...)")
+    return (f"{service} gave {alice.boundjid.bare} a slot; PUT {put.get('url')} ({put_address}): HTTP "
+            f"{put_status}; {bob.boundjid.bare} got the URL by message and GET it over HTTPS (lab CA, "
+            f"{get_address}): {len(body)} bytes, SHA-256 {digest[:16]}... as put")
+
+
+# --- XEP-0114 external component -----------------------------------------------------------------
+
+async def component_connected(run: CaseRun, server: str):
+    """A ComponentXMPP connected to ``server``'s component port with the lab's secret,
+    handshake accepted; it echoes every message it gets back to its sender. CaseFailed when
+    the server does not take it."""
+    from slixmpp.componentxmpp import ComponentXMPP
+    settings = run.servers[server]["component"]
+    component = ComponentXMPP(settings["domain"], settings["secret"] or "no-secret-in-the-spec")
+    # raw XML of the component's stream in the case's trace (the handshake's digest left out)
+    component.add_event_handler("send_raw", lambda data: run.tracer.add(
+        settings["domain"], "SENT", re.sub(r"(<handshake>)[^<]+", r"\1[redacted]", str(data))))
+    component.add_event_handler("receive_raw", lambda data: run.tracer.add(settings["domain"], "RECV", str(data)))
+    component.seen = []
+
+    def echo(message):
+        component.seen.append(message["from"].full)
+        component.send_raw(f"<message from={esc(settings['domain'])} to={esc(message['from'].full)} type='chat'>"
+                           f"<body>{text_esc('echo ' + message['body'])}</body></message>")
+    component.add_event_handler("message", echo)
+    component.register_plugin("xep_0199")  # answers pings: the IQ round trip
+    outcome = run.watch(component, ["session_start", "stream_error", "disconnected", "connection_failed"])
+    domain = run.domain(server)
+    component.connect(domain, settings["port"])
+    event, data = await run.within(outcome, f"{settings['domain']}'s handshake with {domain}:{settings['port']}")
+    if event != "session_start":
+        component.disconnect()
+        why = (f"stream error {data['condition']}" + (f" ({data['text']})" if data["text"] else "")
+               if event == "stream_error" else f"{event}: {data}")
+        raise CaseFailed(f"{domain} did not take the component {settings['domain']} on port {settings['port']} "
+                         f"(XEP-0114 handshake with the lab's secret): {why}")
+    return component
+
+
+async def component(run: CaseRun) -> str:
+    if not run.servers[run.server].get("component"):
+        raise CaseFailed(f"no component of {run.server} in the spec")
+    bob = await run.login(run.target, "bob")
+    # One component domain per server: the pairs with the same A take turns.
+    async with store_of(run, run.server, "alice", "component"):
+        connected = await component_connected(run, run.server)
+        try:
+            return await component_reached(run, bob, connected)
+        finally:
+            gone = run.watch(connected, ["disconnected"])
+            connected.disconnect()
+            with contextlib.suppress(Exception):
+                await run.within(gone, "the component's disconnection", limit=2.0)
+
+
+async def component_reached(run: CaseRun, bob, connected) -> str:
+    service = run.servers[run.server]["component"]["domain"]
+    pinged = await run.iq(bob, "get", service, f"<ping xmlns='{NS_PING}'/>", f"{service}'s answer to a ping")
+    if pinged.get("type") != "result":
+        raise CaseFailed(f"{bob.boundjid.bare}'s ping of {service} answered {describe_error(pinged)}")
+    marker = token(12)
+    mark = run.mark(bob)
+    run.send(bob, f"<message to={esc(service)} type='chat'><body>hello component {marker}</body></message>")
+    await run.expect(bob, lambda e: e.tag == MESSAGE and e.get("from") == service
+                     and f"echo hello component {marker}" in (e.findtext(q(NS_CLIENT, "body")) or ""),
+                     f"{service}'s echo of {bob.boundjid.bare}'s message", since=mark)
+    return (f"{service} connected to {run.domain(run.server)} (XEP-0114 handshake); {bob.boundjid.bare} across "
+            f"federation pinged it (result) and got its echo of a message, sent to "
+            f"{', '.join(dict.fromkeys(connected.seen))}")
