@@ -53,6 +53,13 @@ CASES = [
          "lab's secret and is accepted (handshake); B's user pings it across federation and gets a result, and "
          "gets its echo of a message",
          "XEP-0114 3; XEP-0199; XEP-0479 Core", needs="component", needs_both=True),
+    Case("X0398", "PEP avatar seen as a vcard-temp photo hash by a remote contact", "s2s",
+         "A's user and B's user subscribe both ways; A's user publishes an avatar (XEP-0084 data, then metadata, "
+         "a PNG of this run) and sends presence without any photo; that presence reaches B's user with a "
+         "vcard-temp:x:update photo equal to the image's SHA-1, and B's user's vcard-temp get of A's user has a "
+         "PHOTO of the same image",
+         "XEP-0398 3, 4; XEP-0153 3.1; XEP-0084 4; XEP-0479 IM Advanced", needs="avatar-conversion",
+         needs_both=True),
 ]
 
 
@@ -66,7 +73,7 @@ LEVELS = {
     "Core Advanced": {"XEP-0368": ["C12"], "XEP-0115 + XEP-0163": ["X0163"]},
     "IM": {"RFC 6121": ["C4", "C5", "S2", "S3"], "XEP-0054": ["X0054"], "XEP-0280": ["C9"],
            "XEP-0045 + XEP-0249": ["X0045", "S6"], "XEP-0363": ["X0363"]},
-    "IM Advanced": {"XEP-0398 + XEP-0153": [], "XEP-0191": ["X0191"],
+    "IM Advanced": {"XEP-0398 + XEP-0153": ["X0398"], "XEP-0191": ["X0191"],
                     "XEP-0048 / XEP-0402 / XEP-0410": ["X0049", "X0223", "X0045"], "XEP-0313 (MUC)": ["X0045"],
                     "XEP-0223": ["X0223"], "XEP-0049": ["X0049"], "XEP-0198": ["C8"], "XEP-0313": ["C10", "S7"]},
 }

@@ -210,6 +210,11 @@ async def subscribe_both_ways(run: CaseRun, alice, bob) -> None:
 
 
 async def pep_caps(run: CaseRun) -> str:
+    async with store_of(run, run.server, "publisher", "roster and PEP"):  # (X0398 uses it too)
+        return await pep_caps_alone(run)
+
+
+async def pep_caps_alone(run: CaseRun) -> str:
     # A's user is publisher, an account nothing else logs into: ejabberd 24.12 can lose the event
     # while another session of the publisher is connected without presence (docs/compliance.md).
     alice = await run.login(run.server, "publisher")
@@ -601,3 +606,79 @@ async def component_reached(run: CaseRun, bob, connected) -> str:
     return (f"{service} connected to {run.domain(run.server)} (XEP-0114 handshake); {bob.boundjid.bare} across "
             f"federation pinged it (result) and got its echo of a message, sent to "
             f"{', '.join(dict.fromkeys(connected.seen))}")
+
+
+# --- XEP-0398 + XEP-0153: a PEP avatar seen as a vcard-temp photo hash ---------------------------
+
+NS_AVATAR_DATA = "urn:xmpp:avatar:data"
+NS_AVATAR_METADATA = "urn:xmpp:avatar:metadata"
+NS_VCARD_UPDATE = "vcard-temp:x:update"
+
+
+def lab_png(text: str) -> bytes:
+    """A 1x1 PNG carrying ``text`` (a tEXt chunk): an image of this run alone, so its hash
+    is nowhere before this run."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+            + chunk(b"tEXt", b"Comment\x00" + text.encode()) + chunk(b"IDAT", zlib.compress(b"\x00\x80\x40\x20"))
+            + chunk(b"IEND", b""))
+
+
+async def avatar(run: CaseRun) -> str:
+    # publisher: X0163's account too (its roster with B's bob is this case's), so the two take turns.
+    async with store_of(run, run.server, "publisher", "roster and PEP"):
+        return await avatar_alone(run)
+
+
+async def avatar_alone(run: CaseRun) -> str:
+    alice = await run.login(run.server, "publisher")
+    bob = await run.login(run.target, "bob")
+    a, b = alice.boundjid.bare, bob.boundjid.bare
+    image = lab_png(f"xmpp-lab avatar {token(12)}")
+    digest = hashlib.sha1(image).hexdigest()
+    await asyncio.gather(run.remove_roster_item(alice, b), run.remove_roster_item(bob, a))
+    try:
+        await subscribe_both_ways(run, alice, bob)
+        await expect_result(run, alice, "set", None,
+                            f"<pubsub xmlns='{NS_PUBSUB}'><publish node='{NS_AVATAR_DATA}'><item id='{digest}'>"
+                            f"<data xmlns='{NS_AVATAR_DATA}'>{base64.b64encode(image).decode()}</data></item>"
+                            f"</publish></pubsub>", f"{a}'s avatar data publish")
+        await expect_result(run, alice, "set", None,
+                            f"<pubsub xmlns='{NS_PUBSUB}'><publish node='{NS_AVATAR_METADATA}'><item id='{digest}'>"
+                            f"<metadata xmlns='{NS_AVATAR_METADATA}'><info id='{digest}' bytes='{len(image)}' "
+                            f"type='image/png' width='1' height='1'/></metadata></item></publish></pubsub>",
+                            f"{a}'s avatar metadata publish")
+        # XEP-0398 3: the server puts the hash into the user's presence; the client sends it without.
+        mark = run.mark(bob)
+        status = f"avatar {token(6)}"
+        run.send(alice, f"<presence><status>{status}</status></presence>")
+        got = await run.expect(bob, lambda e: e.tag == PRESENCE and bare(e.get("from")) == a
+                               and e.findtext(q(NS_CLIENT, "status")) == status,
+                               f"{a}'s presence after the avatar publish", since=mark)
+        photo = got.find(f"{q(NS_VCARD_UPDATE, 'x')}/{q(NS_VCARD_UPDATE, 'photo')}")
+        if photo is None:
+            raise CaseFailed(f"{a}'s presence reached {b} without a {NS_VCARD_UPDATE} photo (XEP-0398 3, "
+                             f"XEP-0153): {xml_text(got)[:300]}")
+        if (photo.text or "").strip() != digest:
+            raise CaseFailed(f"{a}'s presence carries photo hash {photo.text!r}, not the SHA-1 of the avatar just "
+                             f"published ({digest})")
+        # XEP-0398 4: the vcard-temp of the user holds the same image.
+        reply = await expect_result(run, bob, "get", a, f"<vCard xmlns='{NS_VCARD}'/>", f"{b}'s vCard get of {a}")
+        binval = reply.findtext(f"{q(NS_VCARD, 'vCard')}/{q(NS_VCARD, 'PHOTO')}/{q(NS_VCARD, 'BINVAL')}") or ""
+        try:
+            photo_bytes = base64.b64decode("".join(binval.split()))
+        except ValueError:
+            photo_bytes = b""
+        vcard = ("holds the avatar" if hashlib.sha1(photo_bytes).hexdigest() == digest else
+                 f"has no PHOTO of it ({len(photo_bytes)} bytes of PHOTO)")
+        if not vcard.startswith("holds"):
+            raise CaseFailed(f"{a}'s presence carried the hash, but {a}'s vcard-temp fetched by {b} {vcard} "
+                             f"(XEP-0398 4)")
+        return (f"{a} published a {len(image)}-byte PNG avatar by PEP (XEP-0084); its presence reached {b} with "
+                f"photo {digest} (SHA-1 of the image); {a}'s vcard-temp fetched by {b} {vcard}")
+    finally:
+        await asyncio.gather(run.remove_roster_item(alice, b), run.remove_roster_item(bob, a))
