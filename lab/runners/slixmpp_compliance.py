@@ -682,3 +682,66 @@ async def avatar_alone(run: CaseRun) -> str:
                 f"photo {digest} (SHA-1 of the image); {a}'s vcard-temp fetched by {b} {vcard}")
     finally:
         await asyncio.gather(run.remove_roster_item(alice, b), run.remove_roster_item(bob, a))
+
+
+# --- the event's room: one room, a user of every server in it ------------------------------------
+
+async def event_room(run: CaseRun) -> str:
+    service = run.servers[run.server].get("muc")
+    if not service:
+        raise CaseFailed(f"no MUC service of {run.server} in the spec")
+    room = f"interop-{token(8)}@{service}"
+    # The host's user first (it makes the room), then one user of every other server.
+    names = [run.server] + [name for name in run.servers if name != run.server]
+    # available first: jabberd2 drops directed presence from a session that has sent none
+    clients = await asyncio.gather(*(run.login(name, "bob") for name in names))
+    nicks = [f"{name}-{token(4)}" for name in names]
+    creator = clients[0]
+    try:
+        codes = await join(run, creator, f"{room}/{nicks[0]}", f"{creator.boundjid.bare} creating {room}")
+        if "201" in codes:
+            await expect_result(run, creator, "set", room, f"<query xmlns='{NS_MUC_OWNER}'><x xmlns='{NS_DATA}' "
+                                                           f"type='submit'/></query>", "the instant-room configuration")
+        await asyncio.gather(*(join(run, client, f"{room}/{nick}", f"{client.boundjid.bare} joining {room}")
+                               for client, nick in zip(clients[1:], nicks[1:])))
+        # Every occupant says something; every occupant gets every message, from its occupant JID.
+        bodies = {f"{room}/{nick}": f"hello from {nick} {token(8)}" for nick in nicks}
+        marks = [run.mark(client) for client in clients]
+        for client, (occupant, body) in zip(clients, bodies.items()):
+            run.send(client, f"<message to={esc(room)} type='groupchat'><body>{text_esc(body)}</body></message>")
+
+        async def all_arrive(client, mark):
+            for occupant, body in bodies.items():
+                got = await run.expect(client, lambda e, body=body: e.tag == MESSAGE and e.get("type") == "groupchat"
+                                       and e.findtext(q(NS_CLIENT, "body")) == body,
+                                       f"{occupant}'s message at {client.boundjid.bare}", since=mark)
+                if got.get("from") != occupant:
+                    raise CaseFailed(f"{occupant}'s message reached {client.boundjid.bare} from {got.get('from')!r}")
+        await asyncio.gather(*(all_arrive(client, mark) for client, mark in zip(clients, marks)))
+        # The history: a latecomer from another server (or the host's) gets every message, delayed.
+        late_server = names[1] if len(names) > 1 else names[0]
+        late = await run.login(late_server, "alice", presence=False)
+        mark = run.mark(late)
+        late_at = f"{room}/late-{token(4)}"
+        run.send(late, f"<presence to={esc(late_at)}><x xmlns='{NS_MUC}'><history maxstanzas='50'/></x></presence>")
+        await run.expect(late, lambda e: e.tag == PRESENCE and e.get("from") == late_at,
+                         f"{late.boundjid.bare}'s self-presence in {room}", since=mark)
+        history = {}
+        deadline = run.loop.time() + min(5.0, run.remaining())
+        while run.loop.time() < deadline and len(history) < len(bodies):
+            history = {e.get("from"): e.findtext(q(NS_CLIENT, "body")) for e in late.inbox[mark:]
+                       if e.tag == MESSAGE and e.find("{urn:xmpp:delay}delay") is not None
+                       and e.findtext(q(NS_CLIENT, "body")) in bodies.values()}
+            await asyncio.sleep(0.2)
+        missing = [occupant for occupant, body in bodies.items() if history.get(occupant) != body]
+        if missing:
+            raise CaseFailed(f"{late.boundjid.bare} joining {room} later got {len(history)} of the {len(bodies)} "
+                             f"messages as history (XEP-0045 7.2.15); none from {', '.join(missing)}")
+        domains = sorted({client.boundjid.domain for client in clients})
+        return (f"{room}: {len(clients)} occupants from {len(domains)} domains ({', '.join(domains)}); each one's "
+                f"message reached all {len(clients)}; {late.boundjid.bare} joining later got all {len(bodies)} "
+                f"as history")
+    finally:
+        run.send(creator, f"<iq type='set' to={esc(room)} id='lab-{token(8)}'><query xmlns='{NS_MUC_OWNER}'>"
+                          f"<destroy/></query></iq>")
+        await asyncio.sleep(0.2)
