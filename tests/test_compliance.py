@@ -3,6 +3,7 @@ its cases' for the server (its own user acting), a level is met only if every re
 it and in the levels it builds on passes, and a requirement with no case is never met."""
 
 from lab.cases import compliance
+from lab.interop import Interop
 from lab.results import CaseResult
 
 
@@ -59,36 +60,32 @@ def test_the_terminal_rows_say_met_or_how_many_are_missing(monkeypatch):
     assert ["  RFC 6120", "fail: C2/slixmpp/p"] in rows  # which result, so a client's own fault shows
 
 
-# --- ROOM's phase: a failed room with what its server and the others logged about each other ----
+# --- ROOM: a failed room with what its server and the others logged about each other -------------
 
-class FakeSession:
-    def __init__(self, lab, results, logs):
-        self.lab, self.results, self.logs_seen = lab, results, logs
-        self.asked = []
-
-    def run_stacks(self, cases, servers, pairs):
-        return self.results
-
-    def judged(self, result):
-        return result
+class FakeInterop:
+    """What Interop.with_server_side reads: the lab, the cases, the servers' logs."""
+    def __init__(self, lab, logs):
+        self.lab, self.logs_seen, self.asked = lab, logs, []
+        self.cases = {case.id: case for case in compliance.CASES}
 
     def logs(self, names, since):
-        self.asked.append((names, since))
+        self.asked.append((sorted(names), since))
         return self.logs_seen
 
 
 def test_a_failed_room_carries_the_lines_its_servers_logged_about_each_other(default_lab):
-    jabberd2, prosody = default_lab.server("jabberd2"), default_lab.server("prosody")
+    prosody = default_lab.server("prosody")
     failed = CaseResult("ROOM", "room", "slixmpp", "prosody", None, "fail", "timed out waiting for bob@jabberd2.test "
                         "joining", started=100.0, ended=110.0)
     passed = CaseResult("ROOM", "room", "slixmpp", "ejabberd", None, "pass", "3 occupants", started=100.0, ended=104.0)
+    other_c2s = CaseResult("X0157", "x", "slixmpp", "prosody", None, "fail", "no form", started=100.0, ended=101.0)
     oid = (f"s2s: [13] [{prosody.address}, port=43402] error: SSL handshake error (error:04000066:object identifier "
            f"routines::oid exists)")
     logs = {"jabberd2": [(105.0, oid), (300.0, "s2s: later error from prosody.test")],
             "prosody": [(105.0, "info nothing about anyone")]}
-    session = FakeSession(default_lab, [failed, passed], logs)
-    room, other = compliance.EVERY_SERVER.run(session, [], [], [])
+    interop = FakeInterop(default_lab, logs)
+    room, other, x0157 = Interop.with_server_side(interop, [failed, passed, other_c2s])
     assert room.status == "fail" and "the servers logged: jabberd2: " in room.detail and "oid exists" in room.detail
     assert room.evidence["server_log"] == [f"jabberd2: {oid}"]  # the line after the case ended is not its
-    assert other == passed
-    assert session.asked == [(["prosody", "ejabberd", "jabberd2"], 100.0)]
+    assert other == passed and x0157 == other_c2s  # a c2s case about one server gets no other server's lines
+    assert interop.asked == [(["ejabberd", "jabberd2", "prosody"], 100.0)]

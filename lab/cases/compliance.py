@@ -7,42 +7,7 @@ maps the suites' requirements to them and says what is not done yet."""
 
 from __future__ import annotations
 
-import dataclasses
-
-from lab.cases import Case, Runners
-from lab.evidence import server_side
-from lab.results import FAIL
-
-
-class EveryServer(Runners):
-    """The plain phase for a case that involves every server of the lab (ROOM), and for a
-    failed result, the servers' side: what its server and each other server logged about
-    each other while it ran (evidence.server_side, as for a failed s2s case)."""
-    key = "every-server"
-
-    def run(self, session, cases, servers, pairs) -> list:
-        results = super().run(session, cases, servers, pairs)
-        failed = [r for r in results if r.status == FAIL and r.started]
-        if not failed:
-            return results
-        logs = session.logs([s.name for s in session.lab.servers], min(r.started for r in failed))
-        by_name = {s.name: s for s in session.lab.servers}
-
-        def with_logs(result):
-            if result not in failed or result.server not in by_name:
-                return result
-            host = by_name[result.server]
-            found = [line for other in session.lab.servers if other is not host
-                     for line in server_side(result, host, other, logs).evidence.get("server_log", [])]
-            if not found:
-                return result
-            more = f" (+{len(found) - 1} more in the evidence)" if len(found) > 1 else ""
-            return dataclasses.replace(result, detail=f"{result.detail}; the servers logged: {found[0]}{more}",
-                                       evidence={**result.evidence, "server_log": found[:20]})
-        return [with_logs(r) for r in results]
-
-
-EVERY_SERVER = EveryServer()
+from lab.cases import Case
 
 CASES = [
     Case("X0054", "vcard-temp across federation", "s2s",
@@ -96,12 +61,13 @@ CASES = [
          "XEP-0398 3, 4; XEP-0153 3.1; XEP-0084 4; XEP-0479 IM Advanced", needs="avatar-conversion",
          needs_both=True),
     # The event's room (interop@muc.xmpp.org at the event): run on each server with a MUC
-    # service, so the c2s matrix shows each as the room's host; every server's users take part.
+    # service, so the c2s matrix shows each as the room's host; every server's users take part
+    # (every_server: a failed room carries what the servers logged about each other).
     Case("ROOM", "the event's room: a user of every server in one room", "c2s",
          "a room on this server's MUC service is joined by a user of every server in the lab (status 110 each); a "
          "message from each occupant reaches every occupant from its occupant JID; a user of another server "
          "joining later gets every message as history (delayed)",
-         "XEP-0045 7.2, 7.2.15, 7.4; issue 18 item 3", needs="muc", timeout=40.0, phase=EVERY_SERVER),
+         "XEP-0045 7.2, 7.2.15, 7.4; issue 18 item 3", needs="muc", timeout=40.0, every_server=True),
 ]
 
 
