@@ -22,8 +22,10 @@ def test_a_level_needs_every_requirement_and_its_base_levels():
     # XEP-0114 has no case yet: Core is not met, nor anything built on it.
     assert table["requirements"]["XEP-0114"]["verdict"] == "not checked"
     assert {level: entry["met"] for level, entry in table["levels"].items()} == {
-        "Core": False, "Core Advanced": False, "IM": False, "IM Advanced": False}
+        "Core": False, "Core Advanced": False, "IM": False, "IM Advanced": False, "A/V Calling": False}
     assert table["levels"]["Core Advanced"]["missing"] == ["XEP-0114"]
+    assert table["requirements"]["XEP-0215"]["verdict"] == "pass"  # J4
+    assert table["levels"]["A/V Calling"]["missing"] == ["XEP-0114"]
     assert table["levels"]["IM Advanced"]["missing"] == ["XEP-0398 + XEP-0153", "XEP-0363", "XEP-0114"]
 
 

@@ -25,6 +25,7 @@ from slixmpp_client import (IQ, MESSAGE, NS_BIND, NS_CARBONS, NS_CLIENT, NS_DATA
                             error_condition, esc)
 from slixmpp_expect import CaseRun
 import slixmpp_compliance as compliance
+import slixmpp_turn
 
 
 # --- c2s cases --------------------------------------------------------------------------------
@@ -641,6 +642,7 @@ CASES = {
     "F6": case_f6, "F7": case_s1, "F8": case_f8,
     "X0054": compliance.vcard, "X0191": compliance.blocking, "X0163": compliance.pep_caps, "X0045": compliance.muc,
     "X0049": compliance.private_xml, "X0223": compliance.private_pep, "X0157": compliance.contact_addresses,
+    "J4": slixmpp_turn.external_services,
 }
 
 
