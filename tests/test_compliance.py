@@ -30,7 +30,8 @@ def test_a_level_needs_every_requirement_and_its_base_levels():
 
 
 def test_one_failing_result_with_one_peer_fails_the_requirement_and_names_itself():
-    results = every_case_passing() + [result("X0045", "p", "fail", "j"), result("X0054", "p", "not supported", "j"),
+    results = every_case_passing() + [result("X0045", "p", "fail", "j"), result("X0313M", "p", "fail", "j"),
+                                      result("X0054", "p", "not supported", "j"),
                                       result("X0191", "e", "fail", "p")]  # e's own user acting: not p's
     table = compliance.compliance_table(results, ["p", "e"])
     muc = table["p"]["requirements"]["XEP-0045 + XEP-0249"]

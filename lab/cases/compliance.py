@@ -24,13 +24,15 @@ CASES = [
          "event; B's alice, no contact of A's user, sends A's user directed presence with the same +notify and "
          "gets no event",
          "XEP-0163 4, 4.3; XEP-0115 5, 6.3; XEP-0118; XEP-0479 Core Advanced", needs="pep", needs_both=True),
-    Case("X0045", "MUC: direct invitation, join, subject, messages, room MAM, self-ping", "s2s",
+    Case("X0045", "MUC: direct invitation, join, subject, messages, self-ping", "s2s",
          "A's user makes a room on A's MUC service and invites B's user by a XEP-0249 message; B's user gets it "
          "and joins (status 110); the subject and a message from each reach both occupants from their occupant "
-         "JIDs; B's user's MAM query to the room returns both messages; B's user's self-ping of its occupant JID "
-         "answers as joined",
-         "XEP-0045 7.2, 7.4, 8.1; XEP-0249 2; XEP-0313 6 (MUC); XEP-0410 4; XEP-0479 IM, IM Advanced",
+         "JIDs; B's user's self-ping of its occupant JID answers as joined",
+         "XEP-0045 7.2, 7.4, 8.1; XEP-0249 2; XEP-0410 4; XEP-0479 IM, IM Advanced",
          needs="muc", needs_both=True, timeout=25.0),
+    Case("X0313M", "MUC: the room's archive asked from another server", "s2s",
+         "as X0045 up to the messages; then B's user's MAM query to the room on A returns both messages",
+         "XEP-0313 6 (MUC); XEP-0045 7.4; XEP-0479 IM Advanced", needs="muc-mam", needs_both=True, timeout=25.0),
     Case("X0049", "private XML storage (XEP-0048 bookmarks in it)", "s2s",
          "A's user stores XEP-0048 bookmarks with jabber:iq:private; a second session of A's user gets them "
          "back; B's user asking for A's user's private XML gets an error without the data",
@@ -57,7 +59,7 @@ LEVELS = {
     "IM": {"RFC 6121": ["C4", "C5", "S2", "S3"], "XEP-0054": ["X0054"], "XEP-0280": ["C9"],
            "XEP-0045 + XEP-0249": ["X0045", "S6"], "XEP-0363": []},
     "IM Advanced": {"XEP-0398 + XEP-0153": [], "XEP-0191": ["X0191"],
-                    "XEP-0048 / XEP-0402 / XEP-0410": ["X0049", "X0223", "X0045"], "XEP-0313 (MUC)": ["X0045"],
+                    "XEP-0048 / XEP-0402 / XEP-0410": ["X0049", "X0223", "X0045"], "XEP-0313 (MUC)": ["X0313M"],
                     "XEP-0223": ["X0223"], "XEP-0049": ["X0049"], "XEP-0198": ["C8"], "XEP-0313": ["C10", "S7"]},
     # J4 (lab/cases/turn.py) is the XEP-0215 check: one case, one unit, counted here too.
     "A/V Calling": {"XEP-0215": ["J4"]},
