@@ -27,7 +27,7 @@ from lab.interop import Interop, plan
 from lab.project import DNS_SERVICE, Project
 from lab.results import ERROR, FAIL, FAILED, FLAKY, PASS
 from lab.runtime import Runtime, connect, runtime_for
-from lab import publish, servers
+from lab import publish, servers, turn
 from lab.servers import CERTIFICATE
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -92,7 +92,8 @@ def reports_errors(command):
 def open_lab(path: Optional[Path]) -> tuple[model.Lab, Runtime]:
     """The lab and its runtime (``lab --engine`` before lab.yml's engine)."""
     lab = model.load_lab(path)
-    return lab, runtime_for(connect(), lab.name, ENGINE["name"] or lab.engine, own_containers=(DNS_SERVICE,))
+    return lab, runtime_for(connect(), lab.name, ENGINE["name"] or lab.engine,
+                            own_containers=(DNS_SERVICE, turn.SERVICE))
 
 
 def print_federation(interop: Interop) -> bool:
@@ -214,14 +215,15 @@ def container_of(file: Optional[Path], name: str):
     lab, runtime = open_lab(file)
     container = runtime.container(name)
     if container is None:
-        known = ", ".join(["dns", *(s.name for s in lab.servers), *(c.service for c in lab.clients)])
+        known = ", ".join(["dns", *([turn.SERVICE] if lab.turn_enabled else []), *(s.name for s in lab.servers),
+                           *(c.service for c in lab.clients)])
         raise LabError(f"lab {lab.name} has no container {name!r} (is it up? names: {known})")
     return container
 
 
 @app.command()
 @reports_errors
-def logs(name: str = typer.Argument(..., help="A server name, dns or client-<stack>."),
+def logs(name: str = typer.Argument(..., help="A server name, dns, turn or client-<stack>."),
          follow: bool = typer.Option(False, "--follow", "-F", help="Keep printing new lines."),
          file: Optional[Path] = FileOption):
     """Print a container's log."""
@@ -236,7 +238,7 @@ def logs(name: str = typer.Argument(..., help="A server name, dns or client-<sta
 
 @app.command(name="exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 @reports_errors
-def exec_(ctx: typer.Context, name: str = typer.Argument(..., help="A server name, dns or client-<stack>."),
+def exec_(ctx: typer.Context, name: str = typer.Argument(..., help="A server name, dns, turn or client-<stack>."),
           file: Optional[Path] = FileOption):
     """Run a command in a container: lab exec NAME -- CMD [ARGS...]."""
     if not ctx.args:

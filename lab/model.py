@@ -16,7 +16,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from lab import DATA_DIR, TEMPLATES_DIR, config_file
+from lab import DATA_DIR, TEMPLATES_DIR, config_file, turn
 from lab.cases import Case, catalogue
 from lab.errors import ConfigError
 from lab.servers import ServerKind, kind_folders, load_kind
@@ -33,6 +33,7 @@ SERVER_HOSTS = range(10, 200)
 CLIENT_HOSTS = range(200, 250)
 UNUSED_HOST = 251  # no container holds it: the dead SRV target of fault F2
 PUBLISH_HOST = 3  # the forwarder of published client ports (lab/publish.py)
+TURN_HOST = 4  # the TURN/STUN service (lab/turn.py)
 
 # Published client ports: a block of PUBLISH_STEP host ports per server, in lab.yml order,
 # from a base port (network.publish.port, else one picked from the lab's name).
@@ -60,6 +61,8 @@ class Server:
     address6: str | None = None  # on a dual-stack lab
     release: str = "bookworm"    # the Debian suite its packages come from
     host: str | None = None      # engine: swarm: the node it must run on
+    # Features of its kind the lab switched off (external-services on a lab with turn: false).
+    switched_off: frozenset[str] = frozenset()
 
     @property
     def addresses(self) -> list[str]:
@@ -68,7 +71,7 @@ class Server:
     @property
     def features(self) -> frozenset[str]:
         """What it does: its kind's features and those its release adds."""
-        return self.kind.features | self.kind.release_features.get(self.release, frozenset())
+        return (self.kind.features | self.kind.release_features.get(self.release, frozenset())) - self.switched_off
 
     @property
     def muc_domain(self) -> str | None:
@@ -104,6 +107,16 @@ class Lab:
     engine: str = "local"  # local: containers of this engine; swarm: services of its swarm
     cases: tuple[Case, ...] = ()  # the catalogue: built-in cases, then the lab's own (cases/)
     publish: Publish | None = None  # client ports published on the host (lab/publish.py)
+    turn: bool = True  # a TURN/STUN service for the servers that declare external-services
+
+    @property
+    def turn_enabled(self) -> bool:
+        """The lab runs its TURN service: asked for, and some server advertises it."""
+        return self.turn and any("external-services" in s.features for s in self.servers)
+
+    @property
+    def turn_address(self) -> str:
+        return str(self.subnet[TURN_HOST])
 
     @property
     def primary(self) -> ClientStack:
@@ -296,6 +309,9 @@ def _build(data: dict, root: yaml.Node, path: Path) -> Lab:
             raise config_file.located(path, root, ["servers", server_name, "domain"],
                            f"domain {domain!r} is already served by {seen_domains[domain]!r}")
         seen_domains[domain] = server_name
+        if domain == turn.NAME or turn.NAME.endswith("." + domain):
+            raise config_file.located(path, root, ["servers", server_name, "domain"],
+                                      f"domain {domain!r} holds the lab's TURN service name {turn.NAME}: pick another")
         server_kind = kind(settings["kind"])
         if settings["release"] not in server_kind.releases:
             raise config_file.located(path, root, ["servers", server_name, "release"] if "release" in spec else
@@ -313,11 +329,13 @@ def _build(data: dict, root: yaml.Node, path: Path) -> Lab:
             address6=server_address6.get(server_name),
             release=settings["release"],
             host=settings.get("host"),
+            # Without the lab's TURN service a server has nothing to advertise by XEP-0215.
+            switched_off=frozenset() if merged["turn"] else frozenset({"external-services"}),
         ))
     return Lab(name=name, file=path.resolve(), subnet=subnet, name_constraints=merged["ca"]["name_constraints"],
                servers=tuple(servers), clients=clients,
                test_concurrency=merged["test"]["concurrency"], subnet6=subnet6, engine=merged["engine"],
-               cases=cases, publish=_publish(merged, root, path, len(servers)))
+               cases=cases, publish=_publish(merged, root, path, len(servers)), turn=merged["turn"])
 
 
 def _publish(merged: dict, root: yaml.Node, path: Path, server_count: int) -> Publish | None:

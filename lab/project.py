@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from lab import PACKAGE_DIR, ca, images, publish
+from lab import PACKAGE_DIR, ca, images, publish, turn
 from lab.errors import Interrupted, LabError
 from lab.model import Lab, Server
 from lab.render import render_server
@@ -57,6 +57,8 @@ class Project:
         clients' release (no second base image for it), each client at its own. Its server
         kinds bring their own."""
         wanted = [("dns", self.lab.clients[0].release)] + [(c.image, c.release) for c in self.lab.clients]
+        if self.lab.turn_enabled:  # (built at the clients' release too, like the DNS)
+            wanted.append((turn.SERVICE, self.lab.clients[0].release))
         return [(name, images.IMAGES_DIR / name, release) for name, release in dict.fromkeys(wanted)]
 
     def kinds(self) -> list:
@@ -92,7 +94,8 @@ class Project:
         }
         if server.component_domain:  # XEP-0114 (X0114): the component's password, the lab's own
             overrides = {"component_secret": ca.secret(authority, server.component_domain), **overrides}
-        files.update({target: File(text.encode()) for target, text in render_server(self.lab, server, **overrides).items()})
+        context = {"turn": turn.settings(self.lab, turn.load_or_create_secret(self.lab)), **overrides}
+        files.update({target: File(text.encode()) for target, text in render_server(self.lab, server, **context).items()})
         return files
 
     def current_files(self, server: Server, **overrides) -> dict[str, File]:
@@ -122,6 +125,11 @@ class Project:
                    # The real zone is put in once the server runs (see up).
                    ZONE_PATH: File(json.dumps({"origin": "test", "ttl": TTL, "records": []}).encode())},
         )]
+        if lab.turn_enabled:
+            services.append(Service(
+                name=turn.SERVICE, role="turn", image=images.tag_for(turn.SERVICE, release=lab.clients[0].release),
+                address=lab.turn_address,
+                files={turn.CONFIG_PATH: File(turn.config(lab, turn.load_or_create_secret(lab)).encode(), 0o600)}))
         for server in lab.servers:
             issued = ca.load_or_issue(state / "servers" / server.name, authority, server.names)
             files = self.server_files(server, authority, issued.key_pem, issued.cert_pem + authority.cert_pem)
@@ -303,6 +311,8 @@ class Project:
     def status(self) -> list[dict]:
         """One row per container the lab should have; ready only for servers, probed now."""
         rows = [{"server": DNS_SERVICE, "kind": "dns", "domain": None, "address": self.lab.dns_address}]
+        if self.lab.turn_enabled:
+            rows.append({"server": turn.SERVICE, "kind": "turn", "domain": None, "address": self.lab.turn_address})
         rows += [{"server": s.name, "kind": s.kind.name, "domain": s.domain, "address": s.address}
                  for s in self.lab.servers]
         rows += [{"server": self.lab.client(name).service, "kind": "client", "domain": None, "address": address}

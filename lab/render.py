@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import jinja2
 
+from lab import turn
 from lab.errors import LabError
 from lab.model import Lab, Server
 
@@ -41,6 +42,8 @@ def template_context(lab: Lab, server: Server) -> dict:
         "dialback_peers": [p.domain for p in peers if "certificate" not in p.kind.s2s_auth],
         # False only while a fault with s2s TLS off runs on this server: server connections in plaintext.
         "s2s_tls": True,
+        # The lab's TURN service (lab/turn.py) for XEP-0215, or None; `lab up` renders its real secret.
+        "turn": turn.settings(lab),
     }
 
 

@@ -119,8 +119,8 @@ def kind_templates(folder: Path) -> Path:
 def load_kind(folder: Path) -> ServerKind:
     """The kind in ``folder`` (its kind.yml checked as lab.yml is: file, line, key)."""
     path = folder / "kind.yml"
-    if folder.name == "dns" or folder.name.startswith("client-"):  # their images are the lab's own
-        raise ConfigError(f"{folder}: a kind may not be named {folder.name!r} (dns and client-* name the "
+    if folder.name in ("dns", "turn") or folder.name.startswith("client-"):  # their images are the lab's own
+        raise ConfigError(f"{folder}: a kind may not be named {folder.name!r} (dns, turn and client-* name the "
                           f"lab's own images): rename the folder")
     data, root = config_file.read(path, SCHEMA, "expected a mapping with image, config_files, accounts, s2s, "
                                                 "features")

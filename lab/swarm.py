@@ -113,7 +113,7 @@ class SwarmRuntime(Runtime):
             raise LabError(f"cannot create overlay network {self.network_name} ({subnet}): {error.explanation}") from None
 
     def converge(self, service: Service, dns: list[str] | None) -> bool:
-        if service.role == "dns":  # a container: a fixed address everyone can use
+        if service.role in ("dns", "turn"):  # a container: a fixed address everyone can use
             try:
                 return super().converge(service, dns)
             except LabError as error:

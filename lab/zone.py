@@ -61,4 +61,9 @@ def build_zone(lab: "Lab", variant: Variant | None = None) -> dict:
     records = []
     for server in lab.servers:
         records += variant(lab, server) if variant else server_records(server)
+    # The lab's TURN service, which servers name in their XEP-0215 answers (IPv4 only; no DNS
+    # variant is about it).
+    if lab.turn_enabled and variant is None:
+        from lab import turn
+        records.append(address(turn.NAME, lab.turn_address))
     return {"origin": "test", "ttl": TTL, "records": records}

@@ -21,7 +21,7 @@ def test_a_level_needs_every_requirement_and_its_base_levels(monkeypatch):
     assert table["requirements"]["XEP-0191"] == {"level": "IM Advanced", "verdict": "pass", "cases": ["X0191"],
                                                   "peers": ["e"], "failed": []}
     assert {level: entry["met"] for level, entry in table["levels"].items()} == {
-        "Core": True, "Core Advanced": True, "IM": True, "IM Advanced": True}
+        "Core": True, "Core Advanced": True, "IM": True, "IM Advanced": True, "A/V Calling": True}
     # A requirement with no case (as XEP-0114 had once): Core is not met, nor anything built on it.
     levels = {level: dict(wanted) for level, wanted in compliance.LEVELS.items()}
     levels["Core"]["XEP-0114"] = []
@@ -30,9 +30,11 @@ def test_a_level_needs_every_requirement_and_its_base_levels(monkeypatch):
     table = compliance.compliance_table(every_case_passing(), ["p"])["p"]
     assert table["requirements"]["XEP-0114"]["verdict"] == "not checked"
     assert {level: entry["met"] for level, entry in table["levels"].items()} == {
-        "Core": False, "Core Advanced": False, "IM": False, "IM Advanced": False}
+        "Core": False, "Core Advanced": False, "IM": False, "IM Advanced": False, "A/V Calling": False}
     assert table["levels"]["Core Advanced"]["missing"] == ["XEP-0114"]
     assert table["levels"]["IM Advanced"]["missing"] == ["XEP-0363", "XEP-0114"]
+    assert table["requirements"]["XEP-0215"]["verdict"] == "pass"  # J4
+    assert table["levels"]["A/V Calling"]["missing"] == ["XEP-0114"]
 
 
 def test_one_failing_result_with_one_peer_fails_the_requirement_and_names_itself():

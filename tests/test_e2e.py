@@ -93,7 +93,7 @@ def test_lab_network_is_internal_and_everything_is_labelled(lab_up, client):
     assert network.attrs["Internal"] is True
     roles = sorted(c.labels["org.xmpp-lab.role"] for c in
                    client.containers.list(filters={"label": f"{LABEL_LAB}={name}"}))
-    assert roles == ["client", "dns", "server", "server", "server"]
+    assert roles == ["client", "dns", "server", "server", "server", "turn"]
 
 
 def container_ids(client, name):
@@ -116,7 +116,8 @@ def test_status_reports_every_server_ready(lab_up):
     result = lab_command("status", "--json", "-f", str(path))
     rows = {row["server"]: row for row in json.loads(result.stdout)}
     assert {k: (v["state"], v["ready"]) for k, v in rows.items()} == {
-        "dns": ("running", None), "prosody": ("running", True), "ejabberd": ("running", True),
+        "dns": ("running", None), "turn": ("running", None), "prosody": ("running", True),
+        "ejabberd": ("running", True),
         "jabberd2": ("running", True), "client-slixmpp": ("running", None)}
 
 
@@ -149,7 +150,7 @@ def test_up_converges_to_a_changed_lab(client, tmp_path):
         result = lab_command("up", "-f", str(path))
         assert result.returncode == 0, result.stdout + result.stderr
         third = container_ids(client, name)
-        assert set(third) == {"dns", "prosody", "client-slixmpp"}
+        assert set(third) == {"dns", "turn", "prosody", "client-slixmpp"}
         assert all(third[k] == second[k] for k in third)
         assert lab_command("dns", "query", "ejabberd.test", "-f", str(path)).stdout.count("NXDOMAIN") == 1
     finally:
@@ -280,7 +281,7 @@ def test_ctrl_c_at_any_moment_leaves_nothing_or_the_whole_lab(client, tmp_path):
             if containers:
                 # the signal came after the lab was up: exit 0, or 130 if it came as lab up ended
                 assert process.returncode in (0, 130, -signal.SIGINT), (moment, out, err)
-                assert len(containers) == 4 and all(c.status == "running" for c in containers), moment
+                assert len(containers) == 5 and all(c.status == "running" for c in containers), moment
                 status = json.loads(lab_command("status", "--json", "-f", str(path)).stdout)
                 assert all(row["ready"] for row in status if row["domain"]), (moment, status)
             else:

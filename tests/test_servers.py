@@ -65,6 +65,8 @@ def test_a_kind_beside_lab_yml_is_found_and_used(tmp_path):
 def test_a_kind_may_not_take_the_name_of_the_labs_own_images(tmp_path):
     with pytest.raises(ConfigError, match="a kind may not be named 'dns'"):
         model.load(user_kind(tmp_path, name="dns"))
+    with pytest.raises(ConfigError, match="a kind may not be named 'turn'"):
+        model.load(user_kind(tmp_path / "t", name="turn"))
 
 
 def test_a_users_kind_of_a_built_in_name_wins(tmp_path):

@@ -81,9 +81,9 @@ RUNNERS = Runners()
 
 def builtin() -> list[Case]:
     """Every built-in case, in catalogue order: the cases, then the faults by number."""
-    from lab.cases import auth, c2s, compliance, dns, ipv6, outage, s2s, server_faults
+    from lab.cases import auth, c2s, compliance, dns, ipv6, outage, s2s, server_faults, turn
     faults = [*dns.FAULTS, *server_faults.CASES, *ipv6.CASES, *outage.CASES]
-    return [*c2s.CASES, *s2s.CASES, *auth.CASES, *dns.CASES, *compliance.CASES,
+    return [*c2s.CASES, *s2s.CASES, *auth.CASES, *dns.CASES, *compliance.CASES, *turn.CASES,
             *sorted(faults, key=lambda case: (int(case.id[1:].rstrip("abcdefghijklmnopqrstuvwxyz")), case.id))]
 
 

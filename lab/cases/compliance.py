@@ -86,8 +86,11 @@ LEVELS = {
     "IM Advanced": {"XEP-0398 + XEP-0153": ["X0398"], "XEP-0191": ["X0191"],
                     "XEP-0048 / XEP-0402 / XEP-0410": ["X0049", "X0223", "X0045"], "XEP-0313 (MUC)": ["X0313M"],
                     "XEP-0223": ["X0223"], "XEP-0049": ["X0049"], "XEP-0198": ["C8"], "XEP-0313": ["C10", "S7"]},
+    # J4 (lab/cases/turn.py) is the XEP-0215 check: one case, one unit, counted here too.
+    "A/V Calling": {"XEP-0215": ["J4"]},
 }
-LEVEL_BASE = {"Core": [], "Core Advanced": ["Core"], "IM": ["Core"], "IM Advanced": ["IM", "Core Advanced"]}
+LEVEL_BASE = {"Core": [], "Core Advanced": ["Core"], "IM": ["Core"], "IM Advanced": ["IM", "Core Advanced"],
+              "A/V Calling": ["Core"]}
 # Worst first: a requirement's verdict is the worst of its cases'.
 VERDICTS = ("fail", "error", "not checked", "not supported", "flaky", "pass")
 # A case's own, over its results: passing with one peer and not supported with another is a pass.

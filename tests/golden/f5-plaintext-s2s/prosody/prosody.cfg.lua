@@ -19,6 +19,7 @@ modules_enabled = {
 	"dialback";    -- XEP-0220, only honoured for s2s_insecure_domains (see below)
 	"disco";       -- XEP-0030
 	"ping";        -- XEP-0199
+	"turn_external"; -- XEP-0215 for the lab's TURN service (block "TURN" below)
 	"carbons";     -- XEP-0280
 	"mam";         -- XEP-0313
 	"offline";     -- store messages for offline users, as deployments do
@@ -41,6 +42,13 @@ bounce_blocked_messages = true
 
 -- XEP-0157: the case X0157 looks for xmpp:admin@<domain> in admin-addresses.
 contact_info = { admin = { "xmpp:admin@prosody.test", "mailto:admin@prosody.test" } }
+
+-- TURN (XEP-0215, case J4): the lab's coturn, credentials from its shared secret (TURN
+-- REST API), over UDP and TCP.
+turn_external_host = "turn.xmpp-lab.test"
+turn_external_port = 3478
+turn_external_secret = "(the lab's TURN secret: .lab/<lab>/turn/secret)"
+turn_external_tcp = true
 
 -- Client connections: STARTTLS required.
 c2s_require_encryption = true

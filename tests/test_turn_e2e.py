@@ -1,0 +1,90 @@
+"""End to end: the lab's TURN service (lab/turn.py) and J4 on a two-server lab, Prosody 13
+and ejabberd 24.12 at trixie (the default lab's releases). J4 passes on both; then made red:
+a template override beside lab.yml gives each server a wrong TURN secret (J4 fails: the TURN
+service refuses what the server handed out); the TURN server hung (SIGSTOP in its container)
+makes J4 an error, not a verdict on the servers; the TURN container stopped makes `lab test`
+refuse to run. Removed by label afterwards."""
+
+import json
+import uuid
+
+import docker
+import pytest
+
+from lab import TEMPLATES_DIR, turn
+from test_e2e import lab_command, labelled
+
+pytestmark = pytest.mark.docker
+
+WRONG_SECRET = "not-the-lab-secret"
+
+
+def results(tmp_path, name, before=()):
+    [report] = [p for p in (tmp_path / ".lab" / name / "results").glob("*/results.json") if p not in before]
+    return report, {r["id"]: r for r in json.loads(report.read_text())["results"]}
+
+
+def test_j4_passes_on_prosody_and_ejabberd_and_fails_on_a_wrong_secret_or_a_hung_turn_server(tmp_path):
+    client = docker.from_env()
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "lab.yml"
+    path.write_text(f"name: {name}\nserver: {{release: trixie}}\nclient: {{release: trixie}}\nclients: [slixmpp]\n"
+                    f"servers:\n  prosody: {{kind: prosody, domain: prosody.test}}\n"
+                    f"  ejabberd: {{kind: ejabberd, domain: ejabberd.test}}\n")
+    try:
+        up = lab_command("up", "-f", str(path))
+        assert up.returncode == 0, up.stdout + up.stderr
+        secret = (tmp_path / ".lab" / name / "turn" / "secret")
+        assert secret.stat().st_mode & 0o077 == 0  # like the CA key: the owner's alone
+        answer = lab_command("dns", "query", turn.NAME, "-f", str(path))
+        assert answer.returncode == 0 and ".4" in answer.stdout, answer.stdout + answer.stderr
+
+        tested = lab_command("test", "-f", str(path), "--only", "J4")
+        first, green = results(tmp_path, name)
+        assert {i: r["status"] for i, r in green.items()} == {"J4/slixmpp/prosody": "pass",
+                                                             "J4/slixmpp/ejabberd": "pass"}, green
+        for result in green.values():
+            assert "allocated relays" in result["detail"] and "allocated nothing" in result["detail"], result
+        assert tested.returncode == 0, tested.stdout
+        table = json.loads(first.read_text())["compliance"]
+        assert table["prosody"]["requirements"]["XEP-0215"]["verdict"] == "pass"
+
+        # A wrong secret in each server's config (template overrides beside lab.yml).
+        for kind, template, line in [("prosody", "prosody.cfg.lua.j2", 'turn_external_secret = "{{ turn.secret }}"'),
+                                     ("ejabberd", "ejabberd.yml.j2", 'secret: "{{ turn.secret }}"')]:
+            text = (TEMPLATES_DIR / kind / template).read_text()
+            assert text.count(line) == 1
+            (tmp_path / "templates" / kind).mkdir(parents=True)
+            (tmp_path / "templates" / kind / template).write_text(text.replace(line, line.replace(
+                "{{ turn.secret }}", WRONG_SECRET)))
+        up = lab_command("up", "-f", str(path))
+        assert up.returncode == 0, up.stdout + up.stderr
+        tested = lab_command("test", "-f", str(path), "--only", "J4")
+        second, red = results(tmp_path, name, before=(first,))
+        assert tested.returncode == 1
+        for result in red.values():
+            assert result["status"] == "fail" and "refused the credentials" in result["detail"], result
+        for kind in ("prosody", "ejabberd"):
+            (tmp_path / "templates" / kind / next((tmp_path / "templates" / kind).iterdir()).name).unlink()
+        up = lab_command("up", "-f", str(path))
+        assert up.returncode == 0, up.stdout + up.stderr
+
+        # The TURN server hung: its container runs, nothing answers.
+        turn_container = client.containers.get(f"xmpp-lab-{name}-{turn.SERVICE}")
+        code, output = turn_container.exec_run(["sh", "-c", "kill -STOP $(pidof turnserver)"])
+        assert code == 0, output
+        try:
+            tested = lab_command("test", "-f", str(path), "--only", "J4")
+        finally:
+            turn_container.exec_run(["sh", "-c", "kill -CONT $(pidof turnserver)"])
+        _, hung = results(tmp_path, name, before=(first, second))
+        for result in hung.values():
+            assert result["status"] == "error" and "did not answer" in result["detail"], result
+
+        # The TURN container stopped: the lab is not up.
+        turn_container.stop(timeout=2)
+        tested = lab_command("test", "-f", str(path), "--only", "J4")
+        assert tested.returncode != 0 and "not up" in tested.stdout + tested.stderr, tested.stdout + tested.stderr
+    finally:
+        lab_command("down", "-f", str(path))
+        assert not labelled(client, name)
