@@ -681,15 +681,18 @@ async def transfer(run, alice, bob, session: Session, transport: str, fallback_t
     return f"{'; '.join(session.steps)}; session-terminate success, in {(time.monotonic() - started) * 1000:.0f} ms"
 
 
-def new_session(run, alice, bob_full: str, sid: str | None = None) -> Session:
+def new_session(run, alice, bob_full: str, sid: str | None = None, behaviour: Behaviour | None = None) -> Session:
     return Session(sid or f"lab-{token(12)}", alice.boundjid.full, bob_full, Offer.random(),
-                   Behaviour.from_spec(run.spec))
+                   behaviour or Behaviour.from_spec(run.spec))
 
 
-async def j1_ibb(run) -> str:
+# The case functions. ``behaviour``: how the lab's ends behave (a case of your own may pass
+# one, e.g. Behaviour(on_fallback="session-accept")); None: as the spec's jingle field says.
+
+async def j1_ibb(run, behaviour: Behaviour | None = None) -> str:
     alice = await run.login(run.server, "alice")
     bob = await run.login(run.target, "bob")
-    return await transfer(run, alice, bob, new_session(run, alice, bob.boundjid.full), "ibb")
+    return await transfer(run, alice, bob, new_session(run, alice, bob.boundjid.full, behaviour=behaviour), "ibb")
 
 
 async def offer_proxy(run, alice, session: Session, port: int | None = None) -> str:
@@ -699,10 +702,10 @@ async def offer_proxy(run, alice, session: Session, port: int | None = None) -> 
     return f"A's proxy {host.jid} at {host.host}:{port or host.port} ({how})"
 
 
-async def j2_socks5(run) -> str:
+async def j2_socks5(run, behaviour: Behaviour | None = None) -> str:
     alice = await run.login(run.server, "alice")
     bob = await run.login(run.target, "bob")
-    session = new_session(run, alice, bob.boundjid.full)
+    session = new_session(run, alice, bob.boundjid.full, behaviour=behaviour)
     found = await offer_proxy(run, alice, session)
     session.step(f"{found}, offered as the only candidate (no direct candidates: both users run in the lab's "
                  f"one client container, a direct connection would bypass the servers)")
@@ -713,10 +716,10 @@ async def j2_socks5(run) -> str:
     return f"streamhost used: {used['jid']} at {used['host']}:{used['port']} ({used['address']}); {detail}"
 
 
-async def j3_decline(run) -> str:
+async def j3_decline(run, behaviour: Behaviour | None = None) -> str:
     alice = await run.login(run.server, "alice")
     bob = await run.login(run.target, "bob")
-    session = new_session(run, alice, bob.boundjid.full)
+    session = new_session(run, alice, bob.boundjid.full, behaviour=behaviour)
     behaviour = Behaviour(**{**session.behaviour.__dict__, "decline": True})
     reason, (responded, data) = await both(initiate(run, alice, session, "ibb"),
                                            respond(run, bob, matching(session.sid, session), behaviour))
@@ -730,7 +733,7 @@ J5_LOCKS: dict = {}
 J5_GUARD = threading.Lock()
 
 
-async def j5_propose(run) -> str:
+async def j5_propose(run, behaviour: Behaviour | None = None) -> str:
     """B's user proceeds from a resource of the highest priority, one J5 at a time per
     account: a message to the bare JID goes to that resource, not another case's."""
     with J5_GUARD:
@@ -752,17 +755,17 @@ async def j5_propose(run) -> str:
             raise CaseFailed(f"the proceed came from {full}, not the resource that got the propose")
         steps.append(f"propose {sid} to {bob.boundjid.bare} -> proceed from {full} in "
                      f"{(time.monotonic() - started) * 1000:.0f} ms")
-        session = new_session(run, alice, full, sid)
+        session = new_session(run, alice, full, sid, behaviour)
         detail = await transfer(run, alice, bob, session, "ibb")
         return f"{'; '.join(steps)}; session {sid}: {detail}"
     finally:
         lock.release()
 
 
-async def j6_fallback(run) -> str:
+async def j6_fallback(run, behaviour: Behaviour | None = None) -> str:
     alice = await run.login(run.server, "alice")
     bob = await run.login(run.target, "bob")
-    session = new_session(run, alice, bob.boundjid.full)
+    session = new_session(run, alice, bob.boundjid.full, behaviour=behaviour)
     found = await offer_proxy(run, alice, session, port=UNREACHABLE_PORT)
     session.step(f"{found}, offered at port {UNREACHABLE_PORT} where nothing listens (the lab's unreachable "
                  f"candidate)")

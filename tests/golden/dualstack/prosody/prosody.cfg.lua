@@ -101,3 +101,10 @@ Component "upload.prosody.test" "http_file_share"
 -- XEP-0114 (case X0114): an external component; its secret is the lab's own.
 Component "component.prosody.test"
 	component_secret = "made-by-lab-up"
+
+-- Jingle (J2, J6): the XEP-0065 SOCKS5 bytestreams proxy. Its users connect to the name
+-- it announces, which the lab DNS resolves to this server; only this host's users may
+-- activate a stream through it (the module's default).
+Component "proxy.prosody.test" "proxy65"
+	proxy65_address = "proxy.prosody.test"
+	proxy65_ports = { 5000 }
