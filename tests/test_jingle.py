@@ -129,6 +129,8 @@ class Run:
         done, pending = await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
         for future in pending:
             future.cancel()
+        for future in done:
+            future.exception()  # (each one's is looked at: raised below for the first)
         index = futures.index(next(iter(done)))
         return index, futures[index].result()
 
@@ -226,3 +228,14 @@ def test_the_reaction_to_a_transport_replace_is_named(jingle):
     assert jingle.fallback_reaction(element("transport-accept")) == "transport-accept"
     assert jingle.fallback_reaction(element("session-accept")).startswith("session-accept (wrong")
     assert jingle.fallback_reaction(element("content-add")) == "content-add (unexpected)"
+
+
+def test_the_example_case_reproducing_gajims_answer_loads_and_fails(jingle, monkeypatch):
+    from lab.cases import user_case
+    case = user_case(Path(__file__).resolve().parent.parent / "examples" / "cases" / "j6_gajim.py")
+    assert (case.id, case.scope, case.needs) == ("J6G", "s2s", "proxy65")
+    module = sys.modules["lab_user_case_j6_gajim"]
+    run = Run(Router())
+    with pytest.raises(Exception, match=r"answered the transport-replace with session-accept"):
+        asyncio.run(module.run(run))
+    assert run.evidence["reaction"] == "session-accept"

@@ -608,6 +608,7 @@ async def fallback(run, alice, session: Session, requests: Requests) -> None:
         requests.ack(answer)
     elif action_of(answer) == "session-accept":
         requests.refuse(answer, "unexpected-request", "out-of-order")
+        session.step("A's user refused it (unexpected-request, out-of-order) and sends over IBB anyway")
     else:
         requests.ack(answer)
         raise CaseFailed(f"B's user answered the transport-replace with {reaction}")
