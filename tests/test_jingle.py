@@ -239,3 +239,19 @@ def test_the_example_case_reproducing_gajims_answer_loads_and_fails(jingle, monk
     with pytest.raises(Exception, match=r"answered the transport-replace with session-accept"):
         asyncio.run(module.run(run))
     assert run.evidence["reaction"] == "session-accept"
+
+
+def test_j2_and_j6_need_the_proxy_at_the_sender_only(default_lab):
+    from lab.cases import by_id, builtin
+    from lab.interop import plan
+    cases = by_id(builtin())
+    servers = list(default_lab.servers)
+    pairs = [(a, b) for a in servers for b in servers if a is not b]
+    planned, skipped = plan(default_lab.primary, [cases["J2"], cases["J6"], cases["J1"]], servers, pairs)
+    assert {(p["case"], p["server"], p["target"]) for p in planned if p["case"] == "J2"} == {
+        ("J2", "prosody", "ejabberd"), ("J2", "prosody", "jabberd2"), ("J2", "ejabberd", "prosody"),
+        ("J2", "ejabberd", "jabberd2")}
+    assert {(r.case, r.server, r.target, r.detail) for r in skipped} == {
+        (case, "jabberd2", target, "jabberd2 at bookworm does not declare proxy65")
+        for case in ("J2", "J6") for target in ("prosody", "ejabberd")}
+    assert len([p for p in planned if p["case"] == "J1"]) == 6  # s2s routing alone: every pair
