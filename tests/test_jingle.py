@@ -211,9 +211,11 @@ def test_j5_fails_when_the_propose_gets_no_proceed(jingle, monkeypatch):
         play(jingle.j5_propose, run)
 
 
-def test_an_unknown_fallback_behaviour_is_refused(jingle):
+def test_an_unknown_behaviour_is_refused(jingle):
     with pytest.raises(ValueError, match="on_fallback 'shrug'"):
         jingle.Behaviour.from_spec({"jingle": {"responder": {"on_fallback": "shrug"}}})
+    with pytest.raises(ValueError, match="unknown behaviour truncated"):
+        jingle.Behaviour.from_spec({"jingle": {"initiator": {"truncated": True}}})
 
 
 def test_the_receivers_check_needs_a_sha256_hash_in_the_offer(jingle):

@@ -144,7 +144,11 @@ class Behaviour:
     @classmethod
     def from_spec(cls, spec: dict) -> "Behaviour":
         chosen = {**(spec.get("jingle") or {}).get("responder", {}), **(spec.get("jingle") or {}).get("initiator", {})}
-        behaviour = cls(**{k: v for k, v in chosen.items() if k in cls.__dataclass_fields__})
+        unknown = sorted(set(chosen) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"jingle: unknown behaviour {', '.join(unknown)} (known: "
+                             f"{', '.join(cls.__dataclass_fields__)})")
+        behaviour = cls(**chosen)
         if behaviour.on_fallback not in FALLBACK_ANSWERS:
             raise ValueError(f"jingle on_fallback {behaviour.on_fallback!r}: one of {', '.join(FALLBACK_ANSWERS)}")
         return behaviour
