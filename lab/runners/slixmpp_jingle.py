@@ -379,11 +379,9 @@ async def respond(run, bob, session_of, behaviour: Behaviour) -> tuple[Session, 
     jingle = initiate.find(q(NS_JINGLE, "jingle"))
     requests.ack(initiate)
     offered = parse_offer(jingle)
-    if jingle.get("initiator") and jingle.get("initiator") != initiate.get("from"):
-        session.notes["initiator_attribute"] = jingle.get("initiator")
     transport = jingle.find(f"{q(NS_JINGLE, 'content')}/*[@sid]")
     if behaviour.decline:
-        reason = f"<reason><decline/><text>lab: declined</text></reason>" if behaviour.decline_reason else ""
+        reason = "<reason><decline/><text>lab: declined</text></reason>" if behaviour.decline_reason else ""
         await request(run, bob, session.initiator, session.jingle("session-terminate", reason), "the decline")
         return session, None
     if transport is None:
@@ -567,8 +565,13 @@ async def initiate_s5b(run, alice, session: Session, requests: Requests, sid: st
     host = session.notes["proxy"]
     if used.get("cid") != session.notes["offer_cid"]:
         raise CaseFailed(f"B's user used candidate {used.get('cid')!r}, which A's user never offered")
-    reader, writer, peer = await socks5_connect(host.host, host.port, dstaddr(sid, session.initiator, session.responder),
-                                                min(5.0, run.remaining()))
+    try:
+        _, writer, peer = await socks5_connect(host.host, host.port, dstaddr(sid, session.initiator,
+                                                                             session.responder),
+                                               min(5.0, run.remaining()))
+    except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError) as error:
+        raise CaseFailed(f"B's user connected to {host.jid}, but A's user could not, to activate it: "
+                         f"{type(error).__name__}: {error or 'timed out'}") from None
     try:
         await request(run, alice, host.jid, f"<query xmlns='{NS_BYTESTREAMS}' sid={esc(sid)}>"
                                             f"<activate>{session.responder}</activate></query>",
@@ -741,10 +744,12 @@ async def j5_propose(run, behaviour: Behaviour | None = None) -> str:
     bob = await run.login(run.target, "bob")
     sid = f"lab-{token(12)}"
     started = time.monotonic()
-    full, _ = await both(propose(run, alice, bob.boundjid.bare, sid), answer_propose(run, bob, alice.boundjid.bare, sid))
+    full, _ = await both(propose(run, alice, bob.boundjid.bare, sid),
+                         answer_propose(run, bob, alice.boundjid.bare, sid))
     if full != bob.boundjid.full:
         raise CaseFailed(f"the proceed came from {full}, not the resource that got the propose")
-    proposed = f"propose {sid} to {bob.boundjid.bare} -> proceed from {full} in {(time.monotonic() - started) * 1000:.0f} ms"
+    took = (time.monotonic() - started) * 1000
+    proposed = f"propose {sid} to {bob.boundjid.bare} -> proceed from {full} in {took:.0f} ms"
     session = new_session(run, alice, full, sid, behaviour)
     detail = await transfer(run, alice, bob, session, "ibb")
     return f"{proposed}; session {sid}: {detail}"
