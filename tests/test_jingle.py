@@ -257,3 +257,24 @@ def test_j2_and_j6_need_the_proxy_at_the_sender_only(default_lab):
         (case, "jabberd2", target, "jabberd2 at bookworm does not declare proxy65")
         for case in ("J2", "J6") for target in ("prosody", "ejabberd")}
     assert len([p for p in planned if p["case"] == "J1"]) == 6  # s2s routing alone: every pair
+
+
+def test_the_responder_alone_takes_a_session_it_did_not_make(jingle):
+    """How a stack of another implementation's initiator meets the lab's responder: the
+    Session comes from the session-initiate, the accept echoes the offer's description."""
+    router = Router()
+    run = Run(router)
+    offer = jingle.Offer.random()
+    mine = jingle.Session("foreign-1", router.alice.boundjid.full, router.bob.boundjid.full, offer, jingle.Behaviour())
+
+    async def both_ends():
+        return await jingle.both(jingle.initiate(run, router.alice, mine, "ibb"),
+                                 jingle.respond(run, router.bob, jingle.from_anyone(router.bob, jingle.Behaviour()),
+                                                jingle.Behaviour()))
+    reason, (theirs, data) = asyncio.run(both_ends())
+    assert reason == "success" and data == offer.data
+    assert theirs is not mine and theirs.sid == "foreign-1" and theirs.initiator == "alice@a.test/j"
+    accept = next(e for e in router.alice.inbox if e.tag == IQ and e.find(
+        "{urn:xmpp:jingle:1}jingle[@action='session-accept']") is not None)
+    hashes = accept.findall(".//{urn:xmpp:hashes:2}hash")
+    assert [h.text for h in hashes] == [offer.sha256]

@@ -23,6 +23,7 @@ import base64
 import hashlib
 import os
 import time
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 from harness import CaseFailed, token
@@ -164,6 +165,7 @@ class Session:
     behaviour: Behaviour
     steps: list = field(default_factory=list)
     notes: dict = field(default_factory=dict)   # what the ends learnt (streamhost, reaction...)
+    description: str | None = None  # the responder's: the offer's <description/> as it came
 
     def step(self, text: str) -> None:
         self.steps.append(text)
@@ -174,8 +176,8 @@ class Session:
         return f"<jingle xmlns='{NS_JINGLE}' action='{action}' sid={esc(self.sid)}{who}>{inner}</jingle>"
 
     def content(self, transport: str, description: bool = False) -> str:
-        return (f"<content creator='initiator' name='{CONTENT}' senders='initiator'>"
-                f"{self.offer.description() if description else ''}{transport}</content>")
+        offered = (self.description or self.offer.description()) if description else ""
+        return f"<content creator='initiator' name='{CONTENT}' senders='initiator'>{offered}{transport}</content>"
 
 
 def ibb_transport(sid: str) -> str:
@@ -379,6 +381,8 @@ async def respond(run, bob, session_of, behaviour: Behaviour) -> tuple[Session, 
     jingle = initiate.find(q(NS_JINGLE, "jingle"))
     requests.ack(initiate)
     offered = parse_offer(jingle)
+    session.description = ET.tostring(jingle.find(f"{q(NS_JINGLE, 'content')}/{q(NS_FT, 'description')}"),
+                                      encoding="unicode")  # (namespace prefixes of its own: the same XML)
     transport = jingle.find(f"{q(NS_JINGLE, 'content')}/*[@sid]")
     if behaviour.decline:
         reason = "<reason><decline/><text>lab: declined</text></reason>" if behaviour.decline_reason else ""
@@ -393,7 +397,7 @@ async def respond(run, bob, session_of, behaviour: Behaviour) -> tuple[Session, 
         data = await ibb_receive(requests, transport.get("sid"))
         how = "over IBB"
     elif transport.tag == q(NS_S5B_TRANSPORT, "transport"):
-        data, how = await respond_s5b(run, bob, session, requests, transport)
+        data, how = await respond_s5b(run, bob, session, requests, transport, offered.size)
     else:
         raise CaseFailed(f"the session-initiate offers transport {transport.tag}, neither IBB nor SOCKS5")
     try:
@@ -409,7 +413,8 @@ async def respond(run, bob, session_of, behaviour: Behaviour) -> tuple[Session, 
     return session, data
 
 
-async def respond_s5b(run, bob, session: Session, requests: Requests, transport) -> tuple[bytes, str]:
+async def respond_s5b(run, bob, session: Session, requests: Requests, transport,
+                      size: int | None) -> tuple[bytes, str]:
     """SOCKS5 at B's end: accept with no candidates of its own, try the initiator's in order
     of priority, say which was used (or candidate-error), then read the file once the proxy
     stream is activated; or follow a transport-replace to IBB."""
@@ -448,7 +453,7 @@ async def respond_s5b(run, bob, session: Session, requests: Requests, transport)
                 requests.ack(got)
                 info = jingle.find(f"{q(NS_JINGLE, 'content')}/{q(NS_S5B_TRANSPORT, 'transport')}")
                 if info is not None and info.find(q(NS_S5B_TRANSPORT, "activated")) is not None and stream:
-                    data = await read_stream(run, stream[1], len(session.offer.data))
+                    data = await read_stream(run, stream[1], size)
                     return data, f"over SOCKS5 through {stream[0].get('jid')}"
             elif action == "transport-replace":
                 return await answer_fallback(run, bob, session, requests, got), "over IBB after transport-replace"
@@ -463,10 +468,10 @@ async def respond_s5b(run, bob, session: Session, requests: Requests, transport)
             stream[2].close()
 
 
-async def read_stream(run, reader, size: int) -> bytes:
-    """What comes through the activated stream until ``size`` bytes or its end."""
+async def read_stream(run, reader, size: int | None) -> bytes:
+    """What comes through the activated stream until ``size`` bytes (None: unknown) or its end."""
     data = bytearray()
-    while len(data) < size:
+    while size is None or len(data) < size:
         chunk = await run.within(reader.read(65536), "the file's bytes through the SOCKS5 stream")
         if not chunk:
             break
@@ -673,6 +678,23 @@ async def both(*coroutines):
 def matching(sid: str, session: Session):
     return lambda e: session if (e.find(q(NS_JINGLE, "jingle")) is not None
                                  and e.find(q(NS_JINGLE, "jingle")).get("sid") == sid) else None
+
+
+def from_anyone(bob, behaviour: Behaviour):
+    """For ``respond`` facing another implementation's initiator: the Session of the first
+    session-initiate that comes, from whoever sends it (its file is known from the offer)."""
+    sessions: dict = {}
+
+    def session_of(element):
+        jingle = element.find(q(NS_JINGLE, "jingle"))
+        if jingle is None or element.get("type") != "set":
+            return None
+        sid = jingle.get("sid")
+        if sid not in sessions and jingle.get("action") == "session-initiate" and not sessions:
+            sessions[sid] = Session(sid, element.get("from"), bob.boundjid.full, Offer(b"", "(the initiator's)"),
+                                    behaviour)
+        return sessions.get(sid)
+    return session_of
 
 
 async def transfer(run, alice, bob, session: Session, transport: str, fallback_to_ibb: bool = False) -> str:
