@@ -141,6 +141,7 @@ class Behaviour:
     decline_reason: bool = True        # ... with <decline/> (off: a session-terminate without a reason)
     on_fallback: str = "transport-accept"  # the responder's answer to transport-replace (FALLBACK_ANSWERS)
     truncate: bool = False             # the initiator sends the file without its last block
+    block_size: int = BLOCK_SIZE       # the initiator's IBB block size (XEP-0047's usual 4096)
 
     @classmethod
     def from_spec(cls, spec: dict) -> "Behaviour":
@@ -180,8 +181,8 @@ class Session:
         return f"<content creator='initiator' name='{CONTENT}' senders='initiator'>{offered}{transport}</content>"
 
 
-def ibb_transport(sid: str) -> str:
-    return f"<transport xmlns='{NS_IBB_TRANSPORT}' block-size='{BLOCK_SIZE}' sid={esc(sid)}/>"
+def ibb_transport(sid: str, block_size: int = BLOCK_SIZE) -> str:
+    return f"<transport xmlns='{NS_IBB_TRANSPORT}' block-size='{block_size}' sid={esc(sid)}/>"
 
 
 # --- the stanzas a client gets from its peer, in order --------------------------------------------
@@ -254,16 +255,17 @@ async def request(run, client, to: str | None, payload: str, what: str, kind: st
 
 async def ibb_send(run, client, session: Session, sid: str) -> None:
     data = session.offer.data
-    blocks = [data[i:i + BLOCK_SIZE] for i in range(0, len(data), BLOCK_SIZE)]
+    size = session.behaviour.block_size
+    blocks = [data[i:i + size] for i in range(0, len(data), size)]
     if session.behaviour.truncate:
         blocks = blocks[:-1]
-    await request(run, client, session.responder, f"<open xmlns='{NS_IBB}' block-size='{BLOCK_SIZE}' "
+    await request(run, client, session.responder, f"<open xmlns='{NS_IBB}' block-size='{size}' "
                                                   f"sid={esc(sid)} stanza='iq'/>", "the IBB open")
     for seq, block in enumerate(blocks):
         await request(run, client, session.responder, f"<data xmlns='{NS_IBB}' seq='{seq}' sid={esc(sid)}>"
                                                       f"{base64.b64encode(block).decode()}</data>",
                       f"IBB data block {seq}")
-    session.step(f"A's user: IBB open, {len(blocks)} blocks of <= {BLOCK_SIZE} B, close"
+    session.step(f"A's user: IBB open, {len(blocks)} blocks of <= {size} B, close"
                  + (" (the last block left out: truncated)" if session.behaviour.truncate else ""))
     await request(run, client, session.responder, f"<close xmlns='{NS_IBB}' sid={esc(sid)}/>", "the IBB close")
 
@@ -392,7 +394,8 @@ async def respond(run, bob, session_of, behaviour: Behaviour) -> tuple[Session, 
         raise CaseFailed("the session-initiate's content has no transport with a sid")
     if transport.tag == q(NS_IBB_TRANSPORT, "transport"):
         await request(run, bob, session.initiator,
-                      session.jingle("session-accept", session.content(ibb_transport(transport.get("sid")), True)),
+                      session.jingle("session-accept", session.content(ibb_transport(
+                          transport.get("sid"), int(transport.get("block-size") or BLOCK_SIZE)), True)),
                       "the session-accept (IBB)")
         data = await ibb_receive(requests, transport.get("sid"))
         how = "over IBB"
@@ -486,14 +489,14 @@ async def answer_fallback(run, bob, session: Session, requests: Requests, replac
         requests.refuse(replace, "feature-not-implemented")
         raise CaseFailed("transport-replace to a transport other than IBB")
     requests.ack(replace)
-    sid = transport.get("sid")
+    sid, block_size = transport.get("sid"), int(transport.get("block-size") or BLOCK_SIZE)
     answer = session.behaviour.on_fallback
     if answer == "transport-accept":
         await request(run, bob, session.initiator, session.jingle("transport-accept", session.content(
-            ibb_transport(sid))), "the transport-accept")
+            ibb_transport(sid, block_size))), "the transport-accept")
     elif answer == "session-accept":  # the known buggy answer (Gajim)
         await run.iq(bob, "set", session.initiator, session.jingle("session-accept", session.content(
-            ibb_transport(sid), True)), "the answer to the (wrong) session-accept")
+            ibb_transport(sid, block_size), True)), "the answer to the (wrong) session-accept")
     return await ibb_receive(requests, sid)
 
 
@@ -507,7 +510,7 @@ async def initiate(run, alice, session: Session, transport: str, fallback_to_ibb
     requests = Requests(run, alice, session, session.responder)
     if transport == "ibb":
         ibb_sid = f"ibb-{token(8)}"
-        offer_transport = ibb_transport(ibb_sid)
+        offer_transport = ibb_transport(ibb_sid, session.behaviour.block_size)
     else:
         s5b_sid = f"s5b-{token(8)}"
         offer_transport = (f"<transport xmlns='{NS_S5B_TRANSPORT}' sid={esc(s5b_sid)} mode='tcp' "
@@ -600,7 +603,7 @@ async def fallback(run, alice, session: Session, requests: Requests) -> None:
     sid = f"ibb-{token(8)}"
     requests.ibb_sids.add(sid)
     await request(run, alice, session.responder, session.jingle("transport-replace", session.content(
-        ibb_transport(sid))), "the transport-replace to IBB")
+        ibb_transport(sid, session.behaviour.block_size))), "the transport-replace to IBB")
     session.step("A's user: transport-replace (IBB) -> result")
     wait = max(0.5, run.remaining() - 4.0)  # what is left of the case, less the time to close
     try:
