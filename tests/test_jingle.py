@@ -269,7 +269,7 @@ def test_the_responder_alone_takes_a_session_it_did_not_make(jingle):
 
     async def both_ends():
         return await jingle.both(jingle.initiate(run, router.alice, mine, "ibb"),
-                                 jingle.respond(run, router.bob, jingle.from_anyone(router.bob, jingle.Behaviour()),
+                                 jingle.respond(run, router.bob, jingle.sessions_at(router.bob, jingle.Behaviour()),
                                                 jingle.Behaviour()))
     reason, (theirs, data) = asyncio.run(both_ends())
     assert reason == "success" and data == offer.data

@@ -678,22 +678,19 @@ async def both(*coroutines):
             task.cancel()
 
 
-def matching(sid: str, session: Session):
-    return lambda e: session if (e.find(q(NS_JINGLE, "jingle")) is not None
-                                 and e.find(q(NS_JINGLE, "jingle")).get("sid") == sid) else None
-
-
-def from_anyone(bob, behaviour: Behaviour):
-    """For ``respond`` facing another implementation's initiator: the Session of the first
-    session-initiate that comes, from whoever sends it (its file is known from the offer)."""
-    sessions: dict = {}
+def sessions_at(bob, behaviour: Behaviour, known: Session | None = None):
+    """``respond``'s session_of: ``known``, the session the lab's own initiator opened (both
+    ends then share what they learn), or, without one, the Session of the first
+    session-initiate that comes from whoever sends it (another implementation's initiator:
+    its file is known from the offer)."""
+    sessions: dict = {known.sid: known} if known else {}
 
     def session_of(element):
         jingle = element.find(q(NS_JINGLE, "jingle"))
         if jingle is None or element.get("type") != "set":
             return None
         sid = jingle.get("sid")
-        if sid not in sessions and jingle.get("action") == "session-initiate" and not sessions:
+        if not sessions and jingle.get("action") == "session-initiate":
             sessions[sid] = Session(sid, element.get("from"), bob.boundjid.full, Offer(b"", "(the initiator's)"),
                                     behaviour)
         return sessions.get(sid)
@@ -704,7 +701,7 @@ async def transfer(run, alice, bob, session: Session, transport: str, fallback_t
     """The whole exchange between two logged-in clients; the steps for the detail."""
     started = time.monotonic()
     reason, (responded, data) = await both(initiate(run, alice, session, transport, fallback_to_ibb),
-                                           respond(run, bob, matching(session.sid, session), session.behaviour))
+                                           respond(run, bob, sessions_at(bob, session.behaviour, session), session.behaviour))
     if reason != "success":
         raise CaseFailed(f"the session ended with {reason}, not success")
     run.evidence.update(sid=session.sid, bytes=len(data or b""), sha256=session.offer.sha256,
@@ -754,7 +751,7 @@ async def j3_decline(run, behaviour: Behaviour | None = None) -> str:
     session = new_session(run, alice, bob.boundjid.full, behaviour=behaviour)
     behaviour = Behaviour(**{**session.behaviour.__dict__, "decline": True})
     reason, (responded, data) = await both(initiate(run, alice, session, "ibb"),
-                                           respond(run, bob, matching(session.sid, session), behaviour))
+                                           respond(run, bob, sessions_at(bob, behaviour, session), behaviour))
     run.evidence["reason"] = reason
     if reason != "decline":
         raise CaseFailed(f"A's user got session-terminate with reason {reason!r}, not <decline/>")
