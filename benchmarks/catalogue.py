@@ -5,6 +5,7 @@
 Brings the lab up if needed, runs every case once with `lab test`'s code path and prints
 the time against the target (<= 60 s on 2 cores), the slowest stack measured alone in
 the same run, and the ratio of the two (how much running stacks side by side costs).
+The Jingle cases (J) are timed alone too, against their own target (<= 60 s).
 With --faults, then the fault suite (F1-F8) against its own target (<= 300 s), and its
 time as a multiple of the whole catalogue's in the same run.
 """
@@ -23,15 +24,16 @@ from lab.runtime import Runtime, connect
 
 TARGET = 60.0
 CS_TARGET = 30.0
+JINGLE_TARGET = 60.0
 FAULTS_TARGET = 300.0
 
 
 def timed_run(interop: Interop, stacks: list[str] | None, faults: bool = False,
-              interop_only: bool = False) -> tuple[float, int, int]:
+              interop_only: bool = False, ids: set[str] | None = None) -> tuple[float, int, int]:
     """Every case but the faults (or the faults alone) for ``stacks`` (None: every stack);
-    ``interop_only``: the C and S cases alone."""
+    ``interop_only``: the C and S cases alone; ``ids``: these cases alone."""
     cases = [case for case in interop.lab.cases if case.fault == faults
-             and (not interop_only or case.id in interop_ids())]
+             and (not interop_only or case.id in interop_ids()) and (ids is None or case.id in ids)]
     started = time.monotonic()
     results = interop.run(cases, None, stacks)
     seconds = time.monotonic() - started
@@ -62,6 +64,8 @@ def main() -> None:
     # runs on the same lab were seen to take longer (servers keep state of earlier runs).
     cs, cs_count, _ = timed_run(interop, None, interop_only=True)
     cs_batches = dict(interop.timings)
+    from lab.cases import jingle
+    jingle_time, jingle_count, jingle_failed = timed_run(interop, None, ids={case.id for case in jingle.CASES})
     whole, count, failed = timed_run(interop, None)
     whole_batches = dict(interop.timings)
     alone, batches = {}, {}
@@ -77,6 +81,8 @@ def main() -> None:
           f"{'ok' if cs <= CS_TARGET else 'MISSED'}; batch by batch: "
           + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in cs_batches.items())
           + f"; again after the other runs on the same lab: {cs_again:.1f}s")
+    print(f"Jingle cases alone, {jingle_count} results ({jingle_failed} failed): {jingle_time:.1f}s; "
+          f"target <= {JINGLE_TARGET:.0f}s {'ok' if jingle_time <= JINGLE_TARGET else 'MISSED'}")
     print(f"whole catalogue, {count} results ({failed} failed), every stack at once: {whole:.1f}s; "
           f"target <= {TARGET:.0f}s {'ok' if whole <= TARGET else 'MISSED'}; "
           f"{whole / alone[slowest]:.2f} x the slowest stack alone ({slowest})")

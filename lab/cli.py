@@ -545,7 +545,7 @@ def list_cases(file: Optional[Path] = FileOption,
     for column in table.columns:
         column.overflow = "fold"
     for case in cases:
-        table.add_row(case.id, case.origin, case.scope, (case.needs or "-") + (" (both)" if case.needs_both else ""),
+        table.add_row(case.id, case.origin, case.scope, (case.needs or "-") + catalogue.needs_where(case),
                       case.group or ("yes" if case.fault else "-"), case.title, case.criterion, case.spec)
     console.print(table)
 

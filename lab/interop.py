@@ -49,8 +49,8 @@ def plan(stack: ClientStack, cases: list[Case], servers: list[Server], pairs) ->
         for server, target in targets:
             if target is None:
                 needed_from = [server]
-            else:  # the target; the sender too where the case needs both ends
-                needed_from = [target, server] if case.needs_both else [target]
+            else:  # the target; the sender too where the case needs both ends, or it alone
+                needed_from = [target, server] if case.needs_both else [server] if case.needs_sender else [target]
             where = dict(case=case.id, title=case.title, stack=stack.name, server=server.name,
                          target=target and target.name, status=NOT_SUPPORTED)
             if case.id not in stack.cases:

@@ -89,9 +89,16 @@ class Server:
         return f"component.{self.domain}" if "component" in self.features else None
 
     @property
+    def proxy65_domain(self) -> str | None:
+        """The SOCKS5 bytestreams proxy's JID (XEP-0065), for kinds that have one; its name in
+        the lab DNS is where the proxy's clients connect to."""
+        return f"proxy.{self.domain}" if "proxy65" in self.features else None
+
+    @property
     def names(self) -> list[str]:
         """Every domain this server answers for: in its certificate and in the lab DNS."""
-        return [self.domain] + [name for name in (self.muc_domain, self.upload_domain, self.component_domain) if name]
+        return [self.domain] + [name for name in (self.muc_domain, self.upload_domain, self.component_domain,
+                                                     self.proxy65_domain) if name]
 
 
 @dataclass(frozen=True)

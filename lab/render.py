@@ -37,6 +37,7 @@ def template_context(lab: Lab, server: Server) -> dict:
         "component_domain": server.component_domain,  # XEP-0114 (X0114)
         # lab up sets it from the lab CA (ca.secret); what a config rendered without a CA shows:
         "component_secret": "made-by-lab-up",
+        "proxy65_domain": server.proxy65_domain,  # Jingle SOCKS5 (J2, J6)
         "direct_tls_port": server.kind.ports["c2s_direct_tls"] if "direct-tls" in server.features else None,
         # Peers that can only do dialback; everyone else must present a verified certificate.
         "dialback_peers": [p.domain for p in peers if "certificate" not in p.kind.s2s_auth],

@@ -53,6 +53,7 @@ class Case:
     spec: str                     # the spec sections it checks
     needs: str | None = None      # a feature the server (c2s) / target server (s2s) must declare
     needs_both: bool = False      # s2s: the sending server must declare it too
+    needs_sender: bool = False    # s2s: only the sending server must declare it (J2: A's proxy)
     phase: object = None          # how the lab runs it (see Runners); None: the runners alone
     judge: Callable | None = None  # judge(result, seen) -> CaseResult: what only the lab can see
     timeout: float | None = None  # seconds each wait of its runner may take (None: CASE_TIMEOUT)
@@ -81,9 +82,9 @@ RUNNERS = Runners()
 
 def builtin() -> list[Case]:
     """Every built-in case, in catalogue order: the cases, then the faults by number."""
-    from lab.cases import auth, c2s, compliance, dns, ipv6, outage, s2s, server_faults, turn
+    from lab.cases import auth, c2s, compliance, dns, ipv6, jingle, outage, s2s, server_faults, turn
     faults = [*dns.FAULTS, *server_faults.CASES, *ipv6.CASES, *outage.CASES]
-    return [*c2s.CASES, *s2s.CASES, *auth.CASES, *dns.CASES, *compliance.CASES, *turn.CASES,
+    return [*c2s.CASES, *s2s.CASES, *auth.CASES, *dns.CASES, *compliance.CASES, *jingle.CASES, *turn.CASES,
             *sorted(faults, key=lambda case: (int(case.id[1:].rstrip("abcdefghijklmnopqrstuvwxyz")), case.id))]
 
 
@@ -209,6 +210,11 @@ def _line_of(path: Path) -> Callable[[str], int]:
 
 # --- the catalogue as a document ----------------------------------------------------------------
 
+def needs_where(case: Case) -> str:
+    """Where an s2s case's needed feature must be, beside its name (the target server alone: nothing)."""
+    return " (both)" if case.needs_both else " (sender)" if case.needs_sender else ""
+
+
 def markdown(cases: list[Case]) -> str:
     """docs/catalogue.md: every case, its scope, needs, pass criterion and reference."""
     def cell(text: str | None) -> str:
@@ -221,7 +227,7 @@ def markdown(cases: list[Case]) -> str:
              "(`lab test --faults`, or by ID).", ""]
     for title, members in (("Cases", [c for c in cases if not c.fault]), ("Faults", [c for c in cases if c.fault])):
         lines += [f"## {title}", "", "| ID | title | scope | needs | passes when | reference |", "|---|---|---|---|---|---|"]
-        lines += [f"| {c.id} | {cell(c.title)} | {c.scope} | {c.needs or '-'}{' (both)' if c.needs_both else ''} | "
+        lines += [f"| {c.id} | {cell(c.title)} | {c.scope} | {c.needs or '-'}{needs_where(c)} | "
                   f"{cell(c.criterion)} | {cell(c.spec)} |" for c in members]
         lines.append("")
     return "\n".join(lines)

@@ -26,6 +26,7 @@ from slixmpp_client import (IQ, MESSAGE, NS_BIND, NS_CARBONS, NS_CLIENT, NS_DATA
 from slixmpp_expect import CaseRun
 import slixmpp_compliance as compliance
 import slixmpp_turn
+import slixmpp_jingle as jingle
 
 
 # --- c2s cases --------------------------------------------------------------------------------
@@ -645,6 +646,8 @@ CASES = {
     "X0363": compliance.http_upload, "X0114": compliance.component,
     "X0398": compliance.avatar, "ROOM": compliance.event_room,
     "J4": slixmpp_turn.external_services,
+    "J1": jingle.j1_ibb, "J2": jingle.j2_socks5, "J3": jingle.j3_decline, "J5": jingle.j5_propose,
+    "J6": jingle.j6_fallback,
 }
 
 

@@ -7,7 +7,7 @@ STACK = ClientStack(
     package="python3-slixmpp",  # its version names the stack's in the reports
     runner="slixmpp_runner.py",
     support=("probe.py", "slixmpp_client.py", "slixmpp_expect.py", "slixmpp_compliance.py",
-             "slixmpp_turn.py"),
+             "slixmpp_turn.py", "slixmpp_jingle.py"),
     description="asyncio XMPP library; also checks readiness and federation for `lab up`",
     own_accounts=True,
     user_cases=True,

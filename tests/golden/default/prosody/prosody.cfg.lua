@@ -109,3 +109,10 @@ Component "upload.prosody.test" "http_file_share"
 -- XEP-0114 (case X0114): an external component; its secret is the lab's own.
 Component "component.prosody.test"
 	component_secret = "made-by-lab-up"
+
+-- Jingle (J2, J6): the XEP-0065 SOCKS5 bytestreams proxy, on the module's default port
+-- 5000 (proxy65_ports would be a global option). Its users connect to the name it
+-- announces, which the lab DNS resolves to this server; only users with a c2s session
+-- here may use it (the module's default without proxy65_acl or proxy65_open_access).
+Component "proxy.prosody.test" "proxy65"
+	proxy65_address = "proxy.prosody.test"
