@@ -159,6 +159,8 @@ class Project:
                 dns, *others = self.prepare()
                 zone = json.dumps(build_zone(self.lab), indent=2).encode()
                 (self.lab.state_dir / "dns" / "zone.json").write_bytes(zone)
+            with self.phases("images to nodes"):  # a swarm's other nodes: each gets the images it runs
+                self.runtime.distribute(others, self.say)
             with self.phases("network, dns"):
                 self.say("starting the lab DNS", transient=True)
                 self.runtime.ensure_network(str(self.lab.subnet), self.lab.subnet6 and str(self.lab.subnet6))
