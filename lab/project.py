@@ -200,7 +200,10 @@ class Project:
                               f"run the command again when ready") from None
         except BaseException:  # leave nothing half-started
             with interrupts_ignored():
-                self.runtime.down()
+                try:
+                    self.runtime.down()
+                except LabError:  # (a swarm node gone: the error that stopped lab up says which)
+                    pass
             raise
         return changed
 

@@ -48,6 +48,10 @@ class SwarmRuntime(Runtime):
     FILES_DIR = "/run/xmpp-lab-files"
     PLACED = "/.xmpp-lab-files-placed"
     SCHEDULE_WAIT = 20  # seconds a task may stay unscheduled before lab up gives up
+    # Seconds a node's engine may take to create and start a task's container once it has
+    # it: a nested node's vfs storage copies the whole image (300 MB) for each container.
+    START_WAIT = 120
+    ON_ITS_NODE = ("preparing", "starting")  # states of a task its node's engine is working on
     START_TRIES = 3  # tasks per service when the engine fails to start their container
 
     def __init__(self, client: docker.DockerClient, lab_name: str, own_containers: tuple[str, ...] = (),
@@ -148,8 +152,15 @@ class SwarmRuntime(Runtime):
         if node is None:
             return []
         engine = self.engine_of(node, f"reaching {service}'s container")
-        return engine.containers.list(all=True, filters={"label": [f"{LABEL_LAB}={self.lab_name}",
-                                                                   f"{LABEL_SERVICE}={service}"]})
+        try:
+            return engine.containers.list(all=True, filters={"label": [f"{LABEL_LAB}={self.lab_name}",
+                                                                       f"{LABEL_SERVICE}={service}"]})
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+            if node == self.manager:
+                raise
+            reason = str(error).rsplit(": ", 1)[-1].rstrip("'\")") if str(error) else type(error).__name__
+            raise LabError(f"swarm node {node} (running {service}): its engine at {self.node_addresses[node]} "
+                           f"cannot be reached ({reason})") from None
 
     def node(self, service: str) -> str | None:
         """The hostname of the node the service's (newest) task runs on."""
@@ -292,7 +303,8 @@ class SwarmRuntime(Runtime):
 
     def _task_settled(self, service: str) -> dict:
         """The status of the service's newest task once it runs or has ended (or when
-        SCHEDULE_WAIT is up)."""
+        SCHEDULE_WAIT is up with the task unscheduled, START_WAIT with its node making its
+        container)."""
         seen: dict = {}
 
         def settled():  # running (True), ended (its status), or still on its way (None)
@@ -304,6 +316,8 @@ class SwarmRuntime(Runtime):
                 return True
             return status.get("State") in ENDED
         poll_until(settled, self.SCHEDULE_WAIT, 0.3)
+        if seen["status"].get("State") in self.ON_ITS_NODE:  # scheduled: its node is making it
+            poll_until(settled, self.START_WAIT, 0.3)
         return seen["status"]
 
     def _gone(self, service: str, node: str | None) -> None:

@@ -143,10 +143,12 @@ def test_a_worker_killed_during_lab_up_is_one_error_and_lab_down_cleans_the_rest
         killer.join()
         assert up.returncode == 1, up.stdout + up.stderr
         (line,) = up.stderr.strip().splitlines()
+        print("lab up:", line)
         assert victim in line or "jabberd2" in line, line
     finally:
         down = lab_command("down", "-f", str(path), env=env)
         assert down.returncode in (0, 1), down.stdout + down.stderr
+        print("lab down:", down.returncode, down.stdout.strip(), down.stderr.strip())
         if down.returncode == 1:  # what it could not check, said in one line: the dead node
             (line,) = down.stderr.strip().splitlines()
             assert victim in line, line
