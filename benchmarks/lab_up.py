@@ -107,6 +107,7 @@ def on_nodes(client, source: Path | None, directory: Path, workers: int) -> None
           f"warm {warm[DISTRIBUTION]:.2f}s (image IDs compared, nothing sent)")
     print(f"lab up to all ready, distribution left out: local engine {local:.2f}s; {len(swarm.names)}-node swarm "
           f"{cold_up:.2f}s (first) and {warm_up:.2f}s (warm) = {warm_up / local:.2f} x local; lab down {down:.2f}s")
+    print("phases on the swarm, warm: " + " · ".join(f"{name} {seconds:.1f}s" for name, seconds in warm.items()))
 
 
 def variant(source: Path | None, directory: Path, name: str, only: str | None = None) -> model.Lab:

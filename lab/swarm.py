@@ -297,9 +297,27 @@ class SwarmRuntime(Runtime):
             with interrupts_deferred():
                 found.force_update()
         why = status.get("Err") or status.get("Message") or "no task"
+        why += self._node_down(service)
         tries = f" (tried {attempt} times)" if attempt > 1 else ""
         raise LabError(f"{service} (service {self.container_name(service)}) did not start{tries}: task "
                        f"{status.get('State', 'missing')}: {why}")
+
+    def _node_down(self, service: str) -> str:
+        """``; its node NODE is down`` (or does not answer) for the node the task was given to."""
+        node = self.node(service)
+        if node is None or node == self.manager:
+            return ""
+        found = [n for n in self.client.nodes.list() if n.attrs["Description"]["Hostname"] == node]
+        state = found[0].attrs["Status"].get("State") if found else "gone"
+        if state != "ready":
+            return f"; its node {node} is {state}"
+        try:  # (the swarm notices a node gone only after its heartbeats stop for a while)
+            self.engine_of(node, f"asking node {node}").ping()
+        except LabError as error:
+            return f"; {error}"
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            return f"; swarm node {node}: its engine at {self.node_addresses.get(node)} does not answer"
+        return ""
 
     def _task_settled(self, service: str) -> dict:
         """The status of the service's newest task once it runs or has ended (or when

@@ -4,8 +4,10 @@ engine (tests/nested_swarm.py); the host's engine never joins a swarm.
 One server of each kind on its own node, the client stack on the manager: the images
 reach the workers by docker save/load through their engines (and are not sent again),
 federation passes, C1, S1, S8 and S9 pass, lab logs and lab exec reach a server on a
-worker, and lab down leaves nothing on any node. Then a worker killed during lab up: one
-located error, and lab down cleans up the rest. The nested engines go at the end.
+worker, and lab down leaves nothing on any node. Made red: without the images sent, the
+worker's task does not start. Without the workers' engines in lab.yml, one error naming
+the node. Last, a worker killed during lab up: one error, and lab down cleans up the rest.
+The nested engines go at the end.
 """
 
 import json
@@ -18,8 +20,10 @@ import pytest
 
 from exemptions import Exemptions
 from lab import images, model
-from lab.project import Project
+from lab.errors import LabError
+from lab.project import DNS_SERVICE, Project
 from lab.runtime import LABEL_LAB, Runtime
+from lab.swarm import SwarmRuntime
 from nested_swarm import NestedSwarm, privileged_refused
 from test_e2e import federated, lab_command
 
@@ -38,7 +42,7 @@ servers:
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory):
-    host = docker.from_env()
+    host = docker.from_env(timeout=600)  # (removing a node with its storage takes a while)
     refused = privileged_refused(host)
     if refused:
         pytest.skip(f"no nested Docker engines here: {refused}")
@@ -116,12 +120,44 @@ def test_a_lab_across_three_nodes(nodes, tmp_path):
         assert logs.returncode == 0 and "ejabberd" in logs.stdout.lower(), logs.stdout + logs.stderr
         hostname = lab_command("exec", "-f", str(path), "jabberd2", "--", "hostname", env=env)
         assert hostname.returncode == 0, hostname.stdout + hostname.stderr
-        [task] = worker2.containers.list(filters={"label": f"{LABEL_LAB}={name}"})
+        [task] = worker2.containers.list(filters={"label": [f"{LABEL_LAB}={name}", "org.xmpp-lab.service=jabberd2"]})
         assert hostname.stdout.strip() == task.attrs["Config"]["Hostname"]
     finally:
         down = lab_command("down", "-f", str(path), env=env)
         assert down.returncode == 0, down.stdout + down.stderr
         assert not leftovers(nodes, name)
+
+
+def test_without_the_images_sent_a_server_on_a_worker_does_not_start(nodes, tmp_path, monkeypatch):
+    """Made red: the distribution switched off and the worker's copy of the image removed."""
+    name, path, env = lab_file(nodes, tmp_path)
+    lab = model.load(path)
+    worker1 = nodes.engines[nodes.workers[0]]
+    ejabberd = next(images.kind_tag(s.kind, s.release) for s in lab.servers if s.name == "ejabberd")
+    worker1.images.remove(ejabberd, force=True)
+    runtime = SwarmRuntime(nodes.engines[nodes.manager], name, (DNS_SERVICE,), dict(lab.nodes))
+    monkeypatch.setattr(runtime, "distribute", lambda services, say=None: None)
+    try:
+        with pytest.raises(LabError) as raised:
+            Project(lab, runtime).up()
+        assert str(raised.value).startswith("ejabberd (service") and "did not start" in str(raised.value) \
+            and "image" in str(raised.value).lower(), raised.value
+    finally:
+        SwarmRuntime(nodes.engines[nodes.manager], name, (DNS_SERVICE,), dict(lab.nodes)).down()
+        assert not leftovers(nodes, name)
+
+
+def test_without_the_workers_engines_a_server_placed_on_one_is_one_error_naming_its_node(nodes, tmp_path):
+    name, path, env = lab_file(nodes, tmp_path)
+    path.write_text(path.read_text().split("nodes:")[0])  # lab.yml gives no node's engine
+    try:
+        up = lab_command("up", "-f", str(path), env=env)
+        assert up.returncode == 1, up.stdout + up.stderr
+        (line,) = up.stderr.strip().splitlines()
+        assert f"needs the Docker engine of swarm node {nodes.workers[0]}, which lab.yml does not give" in line, line
+        assert not leftovers(nodes, name)
+    finally:
+        lab_command("down", "-f", str(path), env=env)
 
 
 def test_a_worker_killed_during_lab_up_is_one_error_and_lab_down_cleans_the_rest(nodes, tmp_path):
@@ -144,7 +180,7 @@ def test_a_worker_killed_during_lab_up_is_one_error_and_lab_down_cleans_the_rest
         assert up.returncode == 1, up.stdout + up.stderr
         (line,) = up.stderr.strip().splitlines()
         print("lab up:", line)
-        assert victim in line or "jabberd2" in line, line
+        assert victim in line, line
     finally:
         down = lab_command("down", "-f", str(path), env=env)
         assert down.returncode in (0, 1), down.stdout + down.stderr
