@@ -105,13 +105,14 @@ class SwarmRuntime(Runtime):
         has that image already (same image ID). A service placed on no node in particular may
         run on any node the lab can reach (see ``_create_service``): it goes to all of them."""
         say = say or (lambda *args, **kwargs: None)
-        everywhere = self.reachable_nodes()
+        ready, everywhere = self.swarm_nodes(), self.reachable_nodes()
         wanted: dict[str, list[str]] = {}
         for service in services:
             if service.role == "dns" or service.name in self.own_containers:
                 continue
             for node in ([service.host] if service.host else everywhere):
-                if node != self.manager:
+                # (a node the swarm does not have, or not ready: the scheduler says so, in its words)
+                if node != self.manager and node in ready:
                     wanted.setdefault(node, [])
                     if service.image not in wanted[node]:
                         wanted[node].append(service.image)

@@ -118,3 +118,9 @@ def test_the_fault_scenarios_that_restart_a_server_are_refused_on_a_swarm(tmp_pa
     assert "F4" in result.output and "ends its task" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(cli.app, ["test", "--only", "F5", "-f", str(path)])
     assert result.exit_code == 2 and "--only: F5 restart" in result.output, result.output
+
+
+def test_a_server_placed_on_a_node_the_swarm_does_not_have_is_left_to_the_scheduler():
+    manager = Engine({"e": "2"}, nodes=("manager", "w1"))
+    runtime = runtime_with({}, {}, manager)
+    runtime.distribute([Service("ejabberd", "server", "e", "", host="no-such-node")])  # nothing to send, no error
