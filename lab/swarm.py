@@ -377,7 +377,6 @@ class SwarmRuntime(Runtime):
                     pass
             return not self.networks()
         poll_until(networks_gone, 5, 0.2)
-        return removed
         if unreachable:
             raise LabError(f"everything of lab {self.lab_name} the swarm's manager holds was removed ({removed}), "
                            f"but not checked on a node: {unreachable[0]}")

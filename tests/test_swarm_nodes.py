@@ -124,3 +124,27 @@ def test_a_server_placed_on_a_node_the_swarm_does_not_have_is_left_to_the_schedu
     manager = Engine({"e": "2"}, nodes=("manager", "w1"))
     runtime = runtime_with({}, {}, manager)
     runtime.distribute([Service("ejabberd", "server", "e", "", host="no-such-node")])  # nothing to send, no error
+
+
+def test_lab_down_with_a_node_gone_removes_the_rest_and_says_which_node_it_could_not_ask(monkeypatch):
+    from lab.runtime import Runtime
+    manager = Engine(nodes=("manager", "w1"))
+    runtime = runtime_with({}, {"w1": "tcp://w1:2375"}, manager)
+    removed = []
+    service = SimpleNamespace(attrs={"Spec": {"Labels": {"org.xmpp-lab.service": "ejabberd"}}},
+                              remove=lambda: removed.append("ejabberd"))
+    monkeypatch.setattr(runtime, "services", lambda: [service])
+    monkeypatch.setattr(runtime, "node", lambda name: "w1")
+    monkeypatch.setattr(runtime, "configs", lambda: [])
+    monkeypatch.setattr(runtime, "networks", lambda: [])
+    monkeypatch.setattr(Runtime, "down", lambda self: 2)  # the DNS container and the network, on the manager
+
+    def gone(name, node):
+        raise LabError(f"swarm node {node} (running {name}): its engine at tcp://w1:2375 cannot be reached (x)")
+    monkeypatch.setattr(runtime, "_gone", gone)
+    with pytest.raises(LabError) as raised:
+        runtime.down()
+    assert removed == ["ejabberd"]
+    assert str(raised.value) == ("everything of lab x the swarm's manager holds was removed (3), but not checked on "
+                                 "a node: swarm node w1 (running ejabberd): its engine at tcp://w1:2375 cannot be "
+                                 "reached (x)")
