@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
+import hmac
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +125,18 @@ def read(key_path: Path, cert_path: Path) -> Issued | None:
         return None
     key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     return Issued(key, x509.load_pem_x509_certificate(cert_path.read_bytes()))
+
+
+def secret(authority: Issued, purpose: str) -> str:
+    """A secret of the lab's for ``purpose`` (a component's password): made from its CA's key,
+    so every part of the tool derives the same one, and a lab made again gets a new one."""
+    return hmac.new(authority.key_pem, purpose.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def lab_secret(state_dir: Path, purpose: str) -> str | None:
+    """``secret`` of the lab whose state is in ``state_dir`` (None before its CA exists)."""
+    authority = read(state_dir / "ca" / "ca.key", state_dir / "ca" / "ca.pem")
+    return secret(authority, purpose) if authority else None
 
 
 def load_or_create_ca(directory: Path, lab_name: str, permitted_domains: list[str] | None) -> Issued:

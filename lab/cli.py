@@ -34,8 +34,9 @@ from lab.servers import CERTIFICATE
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Reproduce an XMPP interop event: real servers, certificates and DNS in Docker.")
 # Not a terminal (CI logs, pipes): wide enough that the matrices do not wrap.
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-errors = Console(stderr=True, soft_wrap=True)
+# emoji off: a detail quoting a namespace (vcard-temp:x:update) must not turn ":x:" into an emoji.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200, emoji=False)
+errors = Console(stderr=True, soft_wrap=True, emoji=False)
 
 FileOption = typer.Option(None, "--file", "-f", help="The lab file (default: ./lab.yml, else the repo's default lab).")
 PublishOption = typer.Option(False, "--publish",

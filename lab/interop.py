@@ -217,15 +217,32 @@ class Interop:
         return dns_queries(self.runtime.logs(DNS_SERVICE, since=int(since) - 1))
 
     def with_server_side(self, results: list[CaseResult]) -> list[CaseResult]:
-        """Failed s2s cases with their servers' side (see evidence.server_side)."""
+        """Failed s2s cases with their servers' side (see evidence.server_side); a failed case
+        that involves every server (``every_server``) with what its server and each other
+        server logged about each other."""
         by_name = {s.name: s for s in self.lab.servers}
-        failed = [r for r in results if r.status == FAIL and r.started and r.server in by_name and r.target in by_name]
+
+        def lab_wide(r: CaseResult) -> bool:
+            return r.target is None and getattr(self.cases.get(r.case), "every_server", False)
+        failed = [r for r in results if r.status == FAIL and r.started and r.server in by_name
+                  and (r.target in by_name or lab_wide(r))]
         if not failed:
             return results
-        logs = self.logs(sorted({n for r in failed for n in (r.server, r.target)}), min(r.started for r in failed))
+        logs = self.logs(sorted({n for r in failed for n in ((r.server, r.target) if r.target else by_name)}),
+                         min(r.started for r in failed))
         failed_ids = {id(r) for r in failed}
-        return [server_side(r, by_name[r.server], by_name[r.target], logs) if id(r) in failed_ids else r
-                for r in results]
+
+        def with_logs(r: CaseResult) -> CaseResult:
+            if r.target:
+                return server_side(r, by_name[r.server], by_name[r.target], logs)
+            found = [line for other in self.lab.servers if other.name != r.server
+                     for line in server_side(r, by_name[r.server], other, logs).evidence.get("server_log", [])]
+            if not found:
+                return r
+            more = f" (+{len(found) - 1} more in the evidence)" if len(found) > 1 else ""
+            return dataclasses.replace(r, detail=f"{r.detail}; the servers logged: {found[0]}{more}",
+                                       evidence={**r.evidence, "server_log": found[:20]})
+        return [with_logs(r) if id(r) in failed_ids else r for r in results]
 
     # --- what phases use: setting cases up --------------------------------------------------
 

@@ -76,9 +76,19 @@ class Server:
         return f"conference.{self.domain}" if "muc" in self.features else None
 
     @property
+    def upload_domain(self) -> str | None:
+        """The HTTP upload service's domain (XEP-0363), for kinds that have one."""
+        return f"upload.{self.domain}" if "upload" in self.features else None
+
+    @property
+    def component_domain(self) -> str | None:
+        """Where the lab's external component (XEP-0114) connects, for kinds that take one."""
+        return f"component.{self.domain}" if "component" in self.features else None
+
+    @property
     def names(self) -> list[str]:
         """Every domain this server answers for: in its certificate and in the lab DNS."""
-        return [self.domain] + ([self.muc_domain] if self.muc_domain else [])
+        return [self.domain] + [name for name in (self.muc_domain, self.upload_domain, self.component_domain) if name]
 
 
 @dataclass(frozen=True)

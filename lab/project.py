@@ -90,6 +90,8 @@ class Project:
             paths["key"]: File(key_pem, 0o600),
             paths["bundle"]: File(chain + key_pem, 0o600),
         }
+        if server.component_domain:  # XEP-0114 (X0114): the component's password, the lab's own
+            overrides = {"component_secret": ca.secret(authority, server.component_domain), **overrides}
         files.update({target: File(text.encode()) for target, text in render_server(self.lab, server, **overrides).items()})
         return files
 

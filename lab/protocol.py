@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 
+from lab import ca
 from lab.errors import LabError
 from lab.results import ERROR, FAIL, FLAKY, PASS, CaseResult
 from lab.runtime import Runtime
 from lab.stacks import ClientStack
 
 CLIENT_CA = "/etc/xmpp-lab/ca.pem"  # the lab CA, where every client container has it
+COMPONENT_PORT = 5347  # where every kind's XEP-0114 listener is (the templates)
 RUNNER_STATUSES = (PASS, FLAKY, FAIL, ERROR)  # what a runner may report; not supported is the host's call
 
 
@@ -23,6 +25,10 @@ def spec(lab, stack: ClientStack, timeout: float, concurrency: int) -> dict:
     stack)."""
     return {"ca": CLIENT_CA, "timeout": timeout, "concurrency": concurrency * stack.concurrency_scale,
             "servers": {s.name: {"domain": s.domain, "accounts": s.accounts, "muc": s.muc_domain,
+                                 "upload": s.upload_domain,
+                                 "component": {"domain": s.component_domain, "port": COMPONENT_PORT,
+                                               "secret": ca.lab_secret(lab.state_dir, s.component_domain)}
+                                 if s.component_domain else None,
                                  "users": stack_users(stack, s)}
                         for s in lab.servers}}
 

@@ -32,6 +32,10 @@ def template_context(lab: Lab, server: Server) -> dict:
         "ipv6": lab.ipv6,  # dual-stack: listen on "::" (both families), look up AAAA too
         "log_level": server.log_level,
         "muc_domain": server.muc_domain,
+        "upload_domain": server.upload_domain,  # XEP-0363 (X0363)
+        "component_domain": server.component_domain,  # XEP-0114 (X0114)
+        # lab up sets it from the lab CA (ca.secret); what a config rendered without a CA shows:
+        "component_secret": "made-by-lab-up",
         "direct_tls_port": server.kind.ports["c2s_direct_tls"] if "direct-tls" in server.features else None,
         # Peers that can only do dialback; everyone else must present a verified certificate.
         "dialback_peers": [p.domain for p in peers if "certificate" not in p.kind.s2s_auth],

@@ -159,7 +159,7 @@ def test_user_case_reads_every_field(tmp_path):
 
 def named_ids(text: str) -> set[str]:
     """Case IDs a table cell names: C3, C4 and F3a-e alike."""
-    found = set(re.findall(r"\b([CSFX]\d+[a-e]?)\b", text))
+    found = set(re.findall(r"\b([A-Z]\d+[A-Za-z]?|ROOM)\b", text))  # (ROOM: the event's room)
     for family, start, stop in re.findall(r"\b(F\d+)([a-e])-([a-e])\b", text):
         found |= {f"{family}{chr(c)}" for c in range(ord(start), ord(stop) + 1)}
     return found

@@ -87,7 +87,7 @@ def test_s9_variant_sends_every_srv_to_a_distinct_target_host(default_lab):
     assert not records(zone, "prosody.test", "A")
     assert records(zone, "xmpp.prosody.test", "A")[0]["address"] == default_lab.server("prosody").address
     assert {r["target"] for r in zone["records"] if r["type"] == "SRV" and r["name"].endswith(".prosody.test")} == {
-        "xmpp.prosody.test", "xmpp.conference.prosody.test"}
+        "xmpp.prosody.test", "xmpp.conference.prosody.test", "xmpp.upload.prosody.test", "xmpp.component.prosody.test"}
 
 
 def test_s10_variant_has_no_server_srv_records(default_lab):

@@ -56,7 +56,7 @@ def test_a_kind_from_a_folder_beside_lab_yml_federates_and_passes_what_it_declar
         statuses = {r["id"]: r["status"] for r in results}
         assert statuses["C6/slixmpp/own"] == "pass"  # every declared disco feature advertised
         assert statuses["S1/slixmpp/own->ejabberd"] == "pass"
-        assert statuses["S6/slixmpp/own->jabberd2"] == "not supported"  # jabberd2 declares no MUC
+        assert statuses["S7/slixmpp/own->jabberd2"] == "not supported"  # jabberd2 declares no MAM
         # "not supported" only where a kind.yml does not declare what the case needs: if the
         # copied kind's features failed to load, its cases would all be not supported.
         features = {"own": load_kind(folder).features,

@@ -28,7 +28,7 @@ def test_the_built_in_kinds_are_folders_of_data():
         assert kind.builtin and kind.folder == BUILTIN_KINDS / name and kind.prebuilt is None
         assert (kind.build_dir / "Dockerfile").is_file()
         assert all((kind.templates / template).is_file() for template in kind.config_files)
-    assert found["jabberd2"].s2s_auth == (DIALBACK,) and "muc" not in found["jabberd2"].features
+    assert found["jabberd2"].s2s_auth == (DIALBACK,) and "mam" not in found["jabberd2"].features
     assert found["ejabberd"].admin_ready("e.test") == ["ejabberdctl", "registered_users", "e.test"]
 
 
@@ -85,7 +85,7 @@ BASE = (BUILTIN_KINDS / "prosody" / "kind.yml").read_text()
 
 @pytest.mark.parametrize("change, error", [
     (("features: [", "feature: ["), "kind.yml:27: unknown key 'feature'; did you mean 'features'?"),
-    (("features: [muc,", "features: [mucc,"), "kind.yml:27: features.0: 'mucc' is not one of: muc, mam, "),
+    (("features: [muc,", "features: [mucc,"), "kind.yml:27: features.0: 'mucc' is not one of: muc, muc-mam, mam, "),
     (("  register: [prosodyctl", "  register: prosodyctl #"),
      "kind.yml:12: accounts.register: expected an array, got a string"),
     (("      - \".*Incoming", "      - \"(?P<local>.*Incoming"),

@@ -2,9 +2,10 @@
 # Entry point of the lab's jabberd2 image.
 # The lab copies (as root) before start:
 #   /etc/xmpp-lab/ca.pem, cert.pem, key.pem, bundle.pem (leaf + CA + key)
-#   /etc/jabberd2/{router,router-users,sm,c2s,s2s}.xml  rendered configs
+#   /etc/jabberd2/{router,router-users,sm,c2s,s2s,muc}.xml  rendered configs
 # Runs the four jabberd2 processes as user jabber: the router first (the others
-# give up after a few connection attempts), then sm, s2s and c2s. Their logs go
+# give up after a few connection attempts), then sm, s2s and c2s; and mu-conference
+# (Debian's jabber-muc, a XEP-0114 component of the router) for conference.<domain>. Their logs go
 # to stdout, each line prefixed with the process name. When any of them exits,
 # the others are stopped and the container exits with a non-zero status.
 # SIGUSR1 restarts jabberd2-s2s alone, which drops every s2s connection while c2s
@@ -16,7 +17,7 @@ LAB_DIR=/etc/xmpp-lab
 CONF_DIR=/etc/jabberd2
 DB=/var/lib/jabberd2/sqlite.db
 ROUTER_PORT=5347
-COMPONENTS=(router sm s2s c2s)
+COMPONENTS=(router sm s2s c2s muc)
 
 say() { echo "entrypoint: $*"; }
 
@@ -54,11 +55,12 @@ declare -A pids=()
 stopping=
 
 start() {
-    local name=$1
-    say "starting jabberd2-$name"
-    # setpriv execs in place, so $! is jabberd2's own pid; sed -u prefixes each line.
+    local name=$1 program="/usr/sbin/jabberd2-$1"
+    [ "$name" = muc ] && program=/usr/sbin/mu-conference
+    say "starting ${program##*/}"
+    # setpriv execs in place, so $! is the program's own pid; sed -u prefixes each line.
     setpriv --reuid=jabber --regid=jabber --init-groups \
-        "/usr/sbin/jabberd2-$name" -c "$CONF_DIR/$name.xml" \
+        "$program" -c "$CONF_DIR/$name.xml" \
         > >(exec sed -u "s/^/$name: /") 2>&1 &
     pids[$name]=$!
     echo "${pids[$name]}" > "/run/jabberd2-$name.pid"
@@ -66,7 +68,7 @@ start() {
 
 stop_all() {
     local name
-    for name in c2s s2s sm router; do
+    for name in muc c2s s2s sm router; do
         [ -n "${pids[$name]:-}" ] && kill -TERM "${pids[$name]}" 2>/dev/null || true
     done
 }
@@ -111,6 +113,10 @@ fi
 [ -z "$stopping" ] && start sm
 [ -z "$stopping" ] && start s2s
 [ -z "$stopping" ] && start c2s
+# mu-conference's pid file and logdir (muc.xml); its rooms' spool is the package's.
+install -d -o jabber -g jabber -m 0755 /run/jabberd2 /var/log/jabberd2
+chown -R jabber:jabber /var/spool/jabber-muc
+[ -z "$stopping" ] && start muc
 
 # Wait for the first component to exit; a trapped signal interrupts wait (status
 # > 128, no pid reported): wait again. An s2s that exits because USR1 asked for it

@@ -59,6 +59,7 @@ class Case:
     fault: bool = False           # run only when asked for (--faults, or by ID)
     group: str | None = None      # faults: after the group, S1 for every pair (stack after-<group>)
     origin: str = "built-in"      # or the file of a case of your own
+    every_server: bool = False    # c2s: it involves every server of the lab (a failure's evidence: their logs)
 
     @property
     def runs(self):

@@ -24,13 +24,15 @@ CASES = [
          "event; B's alice, no contact of A's user, sends A's user directed presence with the same +notify and "
          "gets no event",
          "XEP-0163 4, 4.3; XEP-0115 5, 6.3; XEP-0118; XEP-0479 Core Advanced", needs="pep", needs_both=True),
-    Case("X0045", "MUC: direct invitation, join, subject, messages, room MAM, self-ping", "s2s",
+    Case("X0045", "MUC: direct invitation, join, subject, messages, self-ping", "s2s",
          "A's user makes a room on A's MUC service and invites B's user by a XEP-0249 message; B's user gets it "
          "and joins (status 110); the subject and a message from each reach both occupants from their occupant "
-         "JIDs; B's user's MAM query to the room returns both messages; B's user's self-ping of its occupant JID "
-         "answers as joined",
-         "XEP-0045 7.2, 7.4, 8.1; XEP-0249 2; XEP-0313 6 (MUC); XEP-0410 4; XEP-0479 IM, IM Advanced",
+         "JIDs; B's user's self-ping of its occupant JID answers as joined",
+         "XEP-0045 7.2, 7.4, 8.1; XEP-0249 2; XEP-0410 4; XEP-0479 IM, IM Advanced",
          needs="muc", needs_both=True, timeout=25.0),
+    Case("X0313M", "MUC: the room's archive asked from another server", "s2s",
+         "as X0045 up to the messages; then B's user's MAM query to the room on A returns both messages",
+         "XEP-0313 6 (MUC); XEP-0045 7.4; XEP-0479 IM Advanced", needs="muc-mam", needs_both=True, timeout=25.0),
     Case("X0049", "private XML storage (XEP-0048 bookmarks in it)", "s2s",
          "A's user stores XEP-0048 bookmarks with jabber:iq:private; a second session of A's user gets them "
          "back; B's user asking for A's user's private XML gets an error without the data",
@@ -43,6 +45,31 @@ CASES = [
          "the server's disco#info holds a http://jabber.org/network/serverinfo form whose admin-addresses has "
          "xmpp:admin@<domain>, as the lab configures it",
          "XEP-0157 3; XEP-0128; XEP-0479 (should support)", needs="contact-addresses"),
+    Case("X0363", "HTTP upload, fetched from another server", "s2s",
+         "A's user gets a slot from A's upload service, PUTs a file over HTTPS (HTTP 200/201); the URL reaches B's "
+         "user in a message (XEP-0066 oob); B's user GETs it over HTTPS, the name looked up through the lab DNS and "
+         "the certificate checked against the lab CA, and gets the same bytes (SHA-256)",
+         "XEP-0363 4, 5; XEP-0066; XEP-0479 IM", needs="upload", needs_both=True),
+    Case("X0114", "an external component reached from another server", "s2s",
+         "the lab's component (slixmpp's ComponentXMPP) connects to A's server as component.<A's domain> with the "
+         "lab's secret and is accepted (handshake); B's user pings it across federation and gets a result, and "
+         "gets its echo of a message",
+         "XEP-0114 3; XEP-0199; XEP-0479 Core", needs="component", needs_both=True),
+    Case("X0398", "PEP avatar seen as a vcard-temp photo hash by a remote contact", "s2s",
+         "A's user and B's user subscribe both ways; A's user publishes an avatar (XEP-0084 data, then metadata, "
+         "a PNG of this run) and sends presence without any photo; that presence reaches B's user with a "
+         "vcard-temp:x:update photo equal to the image's SHA-1, and B's user's vcard-temp get of A's user has a "
+         "PHOTO of the same image",
+         "XEP-0398 3, 4; XEP-0153 3.1; XEP-0084 4; XEP-0479 IM Advanced", needs="avatar-conversion",
+         needs_both=True),
+    # The event's room (interop@muc.xmpp.org at the event): run on each server with a MUC
+    # service, so the c2s matrix shows each as the room's host; every server's users take part
+    # (every_server: a failed room carries what the servers logged about each other).
+    Case("ROOM", "the event's room: a user of every server in one room", "c2s",
+         "a room on this server's MUC service is joined by a user of every server in the lab (status 110 each); a "
+         "message from each occupant reaches every occupant from its occupant JID; a user of another server "
+         "joining later gets every message as history (delayed)",
+         "XEP-0045 7.2, 7.2.15, 7.4; issue 18 item 3", needs="muc", timeout=40.0, every_server=True),
 ]
 
 
@@ -52,12 +79,12 @@ CASES = [
 # docs/compliance.md says why). A level includes the ones it builds on (LEVEL_BASE).
 LEVELS = {
     "Core": {"RFC 6120": ["C1", "C2", "C3", "S1"], "RFC 7590": ["C1", "S8"], "XEP-0030": ["C6", "S5"],
-             "XEP-0114": []},
+             "XEP-0114": ["X0114"]},
     "Core Advanced": {"XEP-0368": ["C12"], "XEP-0115 + XEP-0163": ["X0163"]},
     "IM": {"RFC 6121": ["C4", "C5", "S2", "S3"], "XEP-0054": ["X0054"], "XEP-0280": ["C9"],
-           "XEP-0045 + XEP-0249": ["X0045", "S6"], "XEP-0363": []},
-    "IM Advanced": {"XEP-0398 + XEP-0153": [], "XEP-0191": ["X0191"],
-                    "XEP-0048 / XEP-0402 / XEP-0410": ["X0049", "X0223", "X0045"], "XEP-0313 (MUC)": ["X0045"],
+           "XEP-0045 + XEP-0249": ["X0045", "S6"], "XEP-0363": ["X0363"]},
+    "IM Advanced": {"XEP-0398 + XEP-0153": ["X0398"], "XEP-0191": ["X0191"],
+                    "XEP-0048 / XEP-0402 / XEP-0410": ["X0049", "X0223", "X0045"], "XEP-0313 (MUC)": ["X0313M"],
                     "XEP-0223": ["X0223"], "XEP-0049": ["X0049"], "XEP-0198": ["C8"], "XEP-0313": ["C10", "S7"]},
 }
 LEVEL_BASE = {"Core": [], "Core Advanced": ["Core"], "IM": ["Core"], "IM Advanced": ["IM", "Core Advanced"]}

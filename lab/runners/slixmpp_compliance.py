@@ -9,12 +9,14 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import re
 import threading
 import xml.etree.ElementTree as ET
 
 from harness import CaseFailed, token
 from slixmpp_client import (MESSAGE, NS_CLIENT, NS_DATA, NS_DISCO_INFO, NS_FORWARD, NS_MAM, NS_MUC, NS_MUC_OWNER,
-                            NS_MUC_USER, NS_PING, NS_RSM, PRESENCE, bare, describe_error, error_condition, esc)
+                            NS_MUC_USER, NS_PING, NS_RSM, PRESENCE, bare, describe_error, error_condition, esc,
+                            text_esc)
 from slixmpp_expect import CaseRun
 
 NS_VCARD = "vcard-temp"
@@ -208,6 +210,11 @@ async def subscribe_both_ways(run: CaseRun, alice, bob) -> None:
 
 
 async def pep_caps(run: CaseRun) -> str:
+    async with store_of(run, run.server, "publisher", "roster and PEP"):  # (X0398 uses it too)
+        return await pep_caps_alone(run)
+
+
+async def pep_caps_alone(run: CaseRun) -> str:
     # A's user is publisher, an account nothing else logs into: ejabberd 24.12 can lose the event
     # while another session of the publisher is connected without presence (docs/compliance.md).
     alice = await run.login(run.server, "publisher")
@@ -263,13 +270,13 @@ async def pep_caps(run: CaseRun) -> str:
 
 # --- XEP-0045 + XEP-0249 + XEP-0313 (MUC) + XEP-0410 ------------------------------------------
 
-async def join(run: CaseRun, client, occupant: str, what: str):
+async def join(run: CaseRun, client, occupant: str, what: str, limit: float | None = None):
     mark = run.mark(client)
     run.send(client, f"<presence to={esc(occupant)}><x xmlns='{NS_MUC}'/></presence>")
     room = bare(occupant)
     joined = await run.expect(client, lambda e: e.tag == PRESENCE and (
         e.get("from") == occupant or (e.get("type") == "error" and bare(e.get("from")) == room)),
-        f"{what}: the self-presence from {occupant}", since=mark)
+        f"{what}: the self-presence from {occupant}", since=mark, limit=limit)
     if joined.get("type") == "error":
         raise CaseFailed(f"{what}: joining {room} failed: {describe_error(joined)}")
     codes = {s.get("code") for s in joined.findall(f"{q(NS_MUC_USER, 'x')}/{q(NS_MUC_USER, 'status')}")}
@@ -279,6 +286,16 @@ async def join(run: CaseRun, client, occupant: str, what: str):
 
 
 async def muc(run: CaseRun) -> str:
+    """X0045: invitation, join, subject, messages, self-ping."""
+    return await room_session(run, archive=False)
+
+
+async def muc_archive(run: CaseRun) -> str:
+    """X0313M: the same room session, then the room's archive asked by the remote occupant."""
+    return await room_session(run, archive=True)
+
+
+async def room_session(run: CaseRun, archive: bool) -> str:
     service = run.servers[run.server].get("muc")
     if not service:
         raise CaseFailed(f"no MUC service of {run.server} in the spec")
@@ -324,12 +341,16 @@ async def muc(run: CaseRun) -> str:
                 if got.get("from") != sender_at or got.get("type") != "groupchat":
                     raise CaseFailed(f"{sender_at}'s message reached {client.boundjid.full} from "
                                      f"{got.get('from')!r}, type {got.get('type')!r}")
-        # XEP-0313 on the room: bob (remote) asks the room's archive for what was said.
-        archived = await room_archive(run, bob, room)
-        missing = [body for body in bodies.values() if body not in archived]
-        if missing:
-            raise CaseFailed(f"the room's MAM answer to {bob.boundjid.bare} ({len(archived)} messages) lacks "
-                             f"{', '.join(repr(m) for m in missing)}")
+        done = (f"{alice.boundjid.bare} made {room}, invited {bob.boundjid.bare} (XEP-0249), who joined; subject "
+                f"and a message each way reached both")
+        if archive:
+            # XEP-0313 on the room: bob (remote) asks the room's archive for what was said.
+            archived = await room_archive(run, bob, room)
+            missing = [body for body in bodies.values() if body not in archived]
+            if missing:
+                raise CaseFailed(f"the room's MAM answer to {bob.boundjid.bare} ({len(archived)} messages) lacks "
+                                 f"{', '.join(repr(m) for m in missing)}")
+            return f"{done}; room MAM gave {bob.boundjid.bare} both messages ({len(archived)} archived)"
         # XEP-0410: bob's self-ping answers while he is joined.
         ping = await run.iq(bob, "get", bob_at, f"<ping xmlns='{NS_PING}'/>", f"the self-ping of {bob_at}")
         condition, _ = error_condition(ping)
@@ -337,9 +358,7 @@ async def muc(run: CaseRun) -> str:
             raise CaseFailed(f"self-ping of {bob_at} while joined answered {describe_error(ping)} "
                              f"(XEP-0410 4: joined means a result, service-unavailable or feature-not-implemented)")
         pinged = "result" if ping.get("type") == "result" else f"{condition} (joined, per XEP-0410)"
-        return (f"{alice.boundjid.bare} made {room}, invited {bob.boundjid.bare} (XEP-0249), who joined; subject and "
-                f"a message each way reached both; room MAM gave {bob.boundjid.bare} both messages "
-                f"({len(archived)} archived); self-ping: {pinged}")
+        return f"{done}; self-ping: {pinged}"
     finally:
         run.send(alice, f"<iq type='set' to={esc(room)} id='lab-{token(8)}'><query xmlns='{NS_MUC_OWNER}'>"
                         f"<destroy/></query></iq>")
@@ -455,3 +474,292 @@ async def contact_addresses(run: CaseRun) -> str:
                          f"not {expected} as configured")
     listed = "; ".join(f"{var}: {' '.join(values)}" for var, values in fields.items() if var != "FORM_TYPE")
     return f"{domain} serverinfo form: {listed}"
+
+
+# --- XEP-0363 HTTP upload ------------------------------------------------------------------------
+
+NS_UPLOAD = "urn:xmpp:http:upload:0"
+NS_OOB = "jabber:x:oob"
+UPLOAD_HEADERS = ("authorization", "cookie", "expires")  # XEP-0363 5: the only ones a slot may set
+
+
+def https(run: CaseRun, method: str, url: str, body: bytes | None = None, headers: dict | None = None):
+    """One HTTPS request with the lab CA trusted and the name checked (blocking: run it in an
+    executor): (status, response body, the address the URL's host resolved to)."""
+    import http.client
+    import socket
+    import ssl
+    import urllib.parse
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "https":
+        raise CaseFailed(f"{url} is not an https URL (XEP-0363 5 asks for HTTPS)")
+    port = parts.port or 443
+    address = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)[0][4][0]
+    context = ssl.create_default_context(cafile=run.ca)
+    connection = http.client.HTTPSConnection(parts.hostname, port, context=context,
+                                             timeout=max(min(5.0, run.remaining()), 0.5))
+    try:
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.read(), address
+    except (OSError, http.client.HTTPException) as error:
+        raise CaseFailed(f"{method} {url} ({parts.hostname} at {address}) failed: {type(error).__name__}: "
+                         f"{error}") from None
+    finally:
+        connection.close()
+
+
+async def http_upload(run: CaseRun) -> str:
+    service = run.servers[run.server].get("upload")
+    if not service:
+        raise CaseFailed(f"no upload service of {run.server} in the spec")
+    alice = await run.login(run.server, "alice", presence=False)
+    bob = await run.login(run.target, "bob")
+    data = f"xmpp-lab upload {token(16)}\n".encode() * 64
+    digest = hashlib.sha256(data).hexdigest()
+    filename = f"lab-{token(8)}.txt"
+    reply = await expect_result(run, alice, "get", service,
+                                f"<request xmlns='{NS_UPLOAD}' filename={esc(filename)} size='{len(data)}' "
+                                f"content-type='text/plain'/>", f"{alice.boundjid.bare}'s slot request to {service}")
+    put, get = reply.find(f"{q(NS_UPLOAD, 'slot')}/{q(NS_UPLOAD, 'put')}"), \
+        reply.find(f"{q(NS_UPLOAD, 'slot')}/{q(NS_UPLOAD, 'get')}")
+    if put is None or get is None or not put.get("url") or not get.get("url"):
+        raise CaseFailed(f"{service}'s slot lacks a put or get URL: {xml_text(reply)[:300]}")
+    headers = {h.get("name"): h.text or "" for h in put.findall(q(NS_UPLOAD, "header"))
+               if (h.get("name") or "").lower() in UPLOAD_HEADERS}
+    put_status, _, put_address = await run.loop.run_in_executor(
+        None, lambda: https(run, "PUT", put.get("url"), data,
+                            {**headers, "Content-Type": "text/plain", "Content-Length": str(len(data))}))
+    if put_status not in (200, 201):
+        raise CaseFailed(f"PUT {put.get('url')} answered HTTP {put_status}, not 200/201")
+    # The URL goes to B's user in a message; B's user takes it from what arrived.
+    url = get.get("url")
+    mark = run.mark(bob)
+    run.send(alice, f"<message to={esc(bob.boundjid.bare)} type='chat'><body>{text_esc(url)}</body>"
+                    f"<x xmlns='{NS_OOB}'><url>{text_esc(url)}</url></x></message>")
+    got = await run.expect(bob, lambda e: e.tag == MESSAGE and e.find(f"{q(NS_OOB, 'x')}/{q(NS_OOB, 'url')}")
+                           is not None and bare(e.get("from")) == alice.boundjid.bare,
+                           f"{alice.boundjid.bare}'s message with the file's URL", since=mark)
+    received = got.findtext(f"{q(NS_OOB, 'x')}/{q(NS_OOB, 'url')}")
+    status, body, get_address = await run.loop.run_in_executor(None, lambda: https(run, "GET", received))
+    if status != 200:
+        raise CaseFailed(f"{bob.boundjid.bare}'s GET {received} answered HTTP {status}, not 200")
+    if hashlib.sha256(body).hexdigest() != digest:
+        raise CaseFailed(f"{bob.boundjid.bare}'s GET {received} returned {len(body)} bytes of SHA-256 "
+                         f"{hashlib.sha256(body).hexdigest()[:16]}..., not the {len(data)} bytes put "
+                         f"({digest[:16]}...)")
+    return (f"{service} gave {alice.boundjid.bare} a slot; PUT {put.get('url')} ({put_address}): HTTP "
+            f"{put_status}; {bob.boundjid.bare} got the URL by message and GET it over HTTPS (lab CA, "
+            f"{get_address}): {len(body)} bytes, SHA-256 {digest[:16]}... as put")
+
+
+# --- XEP-0114 external component -----------------------------------------------------------------
+
+async def component_connected(run: CaseRun, server: str):
+    """A ComponentXMPP connected to ``server``'s component port with the lab's secret,
+    handshake accepted; it echoes every message it gets back to its sender. CaseFailed when
+    the server does not take it."""
+    from slixmpp.componentxmpp import ComponentXMPP
+    settings = run.servers[server]["component"]
+    component = ComponentXMPP(settings["domain"], settings["secret"] or "no-secret-in-the-spec")
+    # raw XML of the component's stream in the case's trace (the handshake's digest left out)
+    component.add_event_handler("send_raw", lambda data: run.tracer.add(
+        settings["domain"], "SENT", re.sub(r"(<handshake>)[^<]+", r"\1[redacted]", str(data))))
+    component.add_event_handler("receive_raw", lambda data: run.tracer.add(settings["domain"], "RECV", str(data)))
+    component.seen = []
+
+    def echo(message):
+        component.seen.append(message["from"].full)
+        component.send_raw(f"<message from={esc(settings['domain'])} to={esc(message['from'].full)} type='chat'>"
+                           f"<body>{text_esc('echo ' + message['body'])}</body></message>")
+    component.add_event_handler("message", echo)
+    component.register_plugin("xep_0199")  # answers pings: the IQ round trip
+    outcome = run.watch(component, ["session_start", "stream_error", "disconnected", "connection_failed"])
+    domain = run.domain(server)
+    component.connect(domain, settings["port"])
+    event, data = await run.within(outcome, f"{settings['domain']}'s handshake with {domain}:{settings['port']}")
+    if event != "session_start":
+        component.disconnect()
+        why = (f"stream error {data['condition']}" + (f" ({data['text']})" if data["text"] else "")
+               if event == "stream_error" else f"{event}: {data}")
+        raise CaseFailed(f"{domain} did not take the component {settings['domain']} on port {settings['port']} "
+                         f"(XEP-0114 handshake with the lab's secret): {why}")
+    return component
+
+
+async def component(run: CaseRun) -> str:
+    if not run.servers[run.server].get("component"):
+        raise CaseFailed(f"no component of {run.server} in the spec")
+    bob = await run.login(run.target, "bob")
+    # One component domain per server: the pairs with the same A take turns.
+    async with store_of(run, run.server, "alice", "component"):
+        connected = await component_connected(run, run.server)
+        try:
+            return await component_reached(run, bob, connected)
+        finally:
+            gone = run.watch(connected, ["disconnected"])
+            connected.disconnect()
+            with contextlib.suppress(Exception):
+                await run.within(gone, "the component's disconnection", limit=2.0)
+
+
+async def component_reached(run: CaseRun, bob, connected) -> str:
+    service = run.servers[run.server]["component"]["domain"]
+    pinged = await run.iq(bob, "get", service, f"<ping xmlns='{NS_PING}'/>", f"{service}'s answer to a ping")
+    if pinged.get("type") != "result":
+        raise CaseFailed(f"{bob.boundjid.bare}'s ping of {service} answered {describe_error(pinged)}")
+    marker = token(12)
+    mark = run.mark(bob)
+    run.send(bob, f"<message to={esc(service)} type='chat'><body>hello component {marker}</body></message>")
+    await run.expect(bob, lambda e: e.tag == MESSAGE and e.get("from") == service
+                     and f"echo hello component {marker}" in (e.findtext(q(NS_CLIENT, "body")) or ""),
+                     f"{service}'s echo of {bob.boundjid.bare}'s message", since=mark)
+    return (f"{service} connected to {run.domain(run.server)} (XEP-0114 handshake); {bob.boundjid.bare} across "
+            f"federation pinged it (result) and got its echo of a message, sent to "
+            f"{', '.join(dict.fromkeys(connected.seen))}")
+
+
+# --- XEP-0398 + XEP-0153: a PEP avatar seen as a vcard-temp photo hash ---------------------------
+
+NS_AVATAR_DATA = "urn:xmpp:avatar:data"
+NS_AVATAR_METADATA = "urn:xmpp:avatar:metadata"
+NS_VCARD_UPDATE = "vcard-temp:x:update"
+
+
+def lab_png(text: str) -> bytes:
+    """A 1x1 PNG carrying ``text`` (a tEXt chunk): an image of this run alone, so its hash
+    is nowhere before this run."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+            + chunk(b"tEXt", b"Comment\x00" + text.encode()) + chunk(b"IDAT", zlib.compress(b"\x00\x80\x40\x20"))
+            + chunk(b"IEND", b""))
+
+
+async def avatar(run: CaseRun) -> str:
+    # publisher: X0163's account too (its roster with B's bob is this case's), so the two take turns.
+    async with store_of(run, run.server, "publisher", "roster and PEP"):
+        return await avatar_alone(run)
+
+
+async def avatar_alone(run: CaseRun) -> str:
+    alice = await run.login(run.server, "publisher")
+    bob = await run.login(run.target, "bob")
+    a, b = alice.boundjid.bare, bob.boundjid.bare
+    image = lab_png(f"xmpp-lab avatar {token(12)}")
+    digest = hashlib.sha1(image).hexdigest()
+    await asyncio.gather(run.remove_roster_item(alice, b), run.remove_roster_item(bob, a))
+    try:
+        await subscribe_both_ways(run, alice, bob)
+        await expect_result(run, alice, "set", None,
+                            f"<pubsub xmlns='{NS_PUBSUB}'><publish node='{NS_AVATAR_DATA}'><item id='{digest}'>"
+                            f"<data xmlns='{NS_AVATAR_DATA}'>{base64.b64encode(image).decode()}</data></item>"
+                            f"</publish></pubsub>", f"{a}'s avatar data publish")
+        await expect_result(run, alice, "set", None,
+                            f"<pubsub xmlns='{NS_PUBSUB}'><publish node='{NS_AVATAR_METADATA}'><item id='{digest}'>"
+                            f"<metadata xmlns='{NS_AVATAR_METADATA}'><info id='{digest}' bytes='{len(image)}' "
+                            f"type='image/png' width='1' height='1'/></metadata></item></publish></pubsub>",
+                            f"{a}'s avatar metadata publish")
+        # XEP-0398 3: the server puts the hash into the user's presence; the client sends it without.
+        mark = run.mark(bob)
+        status = f"avatar {token(6)}"
+        run.send(alice, f"<presence><status>{status}</status></presence>")
+        got = await run.expect(bob, lambda e: e.tag == PRESENCE and bare(e.get("from")) == a
+                               and e.findtext(q(NS_CLIENT, "status")) == status,
+                               f"{a}'s presence after the avatar publish", since=mark)
+        photo = got.find(f"{q(NS_VCARD_UPDATE, 'x')}/{q(NS_VCARD_UPDATE, 'photo')}")
+        if photo is None:
+            raise CaseFailed(f"{a}'s presence reached {b} without a {NS_VCARD_UPDATE} photo (XEP-0398 3, "
+                             f"XEP-0153): {xml_text(got)[:300]}")
+        if (photo.text or "").strip() != digest:
+            raise CaseFailed(f"{a}'s presence carries photo hash {photo.text!r}, not the SHA-1 of the avatar just "
+                             f"published ({digest})")
+        # XEP-0398 4: the vcard-temp of the user holds the same image.
+        reply = await expect_result(run, bob, "get", a, f"<vCard xmlns='{NS_VCARD}'/>", f"{b}'s vCard get of {a}")
+        binval = reply.findtext(f"{q(NS_VCARD, 'vCard')}/{q(NS_VCARD, 'PHOTO')}/{q(NS_VCARD, 'BINVAL')}") or ""
+        try:
+            photo_bytes = base64.b64decode("".join(binval.split()))
+        except ValueError:
+            photo_bytes = b""
+        vcard = ("holds the avatar" if hashlib.sha1(photo_bytes).hexdigest() == digest else
+                 f"has no PHOTO of it ({len(photo_bytes)} bytes of PHOTO)")
+        if not vcard.startswith("holds"):
+            raise CaseFailed(f"{a}'s presence carried the hash, but {a}'s vcard-temp fetched by {b} {vcard} "
+                             f"(XEP-0398 4)")
+        return (f"{a} published a {len(image)}-byte PNG avatar by PEP (XEP-0084); its presence reached {b} with "
+                f"photo {digest} (SHA-1 of the image); {a}'s vcard-temp fetched by {b} {vcard}")
+    finally:
+        await asyncio.gather(run.remove_roster_item(alice, b), run.remove_roster_item(bob, a))
+
+
+# --- the event's room: one room, a user of every server in it ------------------------------------
+
+JOIN_LIMIT = 15.0  # seconds a remote occupant's join may take in ROOM
+
+
+async def event_room(run: CaseRun) -> str:
+    service = run.servers[run.server].get("muc")
+    if not service:
+        raise CaseFailed(f"no MUC service of {run.server} in the spec")
+    room = f"interop-{token(8)}@{service}"
+    # The host's user first (it makes the room), then one user of every other server.
+    names = [run.server] + [name for name in run.servers if name != run.server]
+    # available first: jabberd2 drops directed presence from a session that has sent none
+    clients = await asyncio.gather(*(run.login(name, "bob") for name in names))
+    nicks = [f"{name}-{token(4)}" for name in names]
+    creator = clients[0]
+    try:
+        codes = await join(run, creator, f"{room}/{nicks[0]}", f"{creator.boundjid.bare} creating {room}")
+        if "201" in codes:
+            await expect_result(run, creator, "set", room, f"<query xmlns='{NS_MUC_OWNER}'><x xmlns='{NS_DATA}' "
+                                                           f"type='submit'/></query>", "the instant-room configuration")
+        # A join answers within seconds or not at all (a lost self-presence, finding 7 of
+        # docs/compliance.md): the case's 40 s are for logging in a user of every server.
+        await asyncio.gather(*(join(run, client, f"{room}/{nick}", f"{client.boundjid.bare} joining {room}",
+                                    limit=min(JOIN_LIMIT, run.remaining()))
+                               for client, nick in zip(clients[1:], nicks[1:])))
+        # Every occupant says something; every occupant gets every message, from its occupant JID.
+        bodies = {f"{room}/{nick}": f"hello from {nick} {token(8)}" for nick in nicks}
+        marks = [run.mark(client) for client in clients]
+        for client, (occupant, body) in zip(clients, bodies.items()):
+            run.send(client, f"<message to={esc(room)} type='groupchat'><body>{text_esc(body)}</body></message>")
+
+        async def all_arrive(client, mark):
+            for occupant, body in bodies.items():
+                got = await run.expect(client, lambda e, body=body: e.tag == MESSAGE and e.get("type") == "groupchat"
+                                       and e.findtext(q(NS_CLIENT, "body")) == body,
+                                       f"{occupant}'s message at {client.boundjid.bare}", since=mark)
+                if got.get("from") != occupant:
+                    raise CaseFailed(f"{occupant}'s message reached {client.boundjid.bare} from {got.get('from')!r}")
+        await asyncio.gather(*(all_arrive(client, mark) for client, mark in zip(clients, marks)))
+        # The history: a latecomer from another server (or the host's) gets every message, delayed.
+        late_server = names[1] if len(names) > 1 else names[0]
+        late = await run.login(late_server, "alice", presence=False)
+        mark = run.mark(late)
+        late_at = f"{room}/late-{token(4)}"
+        run.send(late, f"<presence to={esc(late_at)}><x xmlns='{NS_MUC}'><history maxstanzas='50'/></x></presence>")
+        await run.expect(late, lambda e: e.tag == PRESENCE and e.get("from") == late_at,
+                         f"{late.boundjid.bare}'s self-presence in {room}", since=mark)
+        history = {}
+        deadline = run.loop.time() + min(5.0, run.remaining())
+        while run.loop.time() < deadline and len(history) < len(bodies):
+            history = {e.get("from"): e.findtext(q(NS_CLIENT, "body")) for e in late.inbox[mark:]
+                       if e.tag == MESSAGE and e.find("{urn:xmpp:delay}delay") is not None
+                       and e.findtext(q(NS_CLIENT, "body")) in bodies.values()}
+            await asyncio.sleep(0.2)
+        missing = [occupant for occupant, body in bodies.items() if history.get(occupant) != body]
+        if missing:
+            raise CaseFailed(f"{late.boundjid.bare} joining {room} later got {len(history)} of the {len(bodies)} "
+                             f"messages as history (XEP-0045 7.2.15); none from {', '.join(missing)}")
+        domains = sorted({client.boundjid.domain for client in clients})
+        return (f"{room}: {len(clients)} occupants from {len(domains)} domains ({', '.join(domains)}); each one's "
+                f"message reached all {len(clients)}; {late.boundjid.bare} joining later got all {len(bodies)} "
+                f"as history")
+    finally:
+        run.send(creator, f"<iq type='set' to={esc(room)} id='lab-{token(8)}'><query xmlns='{NS_MUC_OWNER}'>"
+                          f"<destroy/></query></iq>")
+        await asyncio.sleep(0.2)

@@ -639,8 +639,10 @@ CASES = {
     "F1": case_f1, "F2": case_s1, "F3a": case_server_fault, "F3b": case_server_fault, "F3c": case_server_fault,
     "F3d": case_server_fault, "F3e": case_server_fault, "F4": case_server_fault, "F5": case_server_fault,
     "F6": case_f6, "F7": case_s1, "F8": case_f8,
-    "X0054": compliance.vcard, "X0191": compliance.blocking, "X0163": compliance.pep_caps, "X0045": compliance.muc,
+    "X0054": compliance.vcard, "X0191": compliance.blocking, "X0163": compliance.pep_caps, "X0045": compliance.muc, "X0313M": compliance.muc_archive,
     "X0049": compliance.private_xml, "X0223": compliance.private_pep, "X0157": compliance.contact_addresses,
+    "X0363": compliance.http_upload, "X0114": compliance.component,
+    "X0398": compliance.avatar, "ROOM": compliance.event_room,
 }
 
 

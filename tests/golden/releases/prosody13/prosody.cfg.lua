@@ -75,8 +75,29 @@ unbound = {
 	options = { ["local-zone:"] = "test. transparent" };
 }
 
+-- XEP-0363 HTTP upload (case X0363): mod_http_file_share on the component below, served
+-- over HTTPS only, with the lab certificate (its SAN holds upload.p13.test).
+http_ports = { }
+https_ports = { 5281 }
+https_interfaces = { "*" }
+https_ssl = {
+	certificate = "/etc/xmpp-lab/cert.pem";
+	key = "/etc/xmpp-lab/key.pem";
+}
+
+-- XEP-0114 (case X0114): the lab's component connects from the client network.
+component_ports = { 5347 }
+component_interfaces = { "*" }
+
 VirtualHost "p13.test"
 
 Component "conference.p13.test" "muc"
 	modules_enabled = { "muc_mam" }
 
+-- XEP-0363 (case X0363): slots for this host's users; files up to 1 MiB.
+Component "upload.p13.test" "http_file_share"
+	http_file_share_size_limit = 1048576
+
+-- XEP-0114 (case X0114): an external component; its secret is the lab's own.
+Component "component.p13.test"
+	component_secret = "made-by-lab-up"
