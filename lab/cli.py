@@ -22,6 +22,7 @@ from rich.table import Table
 from lab import cases as catalogue, compare, model, report
 from lab.cases import auth as s8
 from lab.cases.s2s import S1
+from lab.cases.server_faults import ServerFault
 from lab.errors import ConfigError, Interrupted, LabError
 from lab.interop import Interop, plan
 from lab.project import DNS_SERVICE, Project
@@ -93,7 +94,7 @@ def open_lab(path: Optional[Path]) -> tuple[model.Lab, Runtime]:
     """The lab and its runtime (``lab --engine`` before lab.yml's engine)."""
     lab = model.load_lab(path)
     return lab, runtime_for(connect(), lab.name, ENGINE["name"] or lab.engine,
-                            own_containers=(DNS_SERVICE, turn.SERVICE))
+                            own_containers=(DNS_SERVICE, turn.SERVICE), nodes=lab.nodes)
 
 
 def print_federation(interop: Interop) -> bool:
@@ -407,6 +408,13 @@ def test_(only: Optional[list[str]] = typer.Option(None, "--only", help="Case ID
         cases = catalogue.selected(list(lab.cases), split(only), faults)
     except ValueError as error:
         raise ConfigError(f"--only: {error}") from None
+    if runtime.engine == "swarm":
+        restarted = [c.id for c in cases if isinstance(c.phase, ServerFault)]
+        if restarted:
+            raise ConfigError(f"{'--faults' if faults else '--only'}: {', '.join(restarted)} restart a server's "
+                              f"container, which on engine: swarm ends its task (the swarm records it failed, exit "
+                              f"137, while the engine runs the container on): not supported there; leave them out "
+                              f"with --only")
     unknown = [s for s in split(stack) or [] if s not in [c.name for c in lab.clients]]
     if unknown:
         raise ConfigError(f"--stack: unknown stack {', '.join(unknown)} (stacks: {', '.join(c.name for c in lab.clients)})")

@@ -114,6 +114,7 @@ class Lab:
     engine: str = "local"  # local: containers of this engine; swarm: services of its swarm
     cases: tuple[Case, ...] = ()  # the catalogue: built-in cases, then the lab's own (cases/)
     publish: Publish | None = None  # client ports published on the host (lab/publish.py)
+    nodes: tuple[tuple[str, str], ...] = ()  # engine: swarm: (node hostname, its engine's address)
     turn: bool = True  # a TURN/STUN service for the servers that declare external-services
 
     @property
@@ -342,7 +343,8 @@ def _build(data: dict, root: yaml.Node, path: Path) -> Lab:
     return Lab(name=name, file=path.resolve(), subnet=subnet, name_constraints=merged["ca"]["name_constraints"],
                servers=tuple(servers), clients=clients,
                test_concurrency=merged["test"]["concurrency"], subnet6=subnet6, engine=merged["engine"],
-               cases=cases, publish=_publish(merged, root, path, len(servers)), turn=merged["turn"])
+               cases=cases, publish=_publish(merged, root, path, len(servers)), turn=merged["turn"],
+               nodes=tuple((node, spec["engine"]) for node, spec in (data.get("nodes") or {}).items()))
 
 
 def _publish(merged: dict, root: yaml.Node, path: Path, server_count: int) -> Publish | None:

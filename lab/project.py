@@ -169,6 +169,8 @@ class Project:
                 dns, *others = self.prepare()
                 zone = json.dumps(build_zone(self.lab), indent=2).encode()
                 (self.lab.state_dir / "dns" / "zone.json").write_bytes(zone)
+            with self.phases("images to nodes"):  # a swarm's other nodes: each gets the images it runs
+                self.runtime.distribute(others, self.say)
             with self.phases("network, dns"):
                 self.say("starting the lab DNS", transient=True)
                 self.runtime.ensure_network(str(self.lab.subnet), self.lab.subnet6 and str(self.lab.subnet6))
@@ -208,7 +210,10 @@ class Project:
                               f"run the command again when ready") from None
         except BaseException:  # leave nothing half-started
             with interrupts_ignored():
-                self.runtime.down()
+                try:
+                    self.runtime.down()
+                except LabError:  # (a swarm node gone: the error that stopped lab up says which)
+                    pass
             raise
         return changed
 

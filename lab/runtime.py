@@ -132,6 +132,9 @@ class Runtime:
         """``lab`` with each server where it runs: here, at the address the model gave it."""
         return lab
 
+    def distribute(self, services: list[Service], say=None) -> None:
+        """Every image of ``services`` on the engine that will run it: here, they are built on it."""
+
     # --- creating ------------------------------------------------------------------------
 
     def ensure_network(self, subnet: str, subnet6: str | None = None) -> None:
@@ -263,10 +266,12 @@ class Runtime:
         return removed
 
 
-def runtime_for(client: docker.DockerClient, lab_name: str, engine: str, own_containers: tuple[str, ...] = ()) -> Runtime:
+def runtime_for(client: docker.DockerClient, lab_name: str, engine: str, own_containers: tuple[str, ...] = (),
+                nodes: tuple[tuple[str, str], ...] = ()) -> Runtime:
     """The runtime of ``engine``: local (containers of this engine) or swarm (services of its
-    swarm; ``own_containers``: services that stay containers of this engine there)."""
+    swarm; ``own_containers``: services that stay containers of this engine there; ``nodes``:
+    the engine address of each other node, by hostname)."""
     if engine == "swarm":
         from lab.swarm import SwarmRuntime
-        return SwarmRuntime(client, lab_name, own_containers)
+        return SwarmRuntime(client, lab_name, own_containers, dict(nodes))
     return Runtime(client, lab_name)

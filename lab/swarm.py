@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import shlex
+import time
 
 import docker
 import docker.errors
+import requests.exceptions
 
-from lab.concurrency import interrupts_deferred, poll_until
+from lab.concurrency import interrupts_deferred, parallel, poll_until
 from lab.errors import LabError
 from lab.runtime import LABEL_CONFIG_HASH, LABEL_LAB, LABEL_ROLE, LABEL_SERVICE, File, Runtime, Service
 
@@ -34,8 +36,11 @@ class SwarmRuntime(Runtime):
     content (immutable, at most 500 KB); a task copies them into place before its image's
     own entrypoint runs, which sets owners and modes as it does on the local engine.
 
-    Exec, logs and file updates reach a task's container through this engine: on another
-    node they would need that node's engine (README, "More than one machine").
+    On more than one node: exec, logs and file updates reach a task's container through the
+    engine of the node that runs it (``nodes``: hostname -> engine address, from lab.yml; the
+    manager is this engine), and ``distribute`` sends each node the images its tasks need
+    (docker save here, docker load there). A service placed nowhere in particular stays off
+    the nodes the lab cannot reach. README, "More than one machine".
     """
 
     engine = "swarm"
@@ -43,16 +48,83 @@ class SwarmRuntime(Runtime):
     FILES_DIR = "/run/xmpp-lab-files"
     PLACED = "/.xmpp-lab-files-placed"
     SCHEDULE_WAIT = 20  # seconds a task may stay unscheduled before lab up gives up
+    # Seconds a node's engine may take to create and start a task's container once it has
+    # it: a nested node's vfs storage copies the whole image (300 MB) for each container.
+    START_WAIT = 120
+    ON_ITS_NODE = ("preparing", "starting")  # states of a task its node's engine is working on
     START_TRIES = 3  # tasks per service when the engine fails to start their container
 
-    def __init__(self, client: docker.DockerClient, lab_name: str, own_containers: tuple[str, ...] = ()):
+    def __init__(self, client: docker.DockerClient, lab_name: str, own_containers: tuple[str, ...] = (),
+                 nodes: dict[str, str] | None = None):
         super().__init__(client, lab_name)
         self.own_containers = own_containers  # the lab DNS: a container at a fixed address
-        swarm = client.info().get("Swarm") or {}
+        info = client.info()
+        swarm = info.get("Swarm") or {}
         if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
             raise LabError("engine: swarm needs an engine that manages a swarm; this one is "
                            f"{'a worker of one' if swarm.get('LocalNodeState') == 'active' else 'in no swarm'} "
                            "('docker swarm init', or point DOCKER_HOST at a manager)")
+        self.manager = info.get("Name")  # this engine's node
+        self.node_addresses = dict(nodes or {})  # the other nodes' engines (lab.yml nodes)
+        self._engines: dict[str, docker.DockerClient] = {}
+
+    # --- the nodes' engines --------------------------------------------------------------
+
+    def engine_of(self, node: str, why: str) -> docker.DockerClient:
+        """The engine of ``node`` (hostname); a LabError saying ``why`` it was needed when
+        the lab has no address for it or cannot reach it."""
+        if node == self.manager:
+            return self.client
+        if node in self._engines:
+            return self._engines[node]
+        address = self.node_addresses.get(node)
+        if address is None:
+            raise LabError(f"{why} needs the Docker engine of swarm node {node}, which lab.yml does not give "
+                           f"(nodes: {{{node}: {{engine: tcp://ADDRESS:2375}}}})")
+        try:
+            engine = docker.DockerClient(base_url=address, timeout=300, use_ssh_client=address.startswith("ssh://"))
+            engine.ping()
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+            reason = str(error).split(": ", 1)[-1] if str(error) else type(error).__name__
+            raise LabError(f"swarm node {node}: its engine at {address} cannot be reached ({reason})") from None
+        self._engines[node] = engine
+        return engine
+
+    def swarm_nodes(self) -> list[str]:
+        """The hostnames of the swarm's nodes that can take tasks (ready and active)."""
+        return sorted(n.attrs["Description"]["Hostname"] for n in self.client.nodes.list()
+                      if n.attrs["Status"].get("State") == "ready" and n.attrs["Spec"].get("Availability") == "active")
+
+    def reachable_nodes(self) -> list[str]:
+        """The nodes whose engine the lab knows: the manager and those lab.yml gives."""
+        return [n for n in self.swarm_nodes() if n == self.manager or n in self.node_addresses]
+
+    def distribute(self, services: list[Service], say=None) -> None:
+        """Every image a task will need on the node it will run on, before any service is
+        made: sent from this engine (docker save) to the node's (docker load), unless the node
+        has that image already (same image ID). A service placed on no node in particular may
+        run on any node the lab can reach (see ``_create_service``): it goes to all of them."""
+        say = say or (lambda *args, **kwargs: None)
+        ready, everywhere = self.swarm_nodes(), self.reachable_nodes()
+        wanted: dict[str, list[str]] = {}
+        for service in services:
+            if service.role == "dns" or service.name in self.own_containers:
+                continue
+            for node in ([service.host] if service.host else everywhere):
+                # (a node the swarm does not have, or not ready: the scheduler says so, in its words)
+                if node != self.manager and node in ready:
+                    wanted.setdefault(node, [])
+                    if service.image not in wanted[node]:
+                        wanted[node].append(service.image)
+        if not wanted:
+            return
+        for node in wanted:  # every engine reached (or the one error) before anything is sent
+            self.engine_of(node, f"running {', '.join(s.name for s in services if s.host == node) or 'a task'} there")
+
+        def send(node: str) -> None:
+            for image in wanted[node]:
+                send_image(self.client, self.engine_of(node, "sending images"), image, node, say)
+        parallel(send, list(wanted))
 
     # --- what exists -------------------------------------------------------------------
 
@@ -74,19 +146,36 @@ class SwarmRuntime(Runtime):
         found = self._task_containers(service)
         return next((c for c in found if c.status == "running"), found[0] if found else None)
 
-    def _task_containers(self, service: str) -> list:
-        return self.client.containers.list(all=True, filters={"label": [f"{LABEL_LAB}={self.lab_name}",
-                                                                        f"{LABEL_SERVICE}={service}"]})
+    def _task_containers(self, service: str, node: str | None = None) -> list:
+        """The containers of the service's tasks, on the engine of the node that runs them
+        (``node``: where it ran, for a service already removed)."""
+        node = node or self.node(service)
+        if node is None:
+            return []
+        engine = self.engine_of(node, f"reaching {service}'s container")
+        try:
+            return engine.containers.list(all=True, filters={"label": [f"{LABEL_LAB}={self.lab_name}",
+                                                                       f"{LABEL_SERVICE}={service}"]})
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+            if node == self.manager:
+                raise
+            reason = str(error).rsplit(": ", 1)[-1].rstrip("'\")") if str(error) else type(error).__name__
+            raise LabError(f"swarm node {node} (running {service}): its engine at {self.node_addresses[node]} "
+                           f"cannot be reached ({reason})") from None
 
     def node(self, service: str) -> str | None:
-        """The hostname of the node the service's task runs on."""
+        """The hostname of the node the service's (newest) task runs on."""
         if service in self.own_containers:
-            return self.client.info().get("Name")
+            return self.manager
         found = self.service(service)
         tasks = [t for t in (found.tasks() if found else []) if t.get("NodeID")]
         if not tasks:
             return None
-        return self.client.nodes.get(tasks[0]["NodeID"]).attrs["Description"]["Hostname"]
+        newest = max(tasks, key=lambda task: task.get("Version", {}).get("Index", 0))
+        try:
+            return self.client.nodes.get(newest["NodeID"]).attrs["Description"]["Hostname"]
+        except docker.errors.NotFound:  # a node removed from the swarm since
+            return None
 
     def placed(self, lab):
         """``lab`` with each server at the address the swarm gave its task."""
@@ -132,8 +221,9 @@ class SwarmRuntime(Runtime):
             if existing.attrs["Spec"]["Labels"].get(LABEL_CONFIG_HASH) == wanted and running is not None \
                     and running.status == "running":
                 return False
+            node = self.node(service.name)
             existing.remove()
-            self._gone(service.name)
+            self._gone(service.name, node)
         self._create_service(service, wanted, dns)
         return True
 
@@ -175,11 +265,18 @@ class SwarmRuntime(Runtime):
                     networks=[self.network_name], endpoint_spec=docker.types.EndpointSpec(mode="dnsrr"),
                     restart_policy=docker.types.RestartPolicy(condition="none"),
                     dns_config=docker.types.DNSConfig(nameservers=dns) if dns else None,
-                    configs=references, init=True,
-                    constraints=[f"node.hostname=={service.host}"] if service.host else None)
+                    configs=references, init=True, constraints=self._constraints(service))
         except docker.errors.APIError as error:
             raise LabError(f"cannot start {service.name} (service {name}): {error.explanation or error}") from None
         self._scheduled(service.name)
+
+    def _constraints(self, service: Service) -> list[str] | None:
+        """Its node, or, placed nowhere in particular, off the nodes whose engine the lab
+        cannot reach (it could not send them the image, nor reach the task there)."""
+        if service.host:
+            return [f"node.hostname=={service.host}"]
+        return [f"node.hostname!={node}" for node in self.swarm_nodes()
+                if node != self.manager and node not in self.node_addresses] or None
 
     def _scheduled(self, service: str) -> None:
         """Until the service's task runs; a LabError with the swarm's own words (the task's
@@ -201,13 +298,32 @@ class SwarmRuntime(Runtime):
             with interrupts_deferred():
                 found.force_update()
         why = status.get("Err") or status.get("Message") or "no task"
+        why += self._node_down(service)
         tries = f" (tried {attempt} times)" if attempt > 1 else ""
         raise LabError(f"{service} (service {self.container_name(service)}) did not start{tries}: task "
                        f"{status.get('State', 'missing')}: {why}")
 
+    def _node_down(self, service: str) -> str:
+        """``; its node NODE is down`` (or does not answer) for the node the task was given to."""
+        node = self.node(service)
+        if node is None or node == self.manager:
+            return ""
+        found = [n for n in self.client.nodes.list() if n.attrs["Description"]["Hostname"] == node]
+        state = found[0].attrs["Status"].get("State") if found else "gone"
+        if state != "ready":
+            return f"; its node {node} is {state}"
+        try:  # (the swarm notices a node gone only after its heartbeats stop for a while)
+            self.engine_of(node, f"asking node {node}").ping()
+        except LabError as error:
+            return f"; {error}"
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            return f"; swarm node {node}: its engine at {self.node_addresses.get(node)} does not answer"
+        return ""
+
     def _task_settled(self, service: str) -> dict:
         """The status of the service's newest task once it runs or has ended (or when
-        SCHEDULE_WAIT is up)."""
+        SCHEDULE_WAIT is up with the task unscheduled, START_WAIT with its node making its
+        container)."""
         seen: dict = {}
 
         def settled():  # running (True), ended (its status), or still on its way (None)
@@ -219,11 +335,14 @@ class SwarmRuntime(Runtime):
                 return True
             return status.get("State") in ENDED
         poll_until(settled, self.SCHEDULE_WAIT, 0.3)
+        if seen["status"].get("State") in self.ON_ITS_NODE:  # scheduled: its node is making it
+            poll_until(settled, self.START_WAIT, 0.3)
         return seen["status"]
 
-    def _gone(self, service: str) -> None:
-        """Until the service's task container has gone (a removed service's lingers)."""
-        poll_until(lambda: not self._task_containers(service), 20, 0.2)
+    def _gone(self, service: str, node: str | None) -> None:
+        """Until the service's task container has gone from ``node`` (a removed service's lingers)."""
+        if node is not None:
+            poll_until(lambda: not self._task_containers(service, node), 20, 0.2)
 
     # --- removing ------------------------------------------------------------------------
 
@@ -231,13 +350,19 @@ class SwarmRuntime(Runtime):
         """Every service, config, container, network and volume of the lab; the swarm itself
         stays as it was."""
         services = self.services()
+        names = [service.attrs["Spec"]["Labels"].get(LABEL_SERVICE, "") for service in services]
+        nodes = [self.node(name) for name in names]
         for service in services:
             try:
                 service.remove()
             except docker.errors.NotFound:
                 pass
-        for service in services:
-            self._gone(service.attrs["Spec"]["Labels"].get(LABEL_SERVICE, ""))
+        unreachable = []
+        for name, node in zip(names, nodes):
+            try:
+                self._gone(name, node)
+            except LabError as error:  # a node gone (or never known): its tasks go with it
+                unreachable.append(str(error))
         removed = len(services) + super().down()
         for config in self.configs():
             config.remove()
@@ -252,4 +377,31 @@ class SwarmRuntime(Runtime):
                     pass
             return not self.networks()
         poll_until(networks_gone, 5, 0.2)
+        if unreachable:
+            raise LabError(f"everything of lab {self.lab_name} the swarm's manager holds was removed ({removed}), "
+                           f"but not checked on a node: {unreachable[0]}")
         return removed
+
+
+def send_image(source: docker.DockerClient, target: docker.DockerClient, image: str, node: str, say) -> bool:
+    """``image`` (a tag) from the ``source`` engine to the ``target`` engine, unless it has
+    the same image already; True when it was sent."""
+    wanted = source.images.get(image).id
+    try:
+        if target.images.get(image).id == wanted:
+            return False
+    except docker.errors.ImageNotFound:
+        pass
+    started = time.monotonic()
+    say(f"sending image {image} to node {node}", transient=True)
+    try:
+        # docker save streams straight into docker load: nothing is held here.
+        for _ in target.api.load_image(source.api.get_image(image)):
+            pass
+    except (docker.errors.APIError, requests.exceptions.RequestException) as error:
+        reason = getattr(error, "explanation", None) or str(error).split(": ", 1)[-1]
+        raise LabError(f"swarm node {node}: sending image {image} failed ({reason})") from None
+    if target.images.get(image).id != wanted:
+        raise LabError(f"swarm node {node}: image {image} was sent but its engine has another image under that tag")
+    say(f"sent image {image} to node {node} in {time.monotonic() - started:.0f}s")
+    return True

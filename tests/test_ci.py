@@ -21,7 +21,7 @@ exit $CODE
 """
 FAKE_DOCKER = """#!/bin/sh
 echo "$@" >> "$DOCKER_CALLS"
-case "$1" in info) echo "$SWARM";; esac
+case "$1" in info) echo "$SWARM";; ps) echo "$NODES";; esac
 """
 
 
@@ -59,13 +59,20 @@ def test_ci_runs_the_readme_command_with_skips_shown_ci_true_and_no_pytest_addop
     code, err, called, calls = ci_run(tmp_path)
     assert (code, err) == (0, "")
     assert called == "pytest -rs\nCI=true PYTEST_ADDOPTS=unset\n"
-    assert "swarm" not in calls  # an engine in no swarm is left alone
+    assert "swarm leave" not in calls and " rm " not in calls  # an engine in no swarm is left alone
 
 
 def test_ci_leaves_a_swarm_left_by_an_aborted_run_so_the_swarm_tests_run(tmp_path):
     code, err, called, calls = ci_run(tmp_path, swarm="active")
     assert code == 0 and called is not None
     assert "swarm leave --force" in calls and "leaving it" in err
+
+
+def test_ci_removes_nested_swarm_nodes_left_by_an_aborted_run_and_nothing_else(tmp_path):
+    code, err, called, calls = ci_run(tmp_path, NODES="c0ffee")
+    assert code == 0 and called is not None and "nested swarm nodes" in err
+    assert "ps -aq --filter label=org.xmpp-lab.nested-swarm\nrm -f -v c0ffee\n" in calls
+    assert "volume ls -q --filter label=org.xmpp-lab.nested-swarm" in calls
 
 
 def test_ci_fails_on_a_skip_whose_reason_is_not_allowed_and_names_it(tmp_path):
