@@ -10,28 +10,46 @@ import pytest
 from lab.concurrency import interrupts_deferred, parallel
 
 
-def slow(finished):
+def held(finished, started, release):
+    """Work that says it started, then waits for ``release``: the interrupt comes while every
+    worker runs, however loaded the machine is (no timing in these tests)."""
     def work(item):
-        time.sleep(0.4)
+        started.release()
+        release.wait(30)
         finished.append(item)
     return work
 
 
+def interrupt_when_started(count, started, release=None):
+    """Ctrl-C (what SIGINT does to the main thread) once ``count`` workers have started; then
+    the workers are let go."""
+    def go():
+        for _ in range(count):
+            started.acquire()
+        _thread.interrupt_main()
+        if release is not None:
+            time.sleep(0.2)  # the interrupt reaches parallel() while the workers still run
+            release.set()
+    threading.Thread(target=go, daemon=True).start()
+
+
 def test_ctrl_c_waits_for_the_running_workers_before_it_goes_on():
-    finished = []
-    threading.Timer(0.1, _thread.interrupt_main).start()  # what SIGINT does to the main thread
+    finished, started, release = [], threading.Semaphore(0), threading.Event()
+    interrupt_when_started(3, started, release)
     with pytest.raises(KeyboardInterrupt):
-        parallel(slow(finished), [1, 2, 3])
+        parallel(held(finished, started, release), [1, 2, 3])
     assert sorted(finished) == [1, 2, 3]  # nothing is still running when the caller cleans up
 
 
 def test_without_finishing_ctrl_c_goes_on_at_once():
-    finished = []
-    threading.Timer(0.1, _thread.interrupt_main).start()
-    started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        parallel(slow(finished), [1, 2], finish_on_interrupt=False)
-    assert time.monotonic() - started < 0.3 and finished == []
+    finished, started, release = [], threading.Semaphore(0), threading.Event()
+    interrupt_when_started(2, started)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            parallel(held(finished, started, release), [1, 2], finish_on_interrupt=False)
+        assert finished == []  # the workers still wait: parallel() did not wait for them
+    finally:
+        release.set()
 
 
 def test_the_first_error_is_raised_after_all_finished():
@@ -40,7 +58,8 @@ def test_the_first_error_is_raised_after_all_finished():
     def work(item):
         if item == 1:
             raise ValueError("one")
-        slow(finished)(item)
+        time.sleep(0.4)
+        finished.append(item)
     with pytest.raises(ValueError, match="one"):
         parallel(work, [1, 2])
     assert finished == [2]
@@ -50,9 +69,8 @@ def test_ctrl_c_inside_a_deferred_block_is_raised_when_the_block_ends():
     done = []
     with pytest.raises(KeyboardInterrupt):
         with interrupts_deferred():
-            threading.Timer(0.05, _thread.interrupt_main).start()
-            time.sleep(0.3)  # stands for a create request the engine carries out anyway
-            done.append("created")
+            _thread.interrupt_main()  # arrives inside the block
+            done.append("created")  # stands for a create request the engine carries out anyway
     assert done == ["created"]
 
 
