@@ -11,7 +11,7 @@ import docker
 import pytest
 
 from lab import TEMPLATES_DIR
-from test_e2e import lab_command, labelled
+from test_e2e import lab_command, labelled, new_results as results, prosody_ejabberd_lab
 
 pytestmark = pytest.mark.docker
 
@@ -37,18 +37,10 @@ ALSO_RED = {"X0223/slixmpp/prosody->ejabberd": "publishing a XEP-0402 bookmark (
             "X0398/slixmpp/prosody->ejabberd": "avatar data publish refused"}
 
 
-def results(tmp_path, name, before=()):
-    [report] = [p for p in (tmp_path / ".lab" / name / "results").glob("*/results.json") if p not in before]
-    return report, {r["id"]: r for r in json.loads(report.read_text())["results"]}
-
-
 def test_compliance_cases_pass_on_prosody_and_ejabberd_and_fail_with_their_module_off(tmp_path):
     client = docker.from_env()
     name = f"e2e-{uuid.uuid4().hex[:8]}"
-    path = tmp_path / "lab.yml"
-    path.write_text(f"name: {name}\nserver: {{release: trixie}}\nclient: {{release: trixie}}\nclients: [slixmpp]\n"
-                    f"servers:\n  prosody: {{kind: prosody, domain: prosody.test}}\n"
-                    f"  ejabberd: {{kind: ejabberd, domain: ejabberd.test}}\n")
+    path = prosody_ejabberd_lab(tmp_path, name)
     try:
         up = lab_command("up", "-f", str(path))
         assert up.returncode == 0, up.stdout + up.stderr

@@ -46,6 +46,22 @@ def lab_command(*args, env=None):
                           env={**os.environ, **(env or {})}, timeout=3000)
 
 
+def prosody_ejabberd_lab(tmp_path, name: str):
+    """lab.yml of Prosody 13 and ejabberd 24.12 at trixie (the default lab's) with slixmpp alone,
+    in tmp_path: the lab the compliance, Jingle and TURN tests run on."""
+    path = tmp_path / "lab.yml"
+    path.write_text(f"name: {name}\nserver: {{release: trixie}}\nclient: {{release: trixie}}\nclients: [slixmpp]\n"
+                    f"servers:\n  prosody: {{kind: prosody, domain: prosody.test}}\n"
+                    f"  ejabberd: {{kind: ejabberd, domain: ejabberd.test}}\n")
+    return path
+
+
+def new_results(tmp_path, name, before=()):
+    """The results.json a run wrote that is not in ``before``, and its results by ID."""
+    [report] = [p for p in (tmp_path / ".lab" / name / "results").glob("*/results.json") if p not in before]
+    return report, {r["id"]: r for r in json.loads(report.read_text())["results"]}
+
+
 def labelled(client, name):
     selector = {"label": f"{LABEL_LAB}={name}"}
     return (client.containers.list(all=True, filters=selector) + client.networks.list(filters=selector)

@@ -18,17 +18,12 @@ from lab import model
 from lab.interop import Interop
 from lab.project import DNS_SERVICE, ZONE_PATH
 from lab.runtime import File, connect, runtime_for
-from test_e2e import lab_command, labelled
+from test_e2e import lab_command, labelled, new_results as results, prosody_ejabberd_lab
 
 pytestmark = pytest.mark.docker
 
 CASES = ["J1", "J2", "J3", "J5", "J6"]
 PAIRS = ["prosody->ejabberd", "ejabberd->prosody"]
-
-
-def results(tmp_path, name, before=()):
-    [report] = [p for p in (tmp_path / ".lab" / name / "results").glob("*/results.json") if p not in before]
-    return report, {r["id"]: r for r in json.loads(report.read_text())["results"]}
 
 
 def run_variant(path, case: str, jingle: dict) -> dict:
@@ -43,10 +38,7 @@ def run_variant(path, case: str, jingle: dict) -> dict:
 def test_jingle_cases_pass_both_ways_and_each_is_made_red(tmp_path):
     client = docker.from_env()
     name = f"e2e-jingle-{uuid.uuid4().hex[:6]}"
-    path = tmp_path / "lab.yml"
-    path.write_text(f"name: {name}\nserver: {{release: trixie}}\nclient: {{release: trixie}}\nclients: [slixmpp]\n"
-                    f"servers:\n  prosody: {{kind: prosody, domain: prosody.test}}\n"
-                    f"  ejabberd: {{kind: ejabberd, domain: ejabberd.test}}\n")
+    path = prosody_ejabberd_lab(tmp_path, name)
     try:
         up = lab_command("up", "-f", str(path))
         assert up.returncode == 0, up.stdout + up.stderr

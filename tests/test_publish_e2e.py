@@ -214,7 +214,7 @@ def test_profanity_logs_in_on_a_published_port_and_messages_another_server(publi
     assert got.get("body") == token, got
     assert got["from"].startswith("alice@prosody.test/") and got["type"] == "chat", got
     log = client.containers.get(f"xmpp-lab-{name}-publish").logs().decode()
-    assert re.search(rf"prosody \(starttls\): \S+ -> [\d.]+:5222", log), log  # it came through the forwarder
+    assert re.search(r"prosody \(starttls\): \S+ -> [\d.]+:5222", log), log  # it came through the forwarder
 
 
 def test_down_frees_the_ports_and_up_brings_the_same_back(published_lab, client):

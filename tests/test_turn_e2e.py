@@ -12,25 +12,17 @@ import docker
 import pytest
 
 from lab import TEMPLATES_DIR, turn
-from test_e2e import lab_command, labelled
+from test_e2e import lab_command, labelled, new_results as results, prosody_ejabberd_lab
 
 pytestmark = pytest.mark.docker
 
 WRONG_SECRET = "not-the-lab-secret"
 
 
-def results(tmp_path, name, before=()):
-    [report] = [p for p in (tmp_path / ".lab" / name / "results").glob("*/results.json") if p not in before]
-    return report, {r["id"]: r for r in json.loads(report.read_text())["results"]}
-
-
 def test_j4_passes_on_prosody_and_ejabberd_and_fails_on_a_wrong_secret_or_a_hung_turn_server(tmp_path):
     client = docker.from_env()
     name = f"e2e-{uuid.uuid4().hex[:8]}"
-    path = tmp_path / "lab.yml"
-    path.write_text(f"name: {name}\nserver: {{release: trixie}}\nclient: {{release: trixie}}\nclients: [slixmpp]\n"
-                    f"servers:\n  prosody: {{kind: prosody, domain: prosody.test}}\n"
-                    f"  ejabberd: {{kind: ejabberd, domain: ejabberd.test}}\n")
+    path = prosody_ejabberd_lab(tmp_path, name)
     try:
         up = lab_command("up", "-f", str(path))
         assert up.returncode == 0, up.stdout + up.stderr
