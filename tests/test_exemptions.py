@@ -3,7 +3,7 @@
 import pytest
 
 import exemptions
-from exemptions import Exemptions
+from exemptions import Exemptions, oid_exists
 
 REFUSED = {"status": "transient", "detail": "alice@jabberd2.test: login refused with stream error internal-server-error"}
 PASSED = {"status": "pass", "detail": "delivered"}
@@ -63,3 +63,17 @@ def test_every_exemption_is_kept_for_the_end_of_the_run():
     before = len(exemptions.TAKEN)
     Exemptions().allows({"id": "C4/slixmpp/jabberd2", "status": "flaky", "attempts": [REFUSED, PASSED]})
     assert exemptions.TAKEN[before:] == [f"C4/slixmpp/jabberd2 (flaky: {REFUSED['detail']})"]
+
+
+OID_LINE = ("jabberd2: s2s: Sun Dec  6 06:38:05 2026 [notice] [14] [10.205.72.118, port=42882] error: SSL handshake "
+            "error (error:04000066:object identifier routines::oid exists)")
+
+
+def test_jabberd2_oid_exists_is_accepted_only_as_a_fail_with_its_line_where_jabberd2_takes_part():
+    failed = {"id": "J1/slixmpp/ejabberd->jabberd2", "status": "fail", "evidence": {"server_log": [OID_LINE]}}
+    assert oid_exists(failed)
+    assert oid_exists({**failed, "id": "ROOM/slixmpp/prosody"})  # every server joins the room
+    assert not oid_exists({**failed, "evidence": {"server_log": ["jabberd2: s2s: ... disconnect"]}})
+    assert not oid_exists({**failed, "evidence": {}})
+    assert not oid_exists({**failed, "id": "J1/slixmpp/prosody->ejabberd"})  # no jabberd2 in it
+    assert not oid_exists({**failed, "status": "error"})

@@ -8,7 +8,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from exemptions import Exemptions
+from exemptions import Exemptions, oid_exists
 from test_e2e import LAB3_YML, lab_command, labelled
 
 pytestmark = pytest.mark.docker
@@ -42,15 +42,6 @@ def run_test(path, *args):
 # The one real finding of the default kinds here: jabberd2 offers in-band registration (C11)
 # without advertising jabber:iq:register in disco#info, which XEP-0077 section 9 requires.
 FINDINGS = {"C6/slixmpp/jabberd2"}
-
-
-def oid_exists(entry: dict) -> bool:
-    """jabberd2's "oid exists" TLS break (README, Pitfalls) on S5 from jabberd2: a finding,
-    more frequent since the peers offer the compliance modules (docs/compliance.md, finding
-    6), accepted only with that line of jabberd2's in the failure's evidence. The same on
-    ROOM (finding 7): the room's new route from conference.<host> to jabberd2.test."""
-    return entry["id"].startswith(("S5/slixmpp/jabberd2->", "ROOM/slixmpp/")) and entry["status"] == "fail" and any(
-        "oid exists" in line for line in entry.get("evidence", {}).get("server_log", []))
 
 
 def ejabberd_23_bookmarks(entry: dict) -> bool:
