@@ -53,9 +53,10 @@ def plan(stack: ClientStack, cases: list[Case], servers: list[Server], pairs) ->
                 needed_from = [target, server] if case.needs_both else [server] if case.needs_sender else [target]
             where = dict(case=case.id, title=case.title, stack=stack.name, server=server.name,
                          target=target and target.name, status=NOT_SUPPORTED)
-            if case.id not in stack.cases:
+            if case.id not in stack.cases or (stack.ipv4_only and case.group == "ipv6"):
+                cannot = "resolves IPv4 only" if stack.ipv4_only and case.group == "ipv6" else "cannot express"
                 skipped.append(CaseResult(**where, reason="stack",
-                                          detail=f"the {stack.name} runner cannot express {case.id}"))
+                                          detail=f"the {stack.name} runner {cannot} {case.id}"))
             elif case.needs and any(case.needs not in s.features for s in needed_from):
                 lacking = next(s for s in needed_from if case.needs not in s.features)
                 skipped.append(CaseResult(**where, reason="server",

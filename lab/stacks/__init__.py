@@ -42,6 +42,12 @@ class ClientStack:
     release: str = "bookworm"   # in a lab: the suite this client's packages come from
     stack: str = ""             # in a lab: the stack's own name, when the client's differs
     package: str = ""           # the Debian package whose installed version the reports show
+    # It resolves and connects over IPv4 alone: the IPv6-only variants (group "ipv6") are
+    # "not supported (stack)" for it, said so in their detail.
+    ipv4_only: bool = False
+    # In the default client list (``clients: null``, every stack); False: only where lab.yml
+    # names it (libervia: a backend of its own per case makes each case last about a minute).
+    by_default: bool = True
 
     def at(self, release: str, name: str | None = None, own_cases: frozenset[str] = frozenset()) -> "ClientStack":
         """This stack's client at ``release``, called ``name`` in the lab (``own_cases``: the

@@ -1,0 +1,66 @@
+"""The libervia runner's judging (lab/runners/libervia_runner.py) on a backend log captured
+from a real J1 run (libervia 0.9.0~hg4352, alice@prosody.test -> bob@ejabberd.test, IBB;
+tests/fixtures/libervia/j1_ibb_backend.log, the part of the log the runner traces). Each
+verdict made red: a truncated file, an altered byte, no file, a transfer over SOCKS5
+instead of IBB; and the import block that leaves the S5B plugin out really blocks."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RUNNERS = Path(__file__).resolve().parent.parent / "lab" / "runners"
+LOG = (Path(__file__).resolve().parent / "fixtures" / "libervia" / "j1_ibb_backend.log").read_text()
+sys.path.insert(0, str(RUNNERS))
+import libervia_runner as runner  # noqa: E402
+
+SENT = os.urandom(runner.FILE_SIZE)
+
+
+def test_j1_passes_on_the_real_log_with_the_file_whole():
+    detail = runner.judge_transfer(SENT, SENT, "lab-x.bin", LOG, runner.IBB)
+    assert detail.startswith("20000 bytes over IBB (XEP-0261), sha-256 matches the file sent (checked by the runner)")
+    assert "libervia's checksum: checked by libervia" in detail
+
+
+def test_j1_fails_on_a_truncated_file():
+    with pytest.raises(runner.CaseFailed, match=r"is not the one sent: 16384 of 20000 bytes; sha-256 "):
+        runner.judge_transfer(SENT, SENT[:16384], "lab-x.bin", LOG, runner.IBB)
+
+
+def test_j1_fails_on_an_altered_byte_and_says_what_libervia_checked():
+    altered = bytes([SENT[0] ^ 1]) + SENT[1:]
+    with pytest.raises(runner.CaseFailed, match=r"not the one sent: sha-256 .*; libervia's checksum: checked"):
+        runner.judge_transfer(SENT, altered, "lab-x.bin", LOG, runner.IBB)
+    mismatch = LOG.replace(runner.HASH_CHECKED, runner.HASH_BAD)
+    with pytest.raises(runner.CaseFailed, match=r"libervia's checksum: mismatch"):
+        runner.judge_transfer(SENT, altered, "lab-x.bin", mismatch, runner.IBB)
+
+
+def test_j1_fails_when_no_file_arrived():
+    with pytest.raises(runner.CaseFailed, match=r"no file lab-x.bin arrived"):
+        runner.judge_transfer(SENT, None, "lab-x.bin", LOG, runner.IBB)
+
+
+def test_j1_fails_when_the_file_came_over_socks5():
+    s5b = LOG.replace("IBB stream opening", "Found best peer candidate: Candidate (direct)").replace(
+        "IBB stream closing", "File transfer completed, closing connection")
+    assert runner.transports_in(s5b) == ["SOCKS5 (XEP-0260)"]
+    with pytest.raises(runner.CaseFailed, match=r"arrived whole, but over SOCKS5 \(XEP-0260\), not IBB"):
+        runner.judge_transfer(SENT, SENT, "lab-x.bin", s5b, runner.IBB)
+
+
+def test_a_checksum_that_never_came_is_said_and_not_a_fail():
+    missing = LOG.replace(runner.HASH_CHECKED, "sender didn't sent hash checksum, we can't check the file")
+    assert "never came" in runner.judge_transfer(SENT, SENT, "lab-x.bin", missing, runner.IBB)
+
+
+def test_the_skip_list_makes_a_module_unimportable(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(runner.SKIPPING_SITECUSTOMIZE)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "LAB_LIBERVIA_SKIP": "json.tool"}
+    blocked = subprocess.run([sys.executable, "-c", "import json.tool"], env=env, capture_output=True, text=True)
+    assert blocked.returncode != 0 and "left out by the lab: json.tool" in blocked.stderr
+    fine = subprocess.run([sys.executable, "-c", "import json.decoder"], env=env, capture_output=True, text=True)
+    assert fine.returncode == 0, fine.stderr
