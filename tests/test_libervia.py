@@ -64,3 +64,13 @@ def test_the_skip_list_makes_a_module_unimportable(tmp_path):
     assert blocked.returncode != 0 and "left out by the lab: json.tool" in blocked.stderr
     fine = subprocess.run([sys.executable, "-c", "import json.decoder"], env=env, capture_output=True, text=True)
     assert fine.returncode == 0, fine.stderr
+
+
+def test_j1_fails_when_the_servers_cannot_reach_each_other_and_says_what_libervia_logged():
+    """Captured with Prosody's s2s switched off (modules_disabled, a template override)."""
+    log = (Path(__file__).resolve().parent / "fixtures" / "libervia" / "j1_no_s2s_backend.log").read_text()
+    failure = runner.missing_file("bob@ejabberd.test/r", 20, log, ended=False)
+    assert str(failure).startswith("no file arrived at bob@ejabberd.test/r within 20s; libervia logged: can't request "
+                                   "disco infos from bob@ejabberd.test/")
+    assert "Communication with remote domains is not enabled" in str(failure)
+    assert str(runner.missing_file("b", 20, "", ended=False)).endswith("and libervia logged no end of the transfer")

@@ -53,6 +53,9 @@ IBB = "IBB (XEP-0261)"
 # The end of the session, or of any hope of one.
 ENDED = re.compile(r"Jingle Session \S+ terminated|Can't find any method to send file|Can't send .* with Jingle")
 S5B_LEFT_OUT = f"Can't import plugin [{S5B_PLUGIN}]"
+# What the backend says when a step of the transfer went wrong (for the detail of a fail).
+COMPLAINTS = re.compile(r"^.*(?:can't request disco infos|Can't send|Can't find any method|StanzaError|"
+                        r"File transfer failed|Socks5 transfer failed).*$", re.MULTILINE | re.IGNORECASE)
 
 SKIPPING_SITECUSTOMIZE = """\
 # Written by the lab's libervia runner: the modules named in LAB_LIBERVIA_SKIP cannot be
@@ -124,6 +127,14 @@ def judge_transfer(sent: bytes, received: bytes | None, name: str, log: str, exp
             f"runner); libervia's checksum: {libervia_checksum(log)}")
 
 
+def missing_file(receiver: str, seconds: float, log: str, ended: bool) -> CaseFailed:
+    """The fail when nothing arrived, with the backend's last complaints (or its silence)."""
+    said = [line.split("+0000 ", 1)[-1].strip() for line in COMPLAINTS.findall(log)][-2:]
+    return CaseFailed(f"no file arrived at {receiver} within {seconds:g}s"
+                      + (f"; libervia logged: {' | '.join(said)}" if said else
+                         "" if ended else ", and libervia logged no end of the transfer"))
+
+
 class LiberviaCase(Case):
     """A case with a libervia backend of its own (started by ``backend()``)."""
 
@@ -186,7 +197,9 @@ class LiberviaCase(Case):
         with open(os.path.join(self.home, "bus.conf"), "w") as bus_conf:
             bus_conf.write(BUS_CONFIG.format(home=self.home))
         self.env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": self.home, "LANG": "C.UTF-8",
-                    "SSL_CERT_FILE": self.ca or "", "PYTHONPATH": site, "LAB_LIBERVIA_SKIP": ",".join(skip)}
+                    "SSL_CERT_FILE": self.ca or "", "PYTHONPATH": site,
+                    "LAB_LIBERVIA_SKIP": ",".join(skip),
+                    "TMPDIR": self.home}  # its PID file (pid_dir) is under the temp dir: one per backend
         self.bus = self.spawn(["dbus-daemon", f"--config-file={self.home}/bus.conf", "--nofork", "--print-address=1"],
                               stdout=subprocess.PIPE, text=True)
         address = self.bus.stdout.readline().strip()
@@ -276,9 +289,8 @@ def j1_ibb(case: LiberviaCase) -> str:
     case.evidence.update(file=name, bytes=len(received or b""), sha256=sha256_b64(data),
                          transports=transports_in(log), libervia_checksum=libervia_checksum(log),
                          sender=alice, receiver=bob, s5b_left_out=S5B_LEFT_OUT in log)
-    if not ended and received is None:
-        raise CaseFailed(f"no file arrived at {bob} within {case.timeout:g}s, and libervia logged no end of the "
-                         f"transfer")
+    if received is None:
+        raise missing_file(bob, case.timeout, log, bool(ended))
     detail = judge_transfer(data, received, name, log, IBB)
     return f"{alice} -> {bob}: {detail}; in {took * 1000:.0f} ms"
 
