@@ -19,6 +19,11 @@ import libervia_runner as runner  # noqa: E402
 SENT = os.urandom(runner.FILE_SIZE)
 
 
+@pytest.fixture
+def jingle_module():
+    return runner.jingle
+
+
 def test_j1_passes_on_the_real_log_with_the_file_whole():
     detail = runner.judge_transfer(SENT, SENT, "lab-x.bin", LOG, runner.IBB)
     assert detail.startswith("20000 bytes over IBB (XEP-0261), sha-256 matches the file sent (checked by the runner)")
@@ -74,3 +79,35 @@ def test_j1_fails_when_the_servers_cannot_reach_each_other_and_says_what_libervi
                                    "disco infos from bob@ejabberd.test/")
     assert "Communication with remote domains is not enabled" in str(failure)
     assert str(runner.missing_file("b", 20, "", ended=False)).endswith("and libervia logged no end of the transfer")
+
+
+# --- the pairs with the lab's slixmpp ends ----------------------------------------------------
+
+# J1/libervia->slixmpp/ejabberd->prosody, 2026-12-06: the slixmpp responder's check of the file
+# against the checksum libervia sent (XEP-0234 hash-used, then a checksum session-info).
+CAPTURED_MISMATCH = ("the file received over IBB is not the one offered: sha-256 "
+                     "Q55tS+B+COYF1qPkNPaqjRYIFNQW++7VOzy3WEfy5XY=, offered "
+                     "NDM5ZTZkNGJlMDdlMDhlNjA1ZDZhM2U0MzRmNmFhOGQxNjA4MTRkNDE2ZmJlZWQ1M2IzY2I3NTg0N2YyZTU3Ng==")
+
+
+def test_libervia_to_slixmpp_fails_on_libervias_hex_checksum_and_shows_the_file_was_whole():
+    note = runner.hex_digest_note(CAPTURED_MISMATCH)
+    assert "base64 of the hex digest 439e6d4be07e08e605d6a3e434f6aa8d160814d416fbeed53b3cb75847f2e576" in note
+    # decoded as hex, libervia's value is the sha-256 of what arrived: the bytes were whole
+    assert note.endswith("decoded as hex it is Q55tS+B+COYF1qPkNPaqjRYIFNQW++7VOzy3WEfy5XY=)")
+    assert runner.hex_digest_note("the file received over IBB is not the one offered: 16384 of 20000 bytes") == ""
+
+
+def test_libervia_to_slixmpp_the_responder_fails_a_hash_used_offer_whose_checksum_never_comes(jingle_module):
+    offered = jingle_module.Offered("f", 3, {}, "sha-256")
+    with pytest.raises(runner.CaseFailed, match=r"no sha-256 hash to check the file against"):
+        jingle_module.check_received(offered, b"abc", "over IBB")
+
+
+def test_slixmpp_to_libervia_fails_when_libervia_ends_the_session_and_says_why():
+    """Captured: libervia 0.9.0~hg4352 answering a standard XEP-0300 <hash/> in the offer."""
+    log = (Path(__file__).resolve().parent / "fixtures" / "libervia" / "j1_slixmpp_to_libervia_backend.log").read_text()
+    failure = str(runner.missing_file("bob@ejabberd.test/r", 20, log, True, "failed-application"))
+    assert failure.startswith("bob@ejabberd.test/r ended the session with <failed-application/> and no file arrived; "
+                              "libervia logged: Unmanaged jingle exception: [Failure instance: Traceback: "
+                              "<class 'UnicodeDecodeError'>")

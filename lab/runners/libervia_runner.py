@@ -25,6 +25,7 @@ servers.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
@@ -34,10 +35,15 @@ import subprocess
 import tempfile
 import time
 
-from harness import Case, CaseFailed, NotObserved, Runner, main, token
+from harness import CaseFailed, NotObserved, Runner, clip, main, token
+from slixmpp_expect import CaseRun
+import slixmpp_jingle as jingle
 
 FILE_SIZE = 20000          # as the slixmpp ends' file: five IBB blocks of 4096, the last partial
 CHECKSUM_WAIT = 6.0        # seconds after the data for the sender's checksum (seen at 5 s)
+# The backend's own start, not a server's answer: 10-25 s seen with four starting at once on
+# two loaded cores (it imports every plugin, OMEMO's among them); one took longer than 20 s.
+BACKEND_START = 60.0
 S5B_PLUGIN = "libervia.backend.plugins.plugin_xep_0260"
 
 # Lines of the backend's log (libervia/backend/plugins/plugin_xep_0234.py, _0047.py, _0065.py,
@@ -56,6 +62,7 @@ S5B_LEFT_OUT = f"Can't import plugin [{S5B_PLUGIN}]"
 # What the backend says when a step of the transfer went wrong (for the detail of a fail).
 COMPLAINTS = re.compile(r"^.*(?:can't request disco infos|Can't send|Can't find any method|StanzaError|"
                         r"File transfer failed|Socks5 transfer failed).*$", re.MULTILINE | re.IGNORECASE)
+JINGLE_EXCEPTION = re.compile(r"^.*Unmanaged jingle exception: .*$", re.MULTILINE)
 
 SKIPPING_SITECUSTOMIZE = """\
 # Written by the lab's libervia runner: the modules named in LAB_LIBERVIA_SKIP cannot be
@@ -106,9 +113,11 @@ def libervia_checksum(log: str) -> str:
     return "not reported by libervia"
 
 
-def judge_transfer(sent: bytes, received: bytes | None, name: str, log: str, expected_transport: str) -> str:
+def judge_transfer(sent: bytes, received: bytes | None, name: str, log: str, expected_transport: str,
+                   used: list[str] | None = None) -> str:
     """J1's verdict on what arrived: the runner's own size and sha-256 check against the file
-    sent (CaseFailed on any difference), and the transport the log shows; the detail of a pass."""
+    sent (CaseFailed on any difference), and the transport the log shows (``used``: the
+    transports as the slixmpp end saw them, where it is the receiver); the detail of a pass."""
     if received is None:
         raise CaseFailed(f"no file {name} arrived at B's profile")
     problems = []
@@ -119,7 +128,7 @@ def judge_transfer(sent: bytes, received: bytes | None, name: str, log: str, exp
     if problems:
         raise CaseFailed(f"the file received ({name}) is not the one sent: {'; '.join(problems)}; "
                          f"libervia's checksum: {libervia_checksum(log)}")
-    used = transports_in(log)
+    used = transports_in(log) if used is None else used
     if used != [expected_transport]:
         raise CaseFailed(f"the file arrived whole, but over {', '.join(used) or 'no transport the log shows'}, "
                          f"not {expected_transport} alone")
@@ -127,16 +136,38 @@ def judge_transfer(sent: bytes, received: bytes | None, name: str, log: str, exp
             f"runner); libervia's checksum: {libervia_checksum(log)}")
 
 
-def missing_file(receiver: str, seconds: float, log: str, ended: bool) -> CaseFailed:
-    """The fail when nothing arrived, with the backend's last complaints (or its silence)."""
-    said = [line.split("+0000 ", 1)[-1].strip() for line in COMPLAINTS.findall(log)][-2:]
+def hex_digest_note(detail: str) -> str:
+    """Where the hash libervia sent is base64 of the hex digest (not of the digest, as XEP-0300
+    says), what it decodes to."""
+    found = re.search(r"offered ([A-Za-z0-9+/=]{80,})", detail)
+    if not found:
+        return ""
+    try:
+        text = base64.b64decode(found.group(1)).decode("ascii")
+    except ValueError:
+        return ""
+    if re.fullmatch(r"[0-9a-f]{64}", text):
+        return (f" (libervia's value is base64 of the hex digest {text}, not of the 32-byte digest as XEP-0300 "
+                f"3 says; decoded as hex it is {base64.b64encode(bytes.fromhex(text)).decode()})")
+    return ""
+
+
+def missing_file(receiver: str, seconds: float, log: str, ended: bool, reason: str | None = None) -> CaseFailed:
+    """The fail when nothing arrived (``reason``: of the receiver's session-terminate), with the
+    backend's last complaints (or its silence)."""
+    said = [line.split("+0000 ", 1)[-1].strip()
+            for line in JINGLE_EXCEPTION.findall(log)[-1:] + COMPLAINTS.findall(log)[-1:]]
+    if reason is not None:
+        return CaseFailed(f"{receiver} ended the session with <{reason}/> and no file arrived"
+                          + (f"; libervia logged: {' | '.join(said)}" if said else ""))
     return CaseFailed(f"no file arrived at {receiver} within {seconds:g}s"
                       + (f"; libervia logged: {' | '.join(said)}" if said else
                          "" if ended else ", and libervia logged no end of the transfer"))
 
 
-class LiberviaCase(Case):
-    """A case with a libervia backend of its own (started by ``backend()``)."""
+class LiberviaCase(CaseRun):
+    """A case with a libervia backend of its own (started by ``backend()``); for the pairs with
+    slixmpp, also the slixmpp end's clients (CaseRun's)."""
 
     def __init__(self, *args):
         super().__init__(*args)
@@ -188,6 +219,10 @@ class LiberviaCase(Case):
         """Start the bus and the backend; return once the CLI gets an answer from it."""
         config_dir = os.path.join(self.home, ".config", "libervia")
         os.makedirs(config_dir)
+        # Made here: the backend and the CLI polling it both create them at import (xdg's
+        # save_data_path), and the loser of that race exits with FileExistsError.
+        for made in ((".local", "share", "libervia"), (".cache", "libervia")):
+            os.makedirs(os.path.join(self.home, *made))
         with open(os.path.join(config_dir, "libervia.conf"), "w") as conf:
             conf.write("[DEFAULT]\nbridge = dbus\nlog_level = debug\n")
         site = os.path.join(self.home, "site")
@@ -208,7 +243,7 @@ class LiberviaCase(Case):
         self.env["DBUS_SESSION_BUS_ADDRESS"] = address
         with open(self.log_path, "w") as log:
             self.backend_process = self.spawn(["libervia-backend", "fg"], stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + BACKEND_START
         while True:
             try:
                 self.cli("profile", "list", timeout=10)
@@ -218,7 +253,7 @@ class LiberviaCase(Case):
                     raise NotObserved(f"libervia-backend exited ({self.backend_process.returncode}): "
                                       f"{self.log()[-500:]}")
                 if time.monotonic() >= deadline:
-                    raise NotObserved(f"libervia-backend did not answer on the bus within {self.timeout:g}s")
+                    raise NotObserved(f"libervia-backend did not answer on the bus within {BACKEND_START:g}s")
                 time.sleep(0.5)
 
     def profile(self, name: str, server: str, user: str) -> str:
@@ -244,7 +279,26 @@ class LiberviaCase(Case):
             self.stop(self.bus)
         self.trace.append("backend log (last part):\n" + self.log()[-6000:])
         shutil.rmtree(self.home, ignore_errors=True)
-        super().close()
+        return super().close()  # the slixmpp clients (a coroutine)
+
+    def trace_text(self) -> str:
+        return clip("\n\n".join(self.trace), 8000) + "\n\n" + clip(self.tracer.text(), 4000)
+
+    def outgoing(self) -> tuple[bytes, str, str]:
+        """A fresh file to send: its bytes, name and path; the inbox made too."""
+        data, name = os.urandom(FILE_SIZE), f"lab-{token(6)}.bin"
+        os.makedirs(os.path.join(self.home, "outbox"))
+        os.makedirs(os.path.join(self.home, "inbox"))
+        with open(os.path.join(self.home, "outbox", name), "wb") as out:
+            out.write(data)
+        return data, name, os.path.join(self.home, "outbox", name)
+
+    def received(self, name: str) -> bytes | None:
+        path = os.path.join(self.home, "inbox", name)
+        if not os.path.exists(path):
+            return None
+        with open(path, "rb") as got:
+            return got.read()
 
 
 def wait_for(predicate, seconds: float, step: float = 0.2):
@@ -256,36 +310,21 @@ def wait_for(predicate, seconds: float, step: float = 0.2):
         time.sleep(step)
 
 
-def j1_ibb(case: LiberviaCase) -> str:
+def j1_libervia(case: LiberviaCase) -> str:
     """J1, libervia at both ends: A's profile sends, B's profile receives, over IBB alone."""
     case.backend(skip=(S5B_PLUGIN,))
     alice = case.profile("alice", case.server, "alice")
     bob = case.profile("bob", case.target, "bob")
-    data = os.urandom(FILE_SIZE)
-    name = f"lab-{token(6)}.bin"
-    outbox, inbox = os.path.join(case.home, "outbox"), os.path.join(case.home, "inbox")
-    os.makedirs(outbox)
-    os.makedirs(inbox)
-    with open(os.path.join(outbox, name), "wb") as out:
-        out.write(data)
+    data, name, path = case.outgoing()
     started = time.monotonic()
-    receiver = case.spawn(["libervia-cli", "file", "receive", "-p", "bob", "--path", inbox, alice.split("/")[0]],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)  # the receiver's wait for the offer is set up first (it accepts only what comes after)
-    sender = case.spawn(["libervia-cli", "file", "send", "-p", "alice", os.path.join(outbox, name), bob],
+    receiver = case.receive("bob", alice)
+    sender = case.spawn(["libervia-cli", "file", "send", "-p", "alice", path, bob],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    path = os.path.join(inbox, name)
-    ended = wait_for(lambda: ENDED.search(case.log()), case.timeout)
+    ended = case.outcome(name)
     took = time.monotonic() - started
-    if ended and os.path.exists(path):
-        wait_for(lambda: any(line in case.log() for line in (HASH_CHECKED, HASH_MISSING, HASH_BAD)), CHECKSUM_WAIT)
     for process in (sender, receiver):  # neither command ends by itself (docs/jingle.md)
         case.stop(process)
-    log = case.log()
-    received = None
-    if os.path.exists(path):
-        with open(path, "rb") as got:
-            received = got.read()
+    log, received = case.log(), case.received(name)
     case.evidence.update(file=name, bytes=len(received or b""), sha256=sha256_b64(data),
                          transports=transports_in(log), libervia_checksum=libervia_checksum(log),
                          sender=alice, receiver=bob, s5b_left_out=S5B_LEFT_OUT in log)
@@ -295,8 +334,102 @@ def j1_ibb(case: LiberviaCase) -> str:
     return f"{alice} -> {bob}: {detail}; in {took * 1000:.0f} ms"
 
 
+def receive(case: LiberviaCase, profile: str, sender: str) -> subprocess.Popen:
+    """`file receive` for ``profile``, taking files from ``sender``'s bare JID only."""
+    receiver = case.spawn(["libervia-cli", "file", "receive", "-p", profile, "--path", os.path.join(case.home, "inbox"),
+                           sender.split("/")[0]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # its wait for an offer is set up first (it accepts only what comes after)
+    return receiver
+
+
+def outcome(case: LiberviaCase, name: str):
+    """Waits for the backend's end of the session, then briefly for libervia's own checksum."""
+    ended = wait_for(lambda: ENDED.search(case.log()), case.timeout)
+    if ended and os.path.exists(os.path.join(case.home, "inbox", name)):
+        wait_for(lambda: any(line in case.log() for line in (HASH_CHECKED, HASH_MISSING, HASH_BAD)), CHECKSUM_WAIT)
+    return ended
+
+
+LiberviaCase.receive, LiberviaCase.outcome = receive, outcome
+
+
+async def j1_libervia_to_slixmpp(case: LiberviaCase) -> str:
+    """libervia's profile on A sends; the lab's slixmpp responder (slixmpp_jingle.respond) on B
+    takes the first session-initiate, receives over whichever transport it is offered, checks
+    the file against the offer, and ends the session. The runner checks it against the sent file."""
+    await asyncio.to_thread(case.backend, (S5B_PLUGIN,))
+    alice = await asyncio.to_thread(case.profile, "alice", case.server, "alice")
+    case.deadline = time.monotonic() + case.timeout  # the case's waits count from the backend's start on
+    bob = await case.login(case.target, "bob", plugins=("xep_0030",))
+    for feature in (jingle.NS_JINGLE, jingle.NS_FT, jingle.NS_IBB_TRANSPORT, jingle.NS_IBB):
+        bob.plugin["xep_0030"].add_feature(feature)  # libervia's file send asks the peer's disco#info first
+    behaviour = jingle.Behaviour.from_spec(case.spec)
+    data, name, path = case.outgoing()
+    case.deadline = time.monotonic() + case.timeout  # the exchange's waits, after the backend's start
+    started = time.monotonic()
+    responding = asyncio.ensure_future(jingle.respond(case, bob, jingle.sessions_at(bob, behaviour), behaviour))
+    sender = case.spawn(["libervia-cli", "file", "send", "-p", "alice", path, bob.boundjid.full],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        session, received = await responding
+    except CaseFailed as failure:
+        raise CaseFailed(f"{failure}{hex_digest_note(str(failure))}") from None
+    finally:
+        case.stop(sender)
+    took = time.monotonic() - started
+    log = case.log()
+    used = [IBB if "over IBB" in step else "SOCKS5 (XEP-0260)" for step in session.steps if " bytes over " in step]
+    case.evidence.update(file=name, sid=session.sid, bytes=len(received or b""), sha256=sha256_b64(data),
+                         transports=used, sender=alice, receiver=bob.boundjid.full, s5b_left_out=S5B_LEFT_OUT in log)
+    detail = judge_transfer(data, received, name, log, IBB, used=used)
+    return f"{alice} (libervia) -> {bob.boundjid.full} (slixmpp): {'; '.join(session.steps)}; runner: {detail}; " \
+           f"in {took * 1000:.0f} ms"
+
+
+async def j1_slixmpp_to_libervia(case: LiberviaCase) -> str:
+    """The lab's slixmpp initiator (slixmpp_jingle.initiate) on A offers the file over IBB to
+    libervia's profile on B, which takes it with `file receive`; the runner checks the file."""
+    await asyncio.to_thread(case.backend, ())
+    bob = await asyncio.to_thread(case.profile, "bob", case.target, "bob")
+    case.deadline = time.monotonic() + case.timeout  # the case's waits count from the backend's start on
+    alice = await case.login(case.server, "alice")
+    session = jingle.new_session(case, alice, bob)
+    os.makedirs(os.path.join(case.home, "inbox"))
+    receiver = await asyncio.to_thread(case.receive, "bob", alice.boundjid.full)
+    case.deadline = time.monotonic() + case.timeout
+    started = time.monotonic()
+    try:
+        reason = await jingle.initiate(case, alice, session, "ibb")
+        if reason == "success":
+            await asyncio.to_thread(case.outcome, session.offer.name)
+    finally:
+        case.stop(receiver)
+    took = time.monotonic() - started
+    log, received = case.log(), case.received(session.offer.name)
+    case.evidence.update(file=session.offer.name, sid=session.sid, bytes=len(received or b""),
+                         sha256=session.offer.sha256, transports=transports_in(log), reason=reason,
+                         libervia_checksum=libervia_checksum(log), sender=alice.boundjid.full, receiver=bob)
+    if received is None:
+        raise missing_file(bob, case.timeout, log, True, None if reason == "success" else reason)
+    detail = judge_transfer(session.offer.data, received, session.offer.name, log, IBB)
+    if reason != "success":
+        raise CaseFailed(f"the file arrived whole, but libervia ended the session with {reason}, not success: {detail}")
+    return (f"{alice.boundjid.full} (slixmpp) -> {bob} (libervia): {'; '.join(session.steps)}; session-terminate "
+            f"success; runner: {detail}; in {took * 1000:.0f} ms")
+
+
+async def j1_ibb(case: LiberviaCase) -> str:
+    """J1 with the ends the entry names (its "ends": libervia at both, or a pair with slixmpp)."""
+    ends = case.entry.get("ends") or "libervia"
+    if ends == "libervia->slixmpp":
+        return await j1_libervia_to_slixmpp(case)
+    if ends == "slixmpp->libervia":
+        return await j1_slixmpp_to_libervia(case)
+    return await asyncio.to_thread(j1_libervia, case)
+
+
 CASES = {"J1": j1_ibb}
 
 if __name__ == "__main__":
     main(Runner(tool="libervia", cases=CASES, case_class=LiberviaCase,
-                budget=lambda case, timeout: 2 * timeout + 30))
+                budget=lambda case, timeout: BACKEND_START + 2 * timeout + 30))

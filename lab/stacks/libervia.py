@@ -9,6 +9,8 @@ STACK = ClientStack(
     releases=("trixie",),
     release="trixie",
     ipv4_only=True,
+    support=("slixmpp_client.py", "slixmpp_expect.py", "slixmpp_jingle.py"),  # the slixmpp end of its pairs
+    pairs_with=("slixmpp",),
     by_default=False,  # one backend per case: about a minute a case (docs/jingle.md)
     description=(
         "Jingle file transfer by a second implementation: one libervia backend per case (a fresh HOME, a "
