@@ -1,6 +1,7 @@
 """End to end: the libervia stack's J1 on a two-server lab, Prosody 13 and ejabberd 24.12 at
 trixie, libervia 0.9.0~hg4352 at both ends (one backend, alice's profile on A, bob's on B):
-the file crosses both ways over IBB and arrives whole. Then made red: a Prosody template
+the file crosses both ways over IBB and arrives whole. The pairs with the lab's slixmpp
+ends fail both ways on libervia's XEP-0300 hash values (a real finding, docs/jingle.md). Then made red: a Prosody template
 override beside lab.yml switches its s2s off (modules_disabled), so no Jingle stanza
 crosses; J1 must fail both ways with what libervia logged. Removed by label afterwards."""
 
@@ -35,13 +36,22 @@ def test_libervia_j1_passes_both_ways_and_fails_with_s2s_off(tmp_path):
         assert up.returncode == 0, up.stdout + up.stderr
         tested = lab_command("test", "-f", str(path), "--only", "J1")
         first, green = results(tmp_path, name)
-        assert sorted(green) == sorted(f"J1/{stack}/{pair}" for stack in ("libervia", "slixmpp") for pair in PAIRS)
-        assert {i: r["detail"] for i, r in green.items() if r["status"] != "pass"} == {}
-        assert tested.returncode == 0, tested.stdout
+        ends = ("libervia", "libervia->slixmpp", "slixmpp->libervia", "slixmpp")
+        assert sorted(green) == sorted(f"J1/{stack}/{pair}" for stack in ends for pair in PAIRS)
         for pair in PAIRS:
+            for stack in ("libervia", "slixmpp"):
+                assert green[f"J1/{stack}/{pair}"]["status"] == "pass", green[f"J1/{stack}/{pair}"]["detail"]
             result = green[f"J1/libervia/{pair}"]
             assert " 20000 bytes over IBB (XEP-0261), sha-256 matches the file sent (checked by the runner)" in result["detail"]
             assert result["evidence"]["transports"] == ["IBB (XEP-0261)"] and result["evidence"]["s5b_left_out"]
+            # libervia 0.9.0~hg4352's XEP-0300 values (docs/jingle.md, findings): its checksum is base64
+            # of the hex digest, and a standard <hash/> in an offer ends its session
+            sent = green[f"J1/libervia->slixmpp/{pair}"]
+            assert sent["status"] == "fail" and "libervia's value is base64 of the hex digest" in sent["detail"], sent
+            taken = green[f"J1/slixmpp->libervia/{pair}"]
+            assert taken["status"] == "fail" and "ended the session with <failed-application/>" in taken["detail"], taken
+            assert "UnicodeDecodeError" in taken["detail"]
+        assert tested.returncode == 1, tested.stdout
 
         override = tmp_path / "templates" / "prosody" / "prosody.cfg.lua.j2"
         override.parent.mkdir(parents=True)

@@ -147,8 +147,8 @@ def hex_digest_note(detail: str) -> str:
     except ValueError:
         return ""
     if re.fullmatch(r"[0-9a-f]{64}", text):
-        return (f" (libervia's value is base64 of the hex digest {text}, not of the 32-byte digest as XEP-0300 "
-                f"3 says; decoded as hex it is {base64.b64encode(bytes.fromhex(text)).decode()})")
+        return (f" (libervia's value is base64 of the hex digest {text}, not of the 32-byte digest as "
+                f"XEP-0300 says; decoded as hex it is {base64.b64encode(bytes.fromhex(text)).decode()})")
     return ""
 
 
@@ -182,15 +182,17 @@ class LiberviaCase(CaseRun):
             self.processes.add(process)
         return process
 
-    def cli(self, *arguments: str, timeout: float | None = None) -> str:
-        """One libervia-cli command to its end; its output (CaseFailed when it fails)."""
+    def cli(self, *arguments: str, timeout: float = BACKEND_START) -> str:
+        """One libervia-cli command to its end; its output (CaseFailed when it fails). The
+        commands set the backend up: each starts the CLI, which takes seconds on a loaded
+        machine (one passed 20 s with four backends starting), hence the start's limit."""
         command = ["libervia-cli", *arguments]
         process = self.spawn(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
-            out, _ = process.communicate(timeout=timeout or self.timeout)
+            out, _ = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.stop(process)
-            raise NotObserved(f"`{' '.join(self.shown(command))}` did not end within {timeout or self.timeout:g}s")
+            raise NotObserved(f"`{' '.join(self.shown(command))}` did not end within {timeout:g}s")
         finally:
             with self.lock:
                 self.processes.discard(process)
