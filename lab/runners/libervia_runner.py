@@ -3,14 +3,18 @@
 Run inside the client container, on the shared harness beside it. Usage:
     libervia_runner.py cases SPEC_JSON      # J1 (Jingle file transfer over IBB)
 
+An entry's "ends" (the plan's, for a stack with pairs_with) says who plays which end:
+none, libervia at both; "libervia->slixmpp" or "slixmpp->libervia", the lab's slixmpp
+initiator or responder (slixmpp_jingle.py, beside this runner) at the other end.
+
 Each case runs a libervia backend of its own: a fresh HOME (so fresh profiles and
 database), a private D-Bus bus between the backend and the CLI (the pb bridge of trixie's
 0.9.0~hg4352 is broken, docs/jingle.md), the lab CA as the only trusted certificate
 (SSL_CERT_FILE, read by OpenSSL's default verify paths that Twisted uses). The bus config
 names no service directory, so the CLI can never D-Bus-activate a second backend.
 
-A's profile (alice@A) sends the file with `file send`, B's profile (bob@B) takes it with
-`file receive`; both profiles live on the one backend and log in to their own servers, so
+libervia at both ends: A's profile (alice@A) sends the file with `file send`, B's profile
+(bob@B) takes it with `file receive`; both profiles live on the one backend and log in to their own servers, so
 every Jingle and IBB stanza crosses A -> B over s2s. The runner compares what arrived with
 what was sent itself (size, sha-256) and records from the backend's log whether libervia's
 own XEP-0300 check happened (the sender's checksum comes after the data, and may never
