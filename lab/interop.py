@@ -42,7 +42,8 @@ def plan(stack: ClientStack, cases: list[Case], servers: list[Server], pairs) ->
     """What ``stack``'s runner is asked to run, and what is reported as not supported instead."""
     planned, skipped = [], []
     for case in cases:
-        if case.scope != "c2s" and case.id not in stack.cases:
+        ipv4_only = stack.ipv4_only and case.group == "ipv6"  # said for every cell, s2s too
+        if case.scope != "c2s" and case.id not in stack.cases and not ipv4_only:
             continue  # s2s cells are about the servers: stacks that cannot do a case stay out
         targets = ([(s, None) for s in servers] if "c2s" in case.scope else []) + \
             (list(pairs) if "s2s" in case.scope else [])
@@ -53,16 +54,21 @@ def plan(stack: ClientStack, cases: list[Case], servers: list[Server], pairs) ->
                 needed_from = [target, server] if case.needs_both else [server] if case.needs_sender else [target]
             where = dict(case=case.id, title=case.title, stack=stack.name, server=server.name,
                          target=target and target.name, status=NOT_SUPPORTED)
-            if case.id not in stack.cases:
+            if case.id not in stack.cases or ipv4_only:
+                cannot = "resolves IPv4 only: it cannot run" if ipv4_only else "cannot express"
                 skipped.append(CaseResult(**where, reason="stack",
-                                          detail=f"the {stack.name} runner cannot express {case.id}"))
+                                          detail=f"the {stack.name} runner {cannot} {case.id}"))
             elif case.needs and any(case.needs not in s.features for s in needed_from):
                 lacking = next(s for s in needed_from if case.needs not in s.features)
                 skipped.append(CaseResult(**where, reason="server",
                                           detail=f"{lacking.kind.name} at {lacking.release} does not declare {case.needs}"))
             else:
-                planned.append({"case": case.id, "server": server.name, "target": target and target.name,
-                                **({"timeout": case.timeout} if case.timeout else {})})
+                entry = {"case": case.id, "server": server.name, "target": target and target.name,
+                         **({"timeout": case.timeout} if case.timeout else {})}
+                planned.append(entry)
+                if target is not None:  # the same case once per pair of ends with another stack
+                    planned += [{**entry, "ends": ends} for other in stack.pairs_with
+                                for ends in (f"{stack.name}->{other}", f"{other}->{stack.name}")]
     return planned, skipped
 
 
@@ -168,8 +174,8 @@ class Interop:
         try:
             reported = run_runner(self.runtime, stack, "cases", spec)
         except LabError as error:
-            return [CaseResult(p["case"], titles.get(p["case"], p["case"]), stack.name, p["server"], p["target"],
-                               ERROR, str(error)) for p in planned]
+            return [CaseResult(p["case"], titles.get(p["case"], p["case"]), p.get("ends") or stack.name, p["server"],
+                               p["target"], ERROR, str(error)) for p in planned]
         results = reconcile(stack.name, titles, planned, reported)
         self.on_results(results)
         return results

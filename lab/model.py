@@ -374,13 +374,13 @@ def _publish(merged: dict, root: yaml.Node, path: Path, server_count: int) -> Pu
 
 def _clients(merged: dict, data: dict, root: yaml.Node, path: Path, own_cases: frozenset[str]) -> tuple[ClientStack, ...]:
     """The lab's clients: slixmpp at client.release first (it checks readiness and
-    federation), then each entry of ``clients`` (default: every stack); a stack at a release
+    federation), then each entry of ``clients`` (default: every stack that is ``by_default``); a stack at a release
     other than client.release is called <stack>-<release>."""
     known, default = stacks(), merged["client"]["release"]
     # Every stack: at client.release where it runs there, else at the newest suite it runs at.
     entries = merged["clients"] if merged["clients"] is not None else [
         name if default in stack.releases else {"stack": name, "release": stack.releases[-1]}
-        for name, stack in known.items()]
+        for name, stack in known.items() if stack.by_default]
     clients, listed = {"slixmpp": known["slixmpp"].at(default, own_cases=own_cases)}, set()
     for index, entry in enumerate(entries):
         stack, release = (entry, default) if isinstance(entry, str) else (entry["stack"], entry.get("release", default))

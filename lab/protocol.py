@@ -50,7 +50,7 @@ def run_runner(runtime: Runtime, stack: ClientStack, command: str, spec: dict):
 
 
 def planned_key(entry: dict) -> tuple:
-    return entry.get("case"), entry.get("server"), entry.get("target")
+    return entry.get("case"), entry.get("server"), entry.get("target"), entry.get("ends")
 
 
 def not_flaky(attempts) -> str | None:
@@ -67,7 +67,7 @@ def not_flaky(attempts) -> str | None:
     return None
 
 
-def reconcile(stack: str, titles: dict[str, str], planned: list[dict], reported) -> list[CaseResult]:
+def reconcile(stack_name: str, titles: dict[str, str], planned: list[dict], reported) -> list[CaseResult]:
     """A runner's output checked against what it was asked to run.
 
     Exactly one result per planned entry comes back: a missing one, a malformed one or one
@@ -96,7 +96,8 @@ def reconcile(stack: str, titles: dict[str, str], planned: list[dict], reported)
     results = []
     for entry in planned:
         got = by_key.get(planned_key(entry))
-        case, server, target = planned_key(entry)
+        case, server, target, ends = planned_key(entry)
+        stack = ends or stack_name  # a pair of ends names the result's stack (docs/jingle.md)
         if got is None:
             results.append(CaseResult(case, titles.get(case, case), stack, server, target, ERROR, missing_why))
             continue
@@ -111,6 +112,6 @@ def reconcile(stack: str, titles: dict[str, str], planned: list[dict], reported)
             attempts=tuple(got.get("attempts") or ()), evidence=dict(got.get("evidence") or {})))
     for got in extra:
         case = str(got.get("case"))
-        results.append(CaseResult(case, titles.get(case, case), stack, str(got.get("server")), got.get("target"),
-                                  ERROR, got["detail"], str(got.get("trace") or "")))
+        results.append(CaseResult(case, titles.get(case, case), got.get("ends") or stack_name, str(got.get("server")),
+                                  got.get("target"), ERROR, got["detail"], str(got.get("trace") or "")))
     return results

@@ -59,6 +59,21 @@ def test_plan_says_why_a_case_is_not_run(default_lab, servers):
     assert all(r.status == NOT_SUPPORTED for r in skipped)
 
 
+def test_a_stack_paired_with_another_runs_each_s2s_case_once_per_pair_of_ends(default_lab):
+    """libervia (pairs_with slixmpp): J1 per server pair with libervia at both ends, then
+    libervia->slixmpp and slixmpp->libervia; the pair names the result's stack. F6 (the
+    IPv6-only variant) is not supported (stack) for it: it resolves IPv4 only."""
+    libervia = stacks()["libervia"]
+    a, b = default_lab.servers[:2]
+    planned, skipped = plan(libervia, [BY_ID["J1"], BY_ID["F6"]], [a, b], [(a, b)])
+    assert [p.get("ends") for p in planned] == [None, "libervia->slixmpp", "slixmpp->libervia"]
+    assert {(r.case, r.reason) for r in skipped} == {("F6", "stack")}
+    assert all("resolves IPv4 only" in r.detail for r in skipped)
+    reported = [{**p, "status": "pass", "detail": "ok"} for p in planned]
+    ids = [r.id for r in reconcile("libervia", {"J1": "J1"}, planned, reported)]
+    assert ids == [f"J1/{ends}/{a.name}->{b.name}" for ends in ("libervia", "libervia->slixmpp", "slixmpp->libervia")]
+
+
 # --- runner output against the plan ------------------------------------------------------------
 
 PLANNED = [{"case": "C1", "server": "p", "target": None}, {"case": "S1", "server": "p", "target": "e"}]

@@ -59,7 +59,9 @@ def test_default_clients_are_every_stack_at_client_release_or_its_newest(tmp_pat
     path.write_text("name: x\nclient: {release: trixie}\nservers:\n  p: {kind: prosody, domain: p.test}\n")
     clients = {c.name: c.release for c in model.load(path).clients}
     assert clients == {"slixmpp": "trixie", "gosendxmpp-bookworm": "bookworm", "nbxmpp": "trixie",
-                       "sendxmpp": "trixie", "xmppc": "trixie"}
+                       "sendxmpp": "trixie", "xmppc": "trixie"}  # libervia only where named (by_default)
+    path.write_text("name: x\nclient: {release: trixie}\nclients: [libervia]\nservers:\n  p: {kind: prosody, domain: p.test}\n")
+    assert {c.name: c.release for c in model.load(path).clients} == {"slixmpp": "trixie", "libervia": "trixie"}
 
 
 def case_files():

@@ -287,7 +287,7 @@ def unrunnable(runner: Runner, spec: dict, entry: dict) -> str | None:
 def run_case(runner: Runner, spec: dict, entry: dict) -> dict:
     """The result record of one case (retried once on Transient: flaky at best then)."""
     result = {"case": entry.get("case"), "server": entry.get("server"), "target": entry.get("target"),
-              "status": "error", "detail": "", "trace": "", "started": time.time(), "attempts": []}
+              **({"ends": entry["ends"]} if entry.get("ends") else {}), "status": "error", "detail": "", "trace": "", "started": time.time(), "attempts": []}
     started = time.monotonic()
     problem = unrunnable(runner, spec, entry)
     if problem:

@@ -81,6 +81,7 @@ class Offered:
     name: str | None
     size: int | None
     hashes: dict  # algo -> base64 value
+    hash_used: str | None = None  # XEP-0234 <hash-used/>: the hash comes later, in a checksum session-info
 
 
 def parse_offer(jingle) -> Offered:
@@ -91,8 +92,18 @@ def parse_offer(jingle) -> Offered:
     if file is None:
         raise CaseFailed(f"the session-initiate carries no {NS_FT} <description><file/>")
     size = file.findtext(q(NS_FT, "size"))
+    used = file.find(q(NS_HASHES, "hash-used"))
     return Offered(file.findtext(q(NS_FT, "name")), int(size) if size and size.isdigit() else None,
-                   {h.get("algo"): (h.text or "").strip() for h in file.findall(q(NS_HASHES, "hash"))})
+                   {h.get("algo"): (h.text or "").strip() for h in file.findall(q(NS_HASHES, "hash"))},
+                   used.get("algo") if used is not None else None)
+
+
+def checksum_of(request_) -> dict:
+    """The hashes of a XEP-0234 checksum session-info (algo -> base64 value), {} for another."""
+    jingle = request_.find(q(NS_JINGLE, "jingle"))
+    checksum = jingle.find(q(NS_FT, "checksum")) if jingle is not None else None
+    file = checksum.find(q(NS_FT, "file")) if checksum is not None else None
+    return {h.get("algo"): (h.text or "").strip() for h in (file.findall(q(NS_HASHES, "hash")) if file is not None else [])}
 
 
 def check_received(offered: Offered, data: bytes, how: str) -> str:
@@ -167,6 +178,7 @@ class Session:
     steps: list = field(default_factory=list)
     notes: dict = field(default_factory=dict)   # what the ends learnt (streamhost, reaction...)
     description: str | None = None  # the responder's: the offer's <description/> as it came
+    content_name: str = CONTENT     # the initiator's name for the content (another implementation's own)
 
     def step(self, text: str) -> None:
         self.steps.append(text)
@@ -178,7 +190,7 @@ class Session:
 
     def content(self, transport: str, description: bool = False) -> str:
         offered = (self.description or self.offer.description()) if description else ""
-        return f"<content creator='initiator' name='{CONTENT}' senders='initiator'>{offered}{transport}</content>"
+        return f"<content creator='initiator' name={esc(self.content_name)} senders='initiator'>{offered}{transport}</content>"
 
 
 def ibb_transport(sid: str, block_size: int = BLOCK_SIZE) -> str:
@@ -208,6 +220,7 @@ class Requests:
     def __init__(self, run, client, session: Session, peer: str):
         self.run, self.client, self.session, self.peer = run, client, session, peer
         self.ibb_sids: set = set()
+        self.checksum: dict = {}  # hashes of the initiator's checksum session-info (XEP-0234 hash-used)
         self.cursor = len(client.inbox)
 
     def ours(self, element) -> bool:
@@ -279,6 +292,11 @@ async def ibb_receive(requests: Requests, sid: str, first=None) -> bytes:
     while True:
         action = action_of(request_)
         ibb = next((c for c in request_ if c.tag.startswith(f"{{{NS_IBB}}}")), None)
+        if action == "session-info":  # e.g. XEP-0234's checksum, sent while the stream is open
+            requests.ack(request_)
+            requests.checksum.update(checksum_of(request_))
+            request_ = await requests.next(f"the rest of IBB stream {sid}")
+            continue
         if action == "session-terminate":
             requests.ack(request_)
             raise CaseFailed(f"the initiator ended the session ({reason_of(request_.find(q(NS_JINGLE, 'jingle')))}) "
@@ -368,6 +386,25 @@ def s5b_candidate(cid: str, host: Streamhost, port: int | None = None) -> str:
 
 # --- the responder --------------------------------------------------------------------------------
 
+CHECKSUM_WAIT = 6.0  # seconds for a checksum the offer's hash-used promised, after the data
+
+
+async def checksum_after(run, requests: Requests, session: Session, offered: Offered) -> None:
+    """XEP-0234 8.1: an offer with <hash-used/> gets its hash in a checksum session-info, here
+    after the data (or already during it); taken into ``offered``, or CaseFailed when none came."""
+    if offered.hash_used not in requests.checksum:
+        try:
+            info = await requests.next(f"the checksum the offer's hash-used ({offered.hash_used}) promised",
+                                       limit=min(CHECKSUM_WAIT, max(0.5, run.remaining())))
+        except CaseFailed:
+            raise CaseFailed(f"the file arrived, but the offer named only hash-used {offered.hash_used} and no "
+                             f"checksum session-info came within {CHECKSUM_WAIT:g}s: nothing to check it against") from None
+        requests.ack(info)
+        requests.checksum.update(checksum_of(info))
+    offered.hashes.update(requests.checksum)
+    session.step(f"A's user: hash-used {offered.hash_used} in the offer, the hash in a checksum session-info")
+
+
 async def respond(run, bob, session_of, behaviour: Behaviour) -> tuple[Session, bytes | None]:
     """B's user: waits for a session-initiate (``session_of(element)`` names the session it
     is about: the Session, or None for another), answers it as ``behaviour`` says, receives
@@ -383,6 +420,8 @@ async def respond(run, bob, session_of, behaviour: Behaviour) -> tuple[Session, 
     jingle = initiate.find(q(NS_JINGLE, "jingle"))
     requests.ack(initiate)
     offered = parse_offer(jingle)
+    content = jingle.find(q(NS_JINGLE, "content"))
+    session.content_name = content.get("name") or CONTENT  # XEP-0166: the creator names the content
     session.description = ET.tostring(jingle.find(f"{q(NS_JINGLE, 'content')}/{q(NS_FT, 'description')}"),
                                       encoding="unicode")  # (namespace prefixes of its own: the same XML)
     transport = jingle.find(f"{q(NS_JINGLE, 'content')}/*[@sid]")
@@ -403,6 +442,8 @@ async def respond(run, bob, session_of, behaviour: Behaviour) -> tuple[Session, 
         data, how = await respond_s5b(run, bob, session, requests, transport, offered.size)
     else:
         raise CaseFailed(f"the session-initiate offers transport {transport.tag}, neither IBB nor SOCKS5")
+    if offered.hash_used and offered.hash_used not in offered.hashes:
+        await checksum_after(run, requests, session, offered)
     try:
         checked = check_received(offered, data, how)
     except CaseFailed as failure:

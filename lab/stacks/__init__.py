@@ -42,6 +42,16 @@ class ClientStack:
     release: str = "bookworm"   # in a lab: the suite this client's packages come from
     stack: str = ""             # in a lab: the stack's own name, when the client's differs
     package: str = ""           # the Debian package whose installed version the reports show
+    # It resolves and connects over IPv4 alone: the IPv6-only variants (group "ipv6") are
+    # "not supported (stack)" for it, said so in their detail.
+    ipv4_only: bool = False
+    # In the default client list (``clients: null``, every stack); False: only where lab.yml
+    # names it (libervia: a backend of its own per case makes each case last about a minute).
+    by_default: bool = True
+    # Other stacks whose end its runner also plays in its s2s cases (the image carries their
+    # library and their end's module): each such case runs once per pair of ends, itself at
+    # both, "<it>-><other>" and "<other>-><it>", the pair naming the result (docs/jingle.md).
+    pairs_with: tuple[str, ...] = ()
 
     def at(self, release: str, name: str | None = None, own_cases: frozenset[str] = frozenset()) -> "ClientStack":
         """This stack's client at ``release``, called ``name`` in the lab (``own_cases``: the

@@ -1,0 +1,441 @@
+"""Test runner for the libervia client stack (Debian's libervia-backend + libervia-cli).
+
+Run inside the client container, on the shared harness beside it. Usage:
+    libervia_runner.py cases SPEC_JSON      # J1 (Jingle file transfer over IBB)
+
+An entry's "ends" (the plan's, for a stack with pairs_with) says who plays which end:
+none, libervia at both; "libervia->slixmpp" or "slixmpp->libervia", the lab's slixmpp
+initiator or responder (slixmpp_jingle.py, beside this runner) at the other end.
+
+Each case runs a libervia backend of its own: a fresh HOME (so fresh profiles and
+database), a private D-Bus bus between the backend and the CLI (the pb bridge of trixie's
+0.9.0~hg4352 is broken, docs/jingle.md), the lab CA as the only trusted certificate
+(SSL_CERT_FILE, read by OpenSSL's default verify paths that Twisted uses). The bus config
+names no service directory, so the CLI can never D-Bus-activate a second backend.
+
+libervia at both ends: A's profile (alice@A) sends the file with `file send`, B's profile
+(bob@B) takes it with `file receive`; both profiles live on the one backend and log in to their own servers, so
+every Jingle and IBB stanza crosses A -> B over s2s. The runner compares what arrived with
+what was sent itself (size, sha-256) and records from the backend's log whether libervia's
+own XEP-0300 check happened (the sender's checksum comes after the data, and may never
+come) and which transport carried the file.
+
+J1 is IBB: the backend runs without its XEP-0260 (Jingle SOCKS5) plugin, left out at import
+(a sitecustomize in the case's HOME makes that one module unimportable, and libervia skips
+a plugin it cannot import). IBB (XEP-0261) is then its only streaming transport. With it,
+the two profiles of the one backend would take a direct SOCKS5 candidate and bypass the
+servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+from harness import CaseFailed, NotObserved, Runner, clip, main, token
+from slixmpp_expect import CaseRun
+import slixmpp_jingle as jingle
+
+FILE_SIZE = 20000          # as the slixmpp ends' file: five IBB blocks of 4096, the last partial
+CHECKSUM_WAIT = 6.0        # seconds after the data for the sender's checksum (seen at 5 s)
+# The backend's own start, not a server's answer: 10-25 s seen with four starting at once on
+# two loaded cores (it imports every plugin, OMEMO's among them); one took longer than 20 s.
+BACKEND_START = 60.0
+S5B_PLUGIN = "libervia.backend.plugins.plugin_xep_0260"
+
+# Lines of the backend's log (libervia/backend/plugins/plugin_xep_0234.py, _0047.py, _0065.py,
+# _0260.py at 0.9.0~hg4352; the backend logs no stanzas, so the transport is read from these).
+HASH_CHECKED = "Hash checked, file was successfully transfered"
+HASH_MISSING = "sender didn't sent hash checksum"
+HASH_BAD = "Hash mismatch"
+TRANSPORT_LINES = {  # transport -> lines only its exchange logs
+    "IBB (XEP-0261)": ("IBB stream opening",),
+    "SOCKS5 (XEP-0260)": ("Found best peer candidate", "Other peer best candidate", "Candidate choosed by target"),
+}
+IBB = "IBB (XEP-0261)"
+# The end of the session, or of any hope of one.
+ENDED = re.compile(r"Jingle Session \S+ terminated|Can't find any method to send file|Can't send .* with Jingle")
+S5B_LEFT_OUT = f"Can't import plugin [{S5B_PLUGIN}]"
+# What the backend says when a step of the transfer went wrong (for the detail of a fail).
+COMPLAINTS = re.compile(r"^.*(?:can't request disco infos|Can't send|Can't find any method|StanzaError|"
+                        r"File transfer failed|Socks5 transfer failed).*$", re.MULTILINE | re.IGNORECASE)
+JINGLE_EXCEPTION = re.compile(r"^.*Unmanaged jingle exception: .*$", re.MULTILINE)
+
+SKIPPING_SITECUSTOMIZE = """\
+# Written by the lab's libervia runner: the modules named in LAB_LIBERVIA_SKIP cannot be
+# imported in this process (libervia then skips the plugin as an unavailable module).
+import importlib.abc, os, sys
+_SKIPPED = set(filter(None, os.environ.get("LAB_LIBERVIA_SKIP", "").split(",")))
+class _LabSkip(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name in _SKIPPED:
+            raise ModuleNotFoundError(f"left out by the lab: {name}", name=name)
+        return None
+sys.meta_path.insert(0, _LabSkip())
+"""
+
+BUS_CONFIG = """\
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:dir={home}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"""
+
+
+def sha256_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def transports_in(log: str) -> list[str]:
+    """The transports whose exchange the backend's log shows."""
+    return [name for name, lines in TRANSPORT_LINES.items() if any(line in log for line in lines)]
+
+
+def libervia_checksum(log: str) -> str:
+    """What libervia's own XEP-0300 check said on the receiving side."""
+    if HASH_BAD in log:
+        return "mismatch (libervia's own check failed)"
+    if HASH_CHECKED in log:
+        return "checked by libervia"
+    if HASH_MISSING in log:
+        return "never came (libervia: \"sender didn't sent hash checksum, we can't check the file\")"
+    return "not reported by libervia"
+
+
+def judge_transfer(sent: bytes, received: bytes | None, name: str, log: str, expected_transport: str,
+                   used: list[str] | None = None) -> str:
+    """J1's verdict on what arrived: the runner's own size and sha-256 check against the file
+    sent (CaseFailed on any difference), and the transport the log shows (``used``: the
+    transports as the slixmpp end saw them, where it is the receiver); the detail of a pass."""
+    if received is None:
+        raise CaseFailed(f"no file {name} arrived at B's profile")
+    problems = []
+    if len(received) != len(sent):
+        problems.append(f"{len(received)} of {len(sent)} bytes")
+    if sha256_b64(received) != sha256_b64(sent):
+        problems.append(f"sha-256 {sha256_b64(received)}, sent {sha256_b64(sent)}")
+    if problems:
+        raise CaseFailed(f"the file received ({name}) is not the one sent: {'; '.join(problems)}; "
+                         f"libervia's checksum: {libervia_checksum(log)}")
+    used = transports_in(log) if used is None else used
+    if used != [expected_transport]:
+        raise CaseFailed(f"the file arrived whole, but over {', '.join(used) or 'no transport the log shows'}, "
+                         f"not {expected_transport} alone")
+    return (f"{len(received)} bytes over {expected_transport}, sha-256 matches the file sent (checked by the "
+            f"runner); libervia's checksum: {libervia_checksum(log)}")
+
+
+def hex_digest_note(detail: str) -> str:
+    """Where the hash libervia sent is base64 of the hex digest (not of the digest, as XEP-0300
+    says), what it decodes to."""
+    found = re.search(r"offered ([A-Za-z0-9+/=]{80,})", detail)
+    if not found:
+        return ""
+    try:
+        text = base64.b64decode(found.group(1)).decode("ascii")
+    except ValueError:
+        return ""
+    if re.fullmatch(r"[0-9a-f]{64}", text):
+        return (f" (libervia's value is base64 of the hex digest {text}, not of the 32-byte digest as "
+                f"XEP-0300 says; decoded as hex it is {base64.b64encode(bytes.fromhex(text)).decode()})")
+    return ""
+
+
+def missing_file(receiver: str, seconds: float, log: str, ended: bool, reason: str | None = None) -> CaseFailed:
+    """The fail when nothing arrived (``reason``: of the receiver's session-terminate), with the
+    backend's last complaints (or its silence)."""
+    said = [line.split("+0000 ", 1)[-1].strip()
+            for line in JINGLE_EXCEPTION.findall(log)[-1:] + COMPLAINTS.findall(log)[-1:]]
+    if reason is not None:
+        return CaseFailed(f"{receiver} ended the session with <{reason}/> and no file arrived"
+                          + (f"; libervia logged: {' | '.join(said)}" if said else ""))
+    return CaseFailed(f"no file arrived at {receiver} within {seconds:g}s"
+                      + (f"; libervia logged: {' | '.join(said)}" if said else
+                         "" if ended else ", and libervia logged no end of the transfer"))
+
+
+class LiberviaCase(CaseRun):
+    """A case with a libervia backend of its own (started by ``backend()``); for the pairs with
+    slixmpp, also the slixmpp end's clients (CaseRun's)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.home = tempfile.mkdtemp(prefix="lab-libervia-")
+        self.env: dict = {}
+        self.log_path = os.path.join(self.home, "backend.log")
+        self.bus = self.backend_process = None
+
+    def spawn(self, command: list[str], **options) -> subprocess.Popen:
+        process = subprocess.Popen(command, env=self.env, start_new_session=True, **options)
+        with self.lock:
+            self.processes.add(process)
+        return process
+
+    def cli(self, *arguments: str, timeout: float = BACKEND_START) -> str:
+        """One libervia-cli command to its end; its output (CaseFailed when it fails). The
+        commands set the backend up: each starts the CLI, which takes seconds on a loaded
+        machine (one passed 20 s with four backends starting), hence the start's limit."""
+        command = ["libervia-cli", *arguments]
+        process = self.spawn(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            out, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop(process)
+            raise NotObserved(f"`{' '.join(self.shown(command))}` did not end within {timeout:g}s")
+        finally:
+            with self.lock:
+                self.processes.discard(process)
+        out = "\n".join(line for line in out.splitlines() if "rogress" not in line)  # the missing progressbar module
+        self.trace.append(f"$ {' '.join(self.shown(command))} -> exit {process.returncode}\n{out}".strip())
+        if process.returncode != 0:
+            raise CaseFailed(f"`{' '.join(self.shown(command))}` failed (exit {process.returncode}): {out.strip()[-300:]}")
+        return out
+
+    def shown(self, command: list[str]) -> list[str]:
+        return ["***" if part in self.secrets() else part for part in command]
+
+    def stop(self, process: subprocess.Popen) -> None:
+        try:
+            os.killpg(process.pid, 15)
+            process.wait(timeout=3)
+        except (OSError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(process.pid, 9)
+            except OSError:
+                pass
+        with self.lock:
+            self.processes.discard(process)
+
+    def backend(self, skip: tuple[str, ...] = ()) -> None:
+        """Start the bus and the backend; return once the CLI gets an answer from it."""
+        config_dir = os.path.join(self.home, ".config", "libervia")
+        os.makedirs(config_dir)
+        # Made here: the backend and the CLI polling it both create them at import (xdg's
+        # save_data_path), and the loser of that race exits with FileExistsError.
+        for made in ((".local", "share", "libervia"), (".cache", "libervia")):
+            os.makedirs(os.path.join(self.home, *made))
+        with open(os.path.join(config_dir, "libervia.conf"), "w") as conf:
+            conf.write("[DEFAULT]\nbridge = dbus\nlog_level = debug\n")
+        site = os.path.join(self.home, "site")
+        os.makedirs(site)
+        with open(os.path.join(site, "sitecustomize.py"), "w") as custom:
+            custom.write(SKIPPING_SITECUSTOMIZE)
+        with open(os.path.join(self.home, "bus.conf"), "w") as bus_conf:
+            bus_conf.write(BUS_CONFIG.format(home=self.home))
+        self.env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": self.home, "LANG": "C.UTF-8",
+                    "SSL_CERT_FILE": self.ca or "", "PYTHONPATH": site,
+                    "LAB_LIBERVIA_SKIP": ",".join(skip),
+                    "TMPDIR": self.home}  # its PID file (pid_dir) is under the temp dir: one per backend
+        self.bus = self.spawn(["dbus-daemon", f"--config-file={self.home}/bus.conf", "--nofork", "--print-address=1"],
+                              stdout=subprocess.PIPE, text=True)
+        address = self.bus.stdout.readline().strip()
+        if not address:
+            raise NotObserved("the private D-Bus daemon gave no address")
+        self.env["DBUS_SESSION_BUS_ADDRESS"] = address
+        with open(self.log_path, "w") as log:
+            self.backend_process = self.spawn(["libervia-backend", "fg"], stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + BACKEND_START
+        while True:
+            try:
+                self.cli("profile", "list", timeout=10)
+                return
+            except (CaseFailed, NotObserved):
+                if self.backend_process.poll() is not None:
+                    raise NotObserved(f"libervia-backend exited ({self.backend_process.returncode}): "
+                                      f"{self.log()[-500:]}")
+                if time.monotonic() >= deadline:
+                    raise NotObserved(f"libervia-backend did not answer on the bus within {BACKEND_START:g}s")
+                time.sleep(0.5)
+
+    def profile(self, name: str, server: str, user: str) -> str:
+        """A profile for ``user`` of ``server``, connected; its full JID."""
+        jid, password = self.account(server, user)
+        full = f"{jid}/lab-libervia-{token(6)}"
+        self.cli("profile", "create", name, "-j", full, "-p", "", "-x", password, "-A")
+        self.cli("param", "set", "-p", name, "General", "allow_get_ip", "false")
+        self.cli("profile", "connect", "-p", name, "-c")
+        return full
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path, errors="replace") as log:
+                return log.read()
+        except OSError:
+            return ""
+
+    def close(self):
+        if self.backend_process is not None and self.backend_process.poll() is None:
+            self.stop(self.backend_process)
+        if self.bus is not None:
+            self.stop(self.bus)
+        self.trace.append("backend log (last part):\n" + self.log()[-6000:])
+        shutil.rmtree(self.home, ignore_errors=True)
+        return super().close()  # the slixmpp clients (a coroutine)
+
+    def trace_text(self) -> str:
+        return clip("\n\n".join(self.trace), 8000) + "\n\n" + clip(self.tracer.text(), 4000)
+
+    def outgoing(self) -> tuple[bytes, str, str]:
+        """A fresh file to send: its bytes, name and path; the inbox made too."""
+        data, name = os.urandom(FILE_SIZE), f"lab-{token(6)}.bin"
+        os.makedirs(os.path.join(self.home, "outbox"))
+        os.makedirs(os.path.join(self.home, "inbox"))
+        with open(os.path.join(self.home, "outbox", name), "wb") as out:
+            out.write(data)
+        return data, name, os.path.join(self.home, "outbox", name)
+
+    def received(self, name: str) -> bytes | None:
+        path = os.path.join(self.home, "inbox", name)
+        if not os.path.exists(path):
+            return None
+        with open(path, "rb") as got:
+            return got.read()
+
+
+def wait_for(predicate, seconds: float, step: float = 0.2):
+    deadline = time.monotonic() + seconds
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(step)
+
+
+def j1_libervia(case: LiberviaCase) -> str:
+    """J1, libervia at both ends: A's profile sends, B's profile receives, over IBB alone."""
+    case.backend(skip=(S5B_PLUGIN,))
+    alice = case.profile("alice", case.server, "alice")
+    bob = case.profile("bob", case.target, "bob")
+    data, name, path = case.outgoing()
+    started = time.monotonic()
+    receiver = case.receive("bob", alice)
+    sender = case.spawn(["libervia-cli", "file", "send", "-p", "alice", path, bob],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ended = case.outcome(name)
+    took = time.monotonic() - started
+    for process in (sender, receiver):  # neither command ends by itself (docs/jingle.md)
+        case.stop(process)
+    log, received = case.log(), case.received(name)
+    case.evidence.update(file=name, bytes=len(received or b""), sha256=sha256_b64(data),
+                         transports=transports_in(log), libervia_checksum=libervia_checksum(log),
+                         sender=alice, receiver=bob, s5b_left_out=S5B_LEFT_OUT in log)
+    if received is None:
+        raise missing_file(bob, case.timeout, log, bool(ended))
+    detail = judge_transfer(data, received, name, log, IBB)
+    return f"{alice} -> {bob}: {detail}; in {took * 1000:.0f} ms"
+
+
+def receive(case: LiberviaCase, profile: str, sender: str) -> subprocess.Popen:
+    """`file receive` for ``profile``, taking files from ``sender``'s bare JID only."""
+    receiver = case.spawn(["libervia-cli", "file", "receive", "-p", profile, "--path", os.path.join(case.home, "inbox"),
+                           sender.split("/")[0]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # its wait for an offer is set up first (it accepts only what comes after)
+    return receiver
+
+
+def outcome(case: LiberviaCase, name: str):
+    """Waits for the backend's end of the session, then briefly for libervia's own checksum."""
+    ended = wait_for(lambda: ENDED.search(case.log()), case.timeout)
+    if ended and os.path.exists(os.path.join(case.home, "inbox", name)):
+        wait_for(lambda: any(line in case.log() for line in (HASH_CHECKED, HASH_MISSING, HASH_BAD)), CHECKSUM_WAIT)
+    return ended
+
+
+LiberviaCase.receive, LiberviaCase.outcome = receive, outcome
+
+
+async def j1_libervia_to_slixmpp(case: LiberviaCase) -> str:
+    """libervia's profile on A sends; the lab's slixmpp responder (slixmpp_jingle.respond) on B
+    takes the first session-initiate, receives over whichever transport it is offered, checks
+    the file against the offer, and ends the session. The runner checks it against the sent file."""
+    await asyncio.to_thread(case.backend, (S5B_PLUGIN,))
+    alice = await asyncio.to_thread(case.profile, "alice", case.server, "alice")
+    case.deadline = time.monotonic() + case.timeout  # the case's waits count from the backend's start on
+    bob = await case.login(case.target, "bob", plugins=("xep_0030",))
+    for feature in (jingle.NS_JINGLE, jingle.NS_FT, jingle.NS_IBB_TRANSPORT, jingle.NS_IBB):
+        bob.plugin["xep_0030"].add_feature(feature)  # libervia's file send asks the peer's disco#info first
+    behaviour = jingle.Behaviour.from_spec(case.spec)
+    data, name, path = case.outgoing()
+    case.deadline = time.monotonic() + case.timeout  # the exchange's waits, after the backend's start
+    started = time.monotonic()
+    responding = asyncio.ensure_future(jingle.respond(case, bob, jingle.sessions_at(bob, behaviour), behaviour))
+    sender = case.spawn(["libervia-cli", "file", "send", "-p", "alice", path, bob.boundjid.full],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        session, received = await responding
+    except CaseFailed as failure:
+        raise CaseFailed(f"{failure}{hex_digest_note(str(failure))}") from None
+    finally:
+        case.stop(sender)
+    took = time.monotonic() - started
+    log = case.log()
+    used = [IBB if "over IBB" in step else "SOCKS5 (XEP-0260)" for step in session.steps if " bytes over " in step]
+    case.evidence.update(file=name, sid=session.sid, bytes=len(received or b""), sha256=sha256_b64(data),
+                         transports=used, sender=alice, receiver=bob.boundjid.full, s5b_left_out=S5B_LEFT_OUT in log)
+    detail = judge_transfer(data, received, name, log, IBB, used=used)
+    return f"{alice} (libervia) -> {bob.boundjid.full} (slixmpp): {'; '.join(session.steps)}; runner: {detail}; " \
+           f"in {took * 1000:.0f} ms"
+
+
+async def j1_slixmpp_to_libervia(case: LiberviaCase) -> str:
+    """The lab's slixmpp initiator (slixmpp_jingle.initiate) on A offers the file over IBB to
+    libervia's profile on B, which takes it with `file receive`; the runner checks the file."""
+    await asyncio.to_thread(case.backend, ())
+    bob = await asyncio.to_thread(case.profile, "bob", case.target, "bob")
+    case.deadline = time.monotonic() + case.timeout  # the case's waits count from the backend's start on
+    alice = await case.login(case.server, "alice")
+    session = jingle.new_session(case, alice, bob)
+    os.makedirs(os.path.join(case.home, "inbox"))
+    receiver = await asyncio.to_thread(case.receive, "bob", alice.boundjid.full)
+    case.deadline = time.monotonic() + case.timeout
+    started = time.monotonic()
+    try:
+        reason = await jingle.initiate(case, alice, session, "ibb")
+        if reason == "success":
+            await asyncio.to_thread(case.outcome, session.offer.name)
+    finally:
+        case.stop(receiver)
+    took = time.monotonic() - started
+    log, received = case.log(), case.received(session.offer.name)
+    case.evidence.update(file=session.offer.name, sid=session.sid, bytes=len(received or b""),
+                         sha256=session.offer.sha256, transports=transports_in(log), reason=reason,
+                         libervia_checksum=libervia_checksum(log), sender=alice.boundjid.full, receiver=bob)
+    if received is None:
+        raise missing_file(bob, case.timeout, log, True, None if reason == "success" else reason)
+    detail = judge_transfer(session.offer.data, received, session.offer.name, log, IBB)
+    if reason != "success":
+        raise CaseFailed(f"the file arrived whole, but libervia ended the session with {reason}, not success: {detail}")
+    return (f"{alice.boundjid.full} (slixmpp) -> {bob} (libervia): {'; '.join(session.steps)}; session-terminate "
+            f"success; runner: {detail}; in {took * 1000:.0f} ms")
+
+
+async def j1_ibb(case: LiberviaCase) -> str:
+    """J1 with the ends the entry names (its "ends": libervia at both, or a pair with slixmpp)."""
+    ends = case.entry.get("ends") or "libervia"
+    if ends == "libervia->slixmpp":
+        return await j1_libervia_to_slixmpp(case)
+    if ends == "slixmpp->libervia":
+        return await j1_slixmpp_to_libervia(case)
+    return await asyncio.to_thread(j1_libervia, case)
+
+
+CASES = {"J1": j1_ibb}
+
+if __name__ == "__main__":
+    main(Runner(tool="libervia", cases=CASES, case_class=LiberviaCase,
+                budget=lambda case, timeout: BACKEND_START + 2 * timeout + 30))

@@ -1,0 +1,113 @@
+"""The libervia runner's judging (lab/runners/libervia_runner.py) on a backend log captured
+from a real J1 run (libervia 0.9.0~hg4352, alice@prosody.test -> bob@ejabberd.test, IBB;
+tests/fixtures/libervia/j1_ibb_backend.log, the part of the log the runner traces). Each
+verdict made red: a truncated file, an altered byte, no file, a transfer over SOCKS5
+instead of IBB; and the import block that leaves the S5B plugin out really blocks."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RUNNERS = Path(__file__).resolve().parent.parent / "lab" / "runners"
+LOG = (Path(__file__).resolve().parent / "fixtures" / "libervia" / "j1_ibb_backend.log").read_text()
+sys.path.insert(0, str(RUNNERS))
+import libervia_runner as runner  # noqa: E402
+
+SENT = os.urandom(runner.FILE_SIZE)
+
+
+@pytest.fixture
+def jingle_module():
+    return runner.jingle
+
+
+def test_j1_passes_on_the_real_log_with_the_file_whole():
+    detail = runner.judge_transfer(SENT, SENT, "lab-x.bin", LOG, runner.IBB)
+    assert detail.startswith("20000 bytes over IBB (XEP-0261), sha-256 matches the file sent (checked by the runner)")
+    assert "libervia's checksum: checked by libervia" in detail
+
+
+def test_j1_fails_on_a_truncated_file():
+    with pytest.raises(runner.CaseFailed, match=r"is not the one sent: 16384 of 20000 bytes; sha-256 "):
+        runner.judge_transfer(SENT, SENT[:16384], "lab-x.bin", LOG, runner.IBB)
+
+
+def test_j1_fails_on_an_altered_byte_and_says_what_libervia_checked():
+    altered = bytes([SENT[0] ^ 1]) + SENT[1:]
+    with pytest.raises(runner.CaseFailed, match=r"not the one sent: sha-256 .*; libervia's checksum: checked"):
+        runner.judge_transfer(SENT, altered, "lab-x.bin", LOG, runner.IBB)
+    mismatch = LOG.replace(runner.HASH_CHECKED, runner.HASH_BAD)
+    with pytest.raises(runner.CaseFailed, match=r"libervia's checksum: mismatch"):
+        runner.judge_transfer(SENT, altered, "lab-x.bin", mismatch, runner.IBB)
+
+
+def test_j1_fails_when_no_file_arrived():
+    with pytest.raises(runner.CaseFailed, match=r"no file lab-x.bin arrived"):
+        runner.judge_transfer(SENT, None, "lab-x.bin", LOG, runner.IBB)
+
+
+def test_j1_fails_when_the_file_came_over_socks5():
+    s5b = LOG.replace("IBB stream opening", "Found best peer candidate: Candidate (direct)").replace(
+        "IBB stream closing", "File transfer completed, closing connection")
+    assert runner.transports_in(s5b) == ["SOCKS5 (XEP-0260)"]
+    with pytest.raises(runner.CaseFailed, match=r"arrived whole, but over SOCKS5 \(XEP-0260\), not IBB"):
+        runner.judge_transfer(SENT, SENT, "lab-x.bin", s5b, runner.IBB)
+
+
+def test_a_checksum_that_never_came_is_said_and_not_a_fail():
+    missing = LOG.replace(runner.HASH_CHECKED, "sender didn't sent hash checksum, we can't check the file")
+    assert "never came" in runner.judge_transfer(SENT, SENT, "lab-x.bin", missing, runner.IBB)
+
+
+def test_the_skip_list_makes_a_module_unimportable(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(runner.SKIPPING_SITECUSTOMIZE)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "LAB_LIBERVIA_SKIP": "json.tool"}
+    blocked = subprocess.run([sys.executable, "-c", "import json.tool"], env=env, capture_output=True, text=True)
+    assert blocked.returncode != 0 and "left out by the lab: json.tool" in blocked.stderr
+    fine = subprocess.run([sys.executable, "-c", "import json.decoder"], env=env, capture_output=True, text=True)
+    assert fine.returncode == 0, fine.stderr
+
+
+def test_j1_fails_when_the_servers_cannot_reach_each_other_and_says_what_libervia_logged():
+    """Captured with Prosody's s2s switched off (modules_disabled, a template override)."""
+    log = (Path(__file__).resolve().parent / "fixtures" / "libervia" / "j1_no_s2s_backend.log").read_text()
+    failure = runner.missing_file("bob@ejabberd.test/r", 20, log, ended=False)
+    assert str(failure).startswith("no file arrived at bob@ejabberd.test/r within 20s; libervia logged: can't request "
+                                   "disco infos from bob@ejabberd.test/")
+    assert "Communication with remote domains is not enabled" in str(failure)
+    assert str(runner.missing_file("b", 20, "", ended=False)).endswith("and libervia logged no end of the transfer")
+
+
+# --- the pairs with the lab's slixmpp ends ----------------------------------------------------
+
+# J1/libervia->slixmpp/ejabberd->prosody, 2026-12-06: the slixmpp responder's check of the file
+# against the checksum libervia sent (XEP-0234 hash-used, then a checksum session-info).
+CAPTURED_MISMATCH = ("the file received over IBB is not the one offered: sha-256 "
+                     "Q55tS+B+COYF1qPkNPaqjRYIFNQW++7VOzy3WEfy5XY=, offered "
+                     "NDM5ZTZkNGJlMDdlMDhlNjA1ZDZhM2U0MzRmNmFhOGQxNjA4MTRkNDE2ZmJlZWQ1M2IzY2I3NTg0N2YyZTU3Ng==")
+
+
+def test_libervia_to_slixmpp_fails_on_libervias_hex_checksum_and_shows_the_file_was_whole():
+    note = runner.hex_digest_note(CAPTURED_MISMATCH)
+    assert "base64 of the hex digest 439e6d4be07e08e605d6a3e434f6aa8d160814d416fbeed53b3cb75847f2e576" in note
+    # decoded as hex, libervia's value is the sha-256 of what arrived: the bytes were whole
+    assert note.endswith("decoded as hex it is Q55tS+B+COYF1qPkNPaqjRYIFNQW++7VOzy3WEfy5XY=)")
+    assert runner.hex_digest_note("the file received over IBB is not the one offered: 16384 of 20000 bytes") == ""
+
+
+def test_libervia_to_slixmpp_the_responder_fails_a_hash_used_offer_whose_checksum_never_comes(jingle_module):
+    offered = jingle_module.Offered("f", 3, {}, "sha-256")
+    with pytest.raises(runner.CaseFailed, match=r"no sha-256 hash to check the file against"):
+        jingle_module.check_received(offered, b"abc", "over IBB")
+
+
+def test_slixmpp_to_libervia_fails_when_libervia_ends_the_session_and_says_why():
+    """Captured: libervia 0.9.0~hg4352 answering a standard XEP-0300 <hash/> in the offer."""
+    log = (Path(__file__).resolve().parent / "fixtures" / "libervia" / "j1_slixmpp_to_libervia_backend.log").read_text()
+    failure = str(runner.missing_file("bob@ejabberd.test/r", 20, log, True, "failed-application"))
+    assert failure.startswith("bob@ejabberd.test/r ended the session with <failed-application/> and no file arrived; "
+                              "libervia logged: Unmanaged jingle exception: [Failure instance: Traceback: "
+                              "<class 'UnicodeDecodeError'>")
