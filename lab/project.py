@@ -177,6 +177,14 @@ class Project:
                 changed = [dns.name] if self.runtime.converge(dns, dns=None) else []
                 # The zone is read live by the DNS server: updating it restarts nothing.
                 self.runtime.update_file(dns.name, ZONE_PATH, File(zone))
+                # The TURN service's fixed address is taken before any swarm task is given
+                # one: a task may otherwise get it, and the container's attachment then
+                # waits until the swarm gives up ("context deadline exceeded", seen in CI).
+                lab_services = [s for s in others if s.role == "turn"]
+                others = [s for s in others if s not in lab_services]
+                for service in lab_services:
+                    if self.runtime.converge(service, dns=[a for a in (self.lab.dns_address, self.lab.dns_address6) if a]):
+                        changed.append(service.name)
                 forwarder = publish.service(self.lab) if self.lab.publish else None
                 if forwarder and publish.start(self.lab, self.runtime, forwarder):
                     changed.append(forwarder.name)
