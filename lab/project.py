@@ -181,7 +181,6 @@ class Project:
                 # one: a task may otherwise get it, and the container's attachment then
                 # waits until the swarm gives up ("context deadline exceeded", seen in CI).
                 lab_services = [s for s in others if s.role == "turn"]
-                others = [s for s in others if s not in lab_services]
                 for service in lab_services:
                     if self.runtime.converge(service, dns=[a for a in (self.lab.dns_address, self.lab.dns_address6) if a]):
                         changed.append(service.name)
@@ -198,8 +197,9 @@ class Project:
                 if not forwarder:
                     publish.remove_network(self.runtime)
                 dns_servers = [a for a in (self.lab.dns_address, self.lab.dns_address6) if a]
-                created = parallel(lambda s: self.runtime.converge(s, dns=dns_servers), others)
-                changed += [s.name for s, c in zip(others, created) if c]
+                rest = [s for s in others if s not in lab_services]
+                created = parallel(lambda s: self.runtime.converge(s, dns=dns_servers), rest)
+                changed += [s.name for s, c in zip(rest, created) if c]
                 placed = self.runtime.placed(self.lab)
                 if placed != self.lab:  # the swarm chose the addresses: the zone names them
                     self.lab = placed
