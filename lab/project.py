@@ -180,9 +180,10 @@ class Project:
                 # The TURN service's fixed address is taken before any swarm task is given
                 # one: a task may otherwise get it, and the container's attachment then
                 # waits until the swarm gives up ("context deadline exceeded", seen in CI).
+                dns_servers = [a for a in (self.lab.dns_address, self.lab.dns_address6) if a]
                 lab_services = [s for s in others if s.role == "turn"]
                 for service in lab_services:
-                    if self.runtime.converge(service, dns=[a for a in (self.lab.dns_address, self.lab.dns_address6) if a]):
+                    if self.runtime.converge(service, dns=dns_servers):
                         changed.append(service.name)
                 forwarder = publish.service(self.lab) if self.lab.publish else None
                 if forwarder and publish.start(self.lab, self.runtime, forwarder):
@@ -196,7 +197,6 @@ class Project:
                         container.remove(force=True, v=True)
                 if not forwarder:
                     publish.remove_network(self.runtime)
-                dns_servers = [a for a in (self.lab.dns_address, self.lab.dns_address6) if a]
                 rest = [s for s in others if s not in lab_services]
                 created = parallel(lambda s: self.runtime.converge(s, dns=dns_servers), rest)
                 changed += [s.name for s, c in zip(rest, created) if c]
