@@ -142,6 +142,8 @@ def bring_up(file: Optional[Path], fresh: bool = False, test: bool = False, conc
         else:
             console.print(f"lab [bold]{lab.name}[/] is up to date (nothing restarted): {servers}", highlight=False)
         console.print(publish.summary(lab, runtime), highlight=False, markup=False)
+        if lab.room:
+            console.print(f"the event's room: {lab.room} (lab accounts lists who can join)", highlight=False)
         try:
             with project.phases("federation (S1, S8)"):
                 federated = print_federation(Interop(lab, runtime, concurrency))
@@ -201,8 +203,9 @@ def status(file: Optional[Path] = FileOption,
     """Every container of the lab: server, kind, domain, address, state, ready."""
     lab, runtime = open_lab(file)
     rows = Project(lab, runtime).status()
+    room = lab.room and {"jid": lab.room, "server": lab.room_server}
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"accounts": rows, "room": room}, indent=2))
         return
     table = Table("server", "kind", "domain", "address", "state", "ready", "node", box=None)
     for row in rows:
@@ -267,8 +270,9 @@ def accounts(file: Optional[Path] = FileOption,
              "published": bool(found),
              "ports": [{"host": e.host, "port": e.port, "tls": e.tls} for e in endpoints if e.server == server.name]}
             for server in lab.servers for user, password in server.accounts.items()]
+    room = lab.room and {"jid": lab.room, "server": lab.room_server}
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"accounts": rows, "room": room}, indent=2))
         return
     table = Table("jid", "password", "STARTTLS", "direct TLS", box=None)
     for row in rows:
@@ -279,6 +283,9 @@ def accounts(file: Optional[Path] = FileOption,
                    "not published (lab up --publish): lab addresses, reachable from a Linux host running the "
                    "engine only") + "; trust the lab CA (lab ca export PATH); a client connects to host:port and "
                                     "checks the certificate against the JID's domain", highlight=False)
+    if room:
+        console.print(f"the event's room: {room['jid']} (on {room['server']}; persistent and public, kept open by "
+                      f"lab up): join it from any account above", highlight=False)
 
 
 ca_app = typer.Typer(help="The lab's certificate authority.", no_args_is_help=True)

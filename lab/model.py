@@ -33,6 +33,7 @@ SERVER_HOSTS = range(10, 200)
 CLIENT_HOSTS = range(200, 250)
 UNUSED_HOST = 251  # no container holds it: the dead SRV target of fault F2
 PUBLISH_HOST = 3  # the forwarder of published client ports (lab/publish.py)
+ROOM_NAME = "interop"  # the event's room, as interop@muc.xmpp.org was
 TURN_HOST = 4  # the TURN/STUN service (lab/turn.py)
 
 # Published client ports: a block of PUBLISH_STEP host ports per server, in lab.yml order,
@@ -116,6 +117,12 @@ class Lab:
     publish: Publish | None = None  # client ports published on the host (lab/publish.py)
     nodes: tuple[tuple[str, str], ...] = ()  # engine: swarm: (node hostname, its engine's address)
     turn: bool = True  # a TURN/STUN service for the servers that declare external-services
+    room_server: str | None = None  # the server holding the event's room (lab.yml room)
+
+    @property
+    def room(self) -> str | None:
+        """The event's room, made by `lab up` and kept open: its JID, or None."""
+        return f"{ROOM_NAME}@{self.server(self.room_server).muc_domain}" if self.room_server else None
 
     @property
     def turn_enabled(self) -> bool:
@@ -344,7 +351,27 @@ def _build(data: dict, root: yaml.Node, path: Path) -> Lab:
                servers=tuple(servers), clients=clients,
                test_concurrency=merged["test"]["concurrency"], subnet6=subnet6, engine=merged["engine"],
                cases=cases, publish=_publish(merged, root, path, len(servers)), turn=merged["turn"],
+               room_server=_room_server(merged, root, path, servers),
                nodes=tuple((node, spec["engine"]) for node, spec in (data.get("nodes") or {}).items()))
+
+
+def _room_server(merged: dict, root: yaml.Node, path: Path, servers: list[Server]) -> str | None:
+    """lab.yml room: a server whose kind declares muc; null or true: the first such server; false: none."""
+    setting = None if merged["room"] is True else merged["room"]
+    with_muc = [s.name for s in servers if s.muc_domain]
+    if setting is False or (setting is None and not with_muc):
+        return None
+    if setting is None:
+        return with_muc[0]
+    named = next((s for s in servers if s.name == setting), None)
+    if named is None:
+        raise config_file.located(path, root, ["room"], f"no server {setting!r} in this lab (servers: "
+                                  f"{', '.join(s.name for s in servers)})")
+    if not named.muc_domain:
+        raise config_file.located(path, root, ["room"], f"server {setting} ({named.kind.name} at {named.release}) has "
+                                  f"no MUC service (its kind does not declare muc); servers with one: "
+                                  f"{', '.join(with_muc) or 'none'}")
+    return setting
 
 
 def _publish(merged: dict, root: yaml.Node, path: Path, server_count: int) -> Publish | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from lab import PACKAGE_DIR, ca, images, publish, turn
+from lab import PACKAGE_DIR, ca, images, protocol, publish, turn
 from lab.errors import Interrupted, LabError
 from lab.model import Lab, Server
 from lab.render import render_server
@@ -211,6 +211,9 @@ class Project:
                 self.wait_ready()
             with self.phases("accounts"):
                 self.ensure_accounts()
+            if self.lab.room:
+                with self.phases("event room"):
+                    self.open_room()
         except KeyboardInterrupt:
             with interrupts_ignored():
                 self.runtime.down()
@@ -296,6 +299,23 @@ class Project:
             said = (output.strip().splitlines() or ["(no output)"])[-1]
             raise LabError(f"server {server.name}: its admin command ({' '.join(command)}) did not work within "
                            f"{server.ready_timeout:g}s (exit {code}: {said}); accounts cannot be created")
+
+    def open_room(self) -> None:
+        """The event's room (lab.yml room), made once per container of its server and kept
+        open: the lab's client makes it persistent and public over XMPP, as an owner would."""
+        server = self.lab.server(self.lab.room_server)
+        note = self.lab.state_dir / "servers" / server.name / "room-opened"
+        wanted = f"{self.runtime.container(server.name).id} {self.lab.room}"
+        if note.exists() and note.read_text() == wanted:
+            return
+        self.say(f"opening the event's room {self.lab.room}", transient=True)
+        spec = {**protocol.spec(self.lab, self.lab.primary, 20.0, 1),
+                "room": {"server": server.name, "jid": self.lab.room}}
+        answer = self.run_runner("event-room", spec)
+        if "error" in answer:
+            raise LabError(f"server {server.name}: the event's room {self.lab.room} could not be opened: "
+                           f"{answer['error']} (lab.yml room: false leaves it out)")
+        note.write_text(wanted)
 
     def create_account(self, account: tuple[Server, str, str]) -> None:
         server, user, password = account

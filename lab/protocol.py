@@ -25,6 +25,7 @@ def spec(lab, stack: ClientStack, timeout: float, concurrency: int) -> dict:
     stack)."""
     return {"ca": CLIENT_CA, "timeout": timeout, "concurrency": concurrency * stack.concurrency_scale,
             "servers": {s.name: {"domain": s.domain, "accounts": s.accounts, "muc": s.muc_domain,
+                                 "room": lab.room if s.name == lab.room_server else None,  # kept open by lab up
                                  "upload": s.upload_domain,
                                  "component": {"domain": s.component_domain, "port": COMPONENT_PORT,
                                                "secret": ca.lab_secret(lab.state_dir, s.component_domain)}

@@ -16,7 +16,7 @@ import docker
 import pytest
 
 from exemptions import Exemptions
-from lab import images
+from lab import TEMPLATES_DIR, images
 from lab.runtime import LABEL_LAB
 
 pytestmark = pytest.mark.docker
@@ -248,6 +248,41 @@ def test_server_that_never_becomes_ready_is_named_and_nothing_is_left(client, tm
     assert result.returncode == 1
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: server broken (broken.test) never became ready") and "last log lines:" in line
+    assert not labelled(client, name)
+
+
+def test_the_event_room_is_open_after_up_and_a_muc_that_refuses_it_is_one_line(client, tmp_path):
+    """lab up makes the event's room and names it; a Prosody whose MUC component is left out (its
+    kind still declares muc) cannot hold it: one line, and nothing of the lab is left."""
+    name = f"e2e-{uuid.uuid4().hex[:6]}"
+    path = tmp_path / "lab.yml"
+    path.write_text(f"name: {name}\nserver: {{release: trixie}}\nclient: {{release: trixie}}\nclients: [slixmpp]\n"
+                    f"servers:\n  prosody: {{kind: prosody, domain: prosody.test}}\n")
+    try:
+        up = lab_command("up", "-f", str(path))
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "the event's room: interop@conference.prosody.test" in up.stdout
+        accounts = json.loads(lab_command("accounts", "--json", "-f", str(path)).stdout)
+        assert accounts["room"] == {"jid": "interop@conference.prosody.test", "server": "prosody"}
+        # ROOM runs in that room: the room lab up left is there, persistent, for a new join.
+        tested = lab_command("test", "-f", str(path), "--only", "ROOM")
+        _, results = new_results(tmp_path, name)
+        room = results["ROOM/slixmpp/prosody"]
+        assert room["status"] == "pass" and room["detail"].startswith(
+            "the event room interop@conference.prosody.test: 1 occupants"), room
+        assert tested.returncode == 0, tested.stdout
+    finally:
+        lab_command("down", "-f", str(path))
+    template = (TEMPLATES_DIR / "prosody" / "prosody.cfg.lua.j2").read_text()
+    without_muc = template.replace('Component "{{ muc_domain }}" "muc"', '-- MUC left out by the test')
+    assert without_muc != template
+    (tmp_path / "templates" / "prosody").mkdir(parents=True)
+    (tmp_path / "templates" / "prosody" / "prosody.cfg.lua.j2").write_text(without_muc)
+    up = lab_command("up", "-f", str(path))
+    assert up.returncode == 1
+    (line,) = up.stderr.strip().splitlines()
+    assert line.startswith("error: server prosody: the event's room interop@conference.prosody.test could not be "
+                           "opened: "), line
     assert not labelled(client, name)
 
 

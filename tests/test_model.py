@@ -1,6 +1,7 @@
 """lab.yml -> model, and every malformed lab.yml in tests/cases/ with its expected error."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,30 @@ def test_published_schema_is_valid_and_accepts_the_default_lab():
     jsonschema.validate(yaml.safe_load(model.DEFAULT_LAB.read_text()), model.schema())
     kind_schema = json.loads((model.PACKAGE_DIR / "kind.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(kind_schema)
+
+
+def test_the_event_room_is_on_the_first_server_with_muc_or_the_one_named_or_none(tmp_path, default_lab):
+    assert (default_lab.room_server, default_lab.room) == ("prosody", "interop@conference.prosody.test")
+    path = tmp_path / "lab.yml"
+    servers = "servers:\n  p: {kind: prosody, domain: p.test}\n  e: {kind: ejabberd, domain: e.test}\n"
+    path.write_text(servers + "room: e\n")
+    assert model.load(path).room == "interop@conference.e.test"
+    path.write_text(servers + "room: false\n")
+    assert model.load(path).room is None
+
+
+def test_the_event_room_on_a_server_without_muc_is_a_located_error(tmp_path):
+    """A lab's own kind (a copy of jabberd2's without muc) holds no room: said at room:."""
+    kind_dir = tmp_path / "images" / "nomuc"
+    shutil.copytree(model.DATA_DIR / "images" / "jabberd2", kind_dir)
+    shutil.copytree(model.DATA_DIR / "templates" / "jabberd2", tmp_path / "templates" / "nomuc")
+    kind_file = kind_dir / "kind.yml"
+    kind_file.write_text(kind_file.read_text().replace("features: [muc, ", "features: ["))
+    path = tmp_path / "lab.yml"
+    path.write_text("servers:\n  j: {kind: nomuc, domain: j.test}\n")
+    assert model.load(path).room is None  # null: no server with a MUC, no room
+    path.write_text("servers:\n  j: {kind: nomuc, domain: j.test}\nroom: j\n")
+    with pytest.raises(ConfigError) as raised:
+        model.load(path)
+    assert str(raised.value) == (f"{path}:3: room: server j (nomuc at bookworm) has no MUC service (its kind does "
+                                 f"not declare muc); servers with one: none")

@@ -77,7 +77,7 @@ def test_up_says_where_the_ports_are_and_accounts_lists_them(published_lab):
     (line,) = [l for l in result.stdout.splitlines() if l.startswith("client ports")]
     assert line.startswith(f"client ports on 127.0.0.1: prosody.test {base} (STARTTLS) {base + 1} (direct TLS), "
                            f"ejabberd.test {base + 10} (STARTTLS) {base + 11} (direct TLS)"), line
-    rows = {row["jid"]: row for row in json.loads(lab_command("accounts", "--json", "-f", str(path)).stdout)}
+    rows = {row["jid"]: row for row in json.loads(lab_command("accounts", "--json", "-f", str(path)).stdout)["accounts"]}
     assert rows["alice@ejabberd.test"] == {
         "jid": "alice@ejabberd.test", "password": "alice-password", "server": "ejabberd", "published": True,
         "ports": [{"host": "127.0.0.1", "port": base + 10, "tls": "starttls"},

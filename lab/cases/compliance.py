@@ -66,7 +66,9 @@ CASES = [
     # service, so the c2s matrix shows each as the room's host; every server's users take part
     # (every_server: a failed room carries what the servers logged about each other).
     Case("ROOM", "the event's room: a user of every server in one room", "c2s",
-         "a room on this server's MUC service is joined by a user of every server in the lab (status 110 each); a "
+         "a room on this server's MUC service (on the server of lab.yml room: the event's room lab up keeps open, "
+         "interop@conference.<domain>, which must still be there; elsewhere a new one) is joined by a user of every "
+         "server in the lab (status 110 each); a "
          "message from each occupant reaches every occupant from its occupant JID; a user of another server "
          "joining later gets every message as history (delayed)",
          "XEP-0045 7.2, 7.2.15, 7.4; issue 18 item 3", needs="muc", timeout=40.0, every_server=True),

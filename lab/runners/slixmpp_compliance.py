@@ -705,7 +705,9 @@ async def event_room(run: CaseRun) -> str:
     service = run.servers[run.server].get("muc")
     if not service:
         raise CaseFailed(f"no MUC service of {run.server} in the spec")
-    room = f"interop-{token(8)}@{service}"
+    # The event's room where lab up keeps one on this server (lab.yml room), else one of its own.
+    kept = run.servers[run.server].get("room")
+    room = kept or f"interop-{token(8)}@{service}"
     # The host's user first (it makes the room), then one user of every other server.
     names = [run.server] + [name for name in run.servers if name != run.server]
     # available first: jabberd2 drops directed presence from a session that has sent none
@@ -714,6 +716,9 @@ async def event_room(run: CaseRun) -> str:
     creator = clients[0]
     try:
         codes = await join(run, creator, f"{room}/{nicks[0]}", f"{creator.boundjid.bare} creating {room}")
+        if kept and "201" in codes:
+            raise CaseFailed(f"{room}, the event's room lab up made persistent, was not there any more: "
+                             f"{creator.boundjid.bare}'s join created it (status 201)")
         if "201" in codes:
             await expect_result(run, creator, "set", room, f"<query xmlns='{NS_MUC_OWNER}'><x xmlns='{NS_DATA}' "
                                                            f"type='submit'/></query>", "the instant-room configuration")
@@ -756,10 +761,53 @@ async def event_room(run: CaseRun) -> str:
             raise CaseFailed(f"{late.boundjid.bare} joining {room} later got {len(history)} of the {len(bodies)} "
                              f"messages as history (XEP-0045 7.2.15); none from {', '.join(missing)}")
         domains = sorted({client.boundjid.domain for client in clients})
-        return (f"{room}: {len(clients)} occupants from {len(domains)} domains ({', '.join(domains)}); each one's "
+        return (f"{'the event room ' if kept else ''}{room}: {len(clients)} occupants from {len(domains)} domains ({', '.join(domains)}); each one's "
                 f"message reached all {len(clients)}; {late.boundjid.bare} joining later got all {len(bodies)} "
                 f"as history")
     finally:
-        run.send(creator, f"<iq type='set' to={esc(room)} id='lab-{token(8)}'><query xmlns='{NS_MUC_OWNER}'>"
-                          f"<destroy/></query></iq>")
+        if not kept:  # the event's room stays for people's clients: its occupants just leave
+            run.send(creator, f"<iq type='set' to={esc(room)} id='lab-{token(8)}'><query xmlns='{NS_MUC_OWNER}'>"
+                              f"<destroy/></query></iq>")
         await asyncio.sleep(0.2)
+
+
+# --- `lab up`: the event's room, kept open -------------------------------------------------------
+
+ROOM_CONFIG = {"muc#roomconfig_persistentroom": "1", "muc#roomconfig_publicroom": "1",
+               "muc#roomconfig_roomname": "the event's room (xmpp interop lab)"}
+
+
+def open_event_room(spec: dict) -> dict:
+    """The event's room, spec["room"] = {"server", "jid"}: alice of that server joins it (making
+    it), configures it persistent and public, checks its disco#info says so, and leaves, so
+    the room stays for people's own clients. {"detail": what was seen} or {"error": why}."""
+    server, room = spec["room"]["server"], spec["room"]["jid"]
+
+    async def make() -> dict:
+        run = CaseRun(spec, {"case": "event room", "server": server}, float(spec.get("timeout", 20)))
+        try:
+            owner = await run.login(server, "alice")
+            occupant = f"{room}/lab-{token(4)}"
+            codes = await join(run, owner, occupant, f"{owner.boundjid.bare} opening {room}")
+            fields = "".join(f"<field var='{var}'><value>{text_esc(value)}</value></field>"
+                             for var, value in ROOM_CONFIG.items())
+            await expect_result(run, owner, "set", room, f"<query xmlns='{NS_MUC_OWNER}'><x xmlns='{NS_DATA}' "
+                                f"type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig"
+                                f"</value></field>{fields}</x></query>", f"the configuration of {room}")
+            info = await expect_result(run, owner, "get", room, f"<query xmlns='{NS_DISCO_INFO}'/>",
+                                       f"disco#info of {room}")
+            features = {f.get("var") for f in info.iter(q(NS_DISCO_INFO, "feature"))}
+            missing = [f for f in ("muc_persistent", "muc_public") if f not in features]
+            if missing:
+                raise CaseFailed(f"{room} configured persistent and public, but its disco#info lacks "
+                                 f"{', '.join(missing)}")
+            run.send(owner, f"<presence to={esc(occupant)} type='unavailable'/>")
+            await asyncio.sleep(0.2)
+            made = "made" if "201" in codes else "already there"
+            return {"detail": f"{room}: {made}, configured by {owner.boundjid.bare}; its disco#info says "
+                              f"muc_persistent, muc_public"}
+        except CaseFailed as failure:
+            return {"error": str(failure)}
+        finally:
+            await run.close()
+    return asyncio.run(make())

@@ -674,4 +674,5 @@ def budget(case: str, timeout: float) -> float:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.CRITICAL)
     main(Runner("slixmpp", {**CASES, **own_cases()}, case_class=CaseRun, budget=budget,
-                commands={"ready": ready, "s2s-offer": s2s_offer, "software-version": software_versions}))
+                commands={"ready": ready, "s2s-offer": s2s_offer, "software-version": software_versions,
+                          "event-room": compliance.open_event_room}))
