@@ -253,8 +253,12 @@ def test_dns_log_skips_lines_that_are_not_queries():
 
 # --- C6: advertised against declared ----------------------------------------------------------
 
+# C6 on the default lab at trixie, the TURN service on (fixtures/c6/capture.sh).
+C6_CAPTURED = {r["id"]: r for r in json.loads((FIXTURES.parent / "c6" / "results.json").read_text())["results"]}
+
+
 def c6(server: str) -> CaseResult:
-    r = CAPTURED[f"C6/slixmpp/{server}"]
+    r = C6_CAPTURED[f"C6/slixmpp/{server}"]
     return CaseResult("C6", r["title"], "slixmpp", server, None, PASS, "answered", evidence=r["evidence"])
 
 
@@ -268,6 +272,18 @@ def test_c6_fails_on_a_declared_feature_that_is_not_advertised(servers):
     # jabber:iq:register, which XEP-0077 section 9 requires.
     verdict = judge_features(c6("jabberd2"), servers["jabberd2"])
     assert verdict.status == FAIL and "register (jabber:iq:register)" in verdict.detail
+
+
+def test_c6_fails_when_a_server_does_not_advertise_what_its_kind_declares_for_compliance(servers):
+    """The compliance features with a disco#info var: a server whose advertised list lacks one
+    (what a Prosody without mod_blocking, mod_vcard or its TURN discovery would answer) fails."""
+    for var, feature in [("urn:xmpp:blocking", "blocking"), ("vcard-temp", "vcard"),
+                         ("urn:xmpp:extdisco:2", "external-services")]:
+        result = c6("prosody")
+        less = dataclasses.replace(result, evidence={**result.evidence, "features": [
+            f for f in result.evidence["features"] if f != var]})
+        verdict = judge_features(less, servers["prosody"])
+        assert verdict.status == FAIL and f"{feature} ({var}) in disco#info" in verdict.detail, verdict.detail
 
 
 def test_c6_without_advertised_features_cannot_pass(servers):

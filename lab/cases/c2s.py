@@ -10,13 +10,17 @@ from lab.results import ERROR, FAIL, FLAKY, PASS, CaseResult
 
 # Declared features that a server advertises in the disco#info of its own domain (C6
 # compares them). The others are seen elsewhere: stream-management and direct-tls in the
-# stream, muc on its own service domain, mam on each account's bare JID.
+# stream, muc, upload, proxy65 and component on their own domains, mam and pep on each
+# account's bare JID; private storage (XEP-0049) has no disco feature to advertise.
 FEATURE_VARS = {
     "disco": "http://jabber.org/protocol/disco#info",
     "ping": "urn:xmpp:ping",
     "carbons": "urn:xmpp:carbons:2",
     "register": "jabber:iq:register",
     "version": "jabber:iq:version",
+    "blocking": "urn:xmpp:blocking",           # XEP-0191 5
+    "vcard": "vcard-temp",                     # XEP-0054 7
+    "external-services": "urn:xmpp:extdisco:2",  # XEP-0215 4
 }
 # Declared features a server offers in its c2s stream features (C6 compares them too): the
 # namespace of an element found anywhere in them (Bind2 and FAST sit inside SASL2's).
