@@ -78,8 +78,9 @@ CASES = [
          "RFC 6121 5.2, 8.5.3"),
     Case("C6", "disco#info on the server", "c2s",
          "the server's disco#info answers with its identity, and every feature its kind declares at its "
-         "release is advertised there (or in the stream features after STARTTLS, for SASL2, Bind2, FAST)",
-         "XEP-0030 3.1; XEP-0388 2 (SASL2 in the stream features)", needs="disco", judge=lambda result, seen:
+         "release that has a var there (disco, ping, carbons, register, version, blocking, vcard, "
+         "external-services) is advertised there; SASL2, Bind2, FAST in the stream features after STARTTLS",
+         "XEP-0030 3.1; XEP-0191 5; XEP-0054 7; XEP-0215 4; XEP-0388 2 (SASL2 in the stream features)", needs="disco", judge=lambda result, seen:
          judge_features(result, seen.sender)),
     Case("C7", "ping the server", "c2s",
          "an XEP-0199 ping to the server's domain gets an IQ result",
