@@ -17,7 +17,7 @@ CASES = [
     Case("X0191", "blocking a remote user", "s2s",
          "A's user blocks B's user: B's message to A's user does not arrive and B gets <service-unavailable/> "
          "back; after A's user unblocks, B's next message arrives",
-         "XEP-0191 3.3, 3.4, 3.5; XEP-0479 IM Advanced", needs="blocking", needs_both=True),
+         "XEP-0191 3.3, 3.4; XEP-0479 IM Advanced", needs="blocking", needs_both=True),
     Case("X0163", "PEP event to a remote contact asking through caps", "s2s",
          "A's user and B's user subscribe both ways; B's user sends presence with caps (a ver of this run) and "
          "answers A's server's disco#info with tune+notify; A's user publishes a user tune and B's user gets the "

@@ -36,7 +36,7 @@ modules_enabled = {
 
 allow_registration = true
 
--- XEP-0191 3.5: a blocked contact's message SHOULD come back as service-unavailable;
+-- XEP-0191 3.3: a blocked contact's message SHOULD come back as service-unavailable;
 -- mod_blocklist drops it silently unless asked (docs/compliance.md).
 bounce_blocked_messages = true
 
