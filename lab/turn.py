@@ -73,7 +73,8 @@ def own_service(lab: "Lab", server) -> dict | None:
     or None when it runs none (or the lab runs no TURN at all: nothing advertises one then)."""
     if not lab.turn_enabled or "turn-server" not in server.features:
         return None
-    return {"host": server.address, "port": SERVER_PORT}
+    # Its lab addresses: the IPv4 one always, the IPv6 one too on a dual-stack lab.
+    return {"hosts": server.addresses, "port": SERVER_PORT}
 
 
 def config(lab: "Lab", secret: str) -> str:

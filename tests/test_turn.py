@@ -51,7 +51,7 @@ def test_the_secret_is_made_once_per_lab_for_its_owner_alone(tmp_path):
 
 RUNNERS = Path(__file__).resolve().parent.parent / "lab" / "runners"
 USER = "1796591244:fad82677d9e38432"  # as ejabberd 24.12 made it in a real run
-OWN = {"host": "10.202.156.198", "port": 3478}
+OWN = {"hosts": ["10.202.156.198"], "port": 3478}
 # ejabberd.test's XEP-0215 list in that run (passwords left out), its own TURN first.
 LISTED = [{"type": "stun", "transport": "udp", "host": "10.202.156.198", "port": "3478"},
           {"type": "turn", "transport": "udp", "host": "10.202.156.198", "port": "3478", "username": USER},
@@ -99,11 +99,11 @@ def test_j4_passes_and_names_each_service_what_it_did(turn_runner):
 
 def test_j4_fails_when_the_servers_own_turn_is_not_listed(turn_runner):
     # use_turn off while the kind declares turn-server: only the lab's coturn is listed.
-    listed = [s for s in LISTED if s["host"] != OWN["host"]]
+    listed = [s for s in LISTED if s["host"] != OWN["hosts"][0]]
     turn, exchanges = runs({})
-    exchanges = [e for e in exchanges if e[0]["host"] != OWN["host"]]
-    with pytest.raises(turn_runner.CaseFailed, match=r"its own TURN service at 10.202.156.198:3478 .* is not among"):
-        turn_runner.judge("ejabberd.test", listed, [s for s in turn if s["host"] != OWN["host"]], OWN, exchanges)
+    exchanges = [e for e in exchanges if e[0]["host"] != OWN["hosts"][0]]
+    with pytest.raises(turn_runner.CaseFailed, match=r"its own TURN service at 10.202.156.198, port 3478 .* is not among"):
+        turn_runner.judge("ejabberd.test", listed, [s for s in turn if s["host"] != OWN["hosts"][0]], OWN, exchanges)
 
 
 def test_j4_fails_on_refused_credentials_and_still_says_what_the_other_service_did(turn_runner):
@@ -118,11 +118,11 @@ def test_j4_fails_on_refused_credentials_and_still_says_what_the_other_service_d
 
 
 def test_j4_fails_on_a_second_allocation_refused_or_a_message_lost_or_a_wrong_password_taken(turn_runner):
-    one = {**relayed(OWN["host"]), "relays": [[OWN["host"], 1]], "refused": "420 Unknown Attribute"}
-    lost = {**relayed(OWN["host"]), "received": 1}
+    one = {**relayed(OWN["hosts"][0]), "relays": [[OWN["hosts"][0], 1]], "refused": "420 Unknown Attribute"}
+    lost = {**relayed(OWN["hosts"][0]), "received": 1}
     for outcome, expected in [(one, "allocated 10.202.156.198:1, then 420 Unknown Attribute"),
                               (lost, "of 2 messages relayed between the two allocations 1 came back")]:
-        turn, exchanges = runs({OWN["host"]: outcome})
+        turn, exchanges = runs({OWN["hosts"][0]: outcome})
         with pytest.raises(turn_runner.CaseFailed, match=expected):
             turn_runner.judge("ejabberd.test", LISTED, turn, OWN, exchanges)
     turn, exchanges = runs({})
@@ -135,7 +135,7 @@ def test_j4_a_silent_service_is_an_error_and_a_fail_elsewhere_still_wins(turn_ru
     turn, exchanges = runs({"turn.xmpp-lab.test": SILENT})
     with pytest.raises(turn_runner.NotObserved, match="turn.xmpp-lab.test:3478 did not answer"):
         turn_runner.judge("ejabberd.test", LISTED, turn, OWN, exchanges)
-    turn, exchanges = runs({"turn.xmpp-lab.test": SILENT, OWN["host"]: REFUSED})
+    turn, exchanges = runs({"turn.xmpp-lab.test": SILENT, OWN["hosts"][0]: REFUSED})
     with pytest.raises(turn_runner.CaseFailed, match="did not answer"):
         turn_runner.judge("ejabberd.test", LISTED, turn, OWN, exchanges)
 

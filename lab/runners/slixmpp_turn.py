@@ -145,9 +145,10 @@ class TurnConnection:
         data = stun_message(method, attributes + self.auth, self.key, transaction)
         while time.monotonic() < self.deadline:
             self._send(data)
-            resend = time.monotonic() + (0.5 if self.udp else self.deadline)
-            while time.monotonic() < min(resend, self.deadline):
-                message = self._receive(min(resend, self.deadline) - time.monotonic())
+            # udp may lose it (RFC 8489 6.2.1); tcp delivers it or fails
+            resend = min(self.deadline, time.monotonic() + 0.5) if self.udp else self.deadline
+            while time.monotonic() < resend:
+                message = self._receive(resend - time.monotonic())
                 if message is None:
                     continue
                 kind, got, answer = message
@@ -308,7 +309,7 @@ async def external_services(run: CaseRun) -> str:
 
 
 def is_own(service: dict, own: dict | None) -> bool:
-    return bool(own) and service.get("host") == own["host"] and service.get("port") == str(own["port"])
+    return bool(own) and service.get("host") in own["hosts"] and service.get("port") == str(own["port"])
 
 
 def judge(domain: str, listed: list[dict], turn: list[dict], own: dict | None,
@@ -320,8 +321,8 @@ def judge(domain: str, listed: list[dict], turn: list[dict], own: dict | None,
     the server's own TURN service (turn-server), which must be among them."""
     said, failed, unobserved = [], [], []
     if own and not any(is_own(service, own) for service in turn):
-        failed.append(f"its own TURN service at {own['host']}:{own['port']} (the kind declares turn-server) is "
-                      f"not among them")
+        failed.append(f"its own TURN service at {' or '.join(own['hosts'])}, port {own['port']} (the kind declares "
+                      f"turn-server) is not among them")
     for service, right, outcome in runs:
         whose = " (the server's own)" if is_own(service, own) else ""
         where = f"TURN {service['transport']} {service['host']}:{service['port']}{whose}"
