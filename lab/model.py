@@ -62,7 +62,7 @@ class Server:
     address6: str | None = None  # on a dual-stack lab
     release: str = "bookworm"    # the Debian suite its packages come from
     host: str | None = None      # engine: swarm: the node it must run on
-    # Features of its kind the lab switched off (external-services on a lab with turn: false).
+    # Features of its kind the lab switched off (external-services, turn-server on a lab with turn: false).
     switched_off: frozenset[str] = frozenset()
 
     @property
@@ -345,7 +345,7 @@ def _build(data: dict, root: yaml.Node, path: Path) -> Lab:
             release=settings["release"],
             host=settings.get("host"),
             # Without the lab's TURN service a server has nothing to advertise by XEP-0215.
-            switched_off=frozenset() if merged["turn"] else frozenset({"external-services"}),
+            switched_off=frozenset() if merged["turn"] else frozenset({"external-services", "turn-server"}),
         ))
     return Lab(name=name, file=path.resolve(), subnet=subnet, name_constraints=merged["ca"]["name_constraints"],
                servers=tuple(servers), clients=clients,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from lab import ca
+from lab import ca, turn
 from lab.errors import LabError
 from lab.results import ERROR, FAIL, FLAKY, PASS, CaseResult
 from lab.runtime import Runtime
@@ -30,6 +30,8 @@ def spec(lab, stack: ClientStack, timeout: float, concurrency: int) -> dict:
                                  "component": {"domain": s.component_domain, "port": COMPONENT_PORT,
                                                "secret": ca.lab_secret(lab.state_dir, s.component_domain)}
                                  if s.component_domain else None,
+                                 # J4: the server's own TURN service its XEP-0215 list must show too
+                                 "own_turn": turn.own_service(lab, s),
                                  "users": stack_users(stack, s)}
                         for s in lab.servers}}
 

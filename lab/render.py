@@ -45,6 +45,7 @@ def template_context(lab: Lab, server: Server) -> dict:
         "s2s_tls": True,
         # The lab's TURN service (lab/turn.py) for XEP-0215, or None; `lab up` renders its real secret.
         "turn": turn.settings(lab),
+        "own_turn_port": turn.SERVER_PORT,  # the server's own STUN/TURN listener (turn-server)
     }
 
 

@@ -24,6 +24,9 @@ SERVICE = "turn"
 # model refuses a server domain that would clash).
 NAME = "turn.xmpp-lab.test"
 PORT = 3478
+# A server's own STUN/TURN listener (kinds that declare turn-server: ejabberd's ejabberd_stun),
+# on the server's own address, advertised by the server beside the lab's service.
+SERVER_PORT = 3478
 CONFIG_PATH = "/etc/xmpp-lab/turnserver.conf"
 # Relay ports: a small range is plenty for the lab's allocations.
 RELAY_PORTS = (49152, 49407)
@@ -63,6 +66,15 @@ def settings(lab: "Lab", secret: str | None = None) -> Turn | None:
     if not lab.turn_enabled:
         return None
     return Turn(host=NAME, address=lab.turn_address, port=PORT, secret=secret or PLACEHOLDER_SECRET)
+
+
+def own_service(lab: "Lab", server) -> dict | None:
+    """Where ``server``'s own TURN service is (turn-server), as its XEP-0215 list must show it,
+    or None when it runs none (or the lab runs no TURN at all: nothing advertises one then)."""
+    if not lab.turn_enabled or "turn-server" not in server.features:
+        return None
+    # Its lab addresses: the IPv4 one always, the IPv6 one too on a dual-stack lab.
+    return {"hosts": server.addresses, "port": SERVER_PORT}
 
 
 def config(lab: "Lab", secret: str) -> str:

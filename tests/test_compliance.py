@@ -92,3 +92,32 @@ def test_a_failed_room_carries_the_lines_its_servers_logged_about_each_other(def
     assert room.evidence["server_log"] == [f"jabberd2: {oid}"]  # the line after the case ended is not its
     assert other == passed and x0157 == other_c2s  # a c2s case about one server gets no other server's lines
     assert interop.asked == [(["ejabberd", "jabberd2", "prosody"], 100.0)]
+
+
+def test_jabberd2s_router_takes_the_lab_component_only_where_its_kind_declares_it(tmp_path):
+    """jabberd2 declares component: its router listens on every address with the lab's
+    secret, which mu-conference shares; without the feature, on 127.0.0.1 with its own."""
+    import dataclasses
+
+    from conftest import write_lab
+    from lab import model
+    from lab.render import render_server
+
+    lab = model.load(write_lab(tmp_path, "servers:\n  j: {kind: jabberd2, domain: j.test}\n"))
+    server = lab.server("j")
+    rendered = render_server(lab, server, component_secret="fifteen-chars-x")
+    assert "<ip>0.0.0.0</ip>" in rendered["/etc/jabberd2/router.xml"]
+    assert "<secret>fifteen-chars-x</secret>" in rendered["/etc/jabberd2/router.xml"]
+    assert "<secret>fifteen-chars-x</secret>" in rendered["/etc/jabberd2/muc.xml"]
+    assert "component.j.test" in rendered["/etc/jabberd2/router.xml"]
+    without = dataclasses.replace(server, kind=dataclasses.replace(server.kind,
+                                                                   features=server.kind.features - {"component"}))
+    plain = render_server(lab, without)
+    assert "<ip>127.0.0.1</ip>" in plain["/etc/jabberd2/router.xml"]
+    assert "<secret>labmuc</secret>" in plain["/etc/jabberd2/muc.xml"]
+
+
+def test_the_lab_component_secret_fits_mu_conference(tmp_path):
+    from lab import ca
+    authority = ca.load_or_create_ca(tmp_path, "t", None)
+    assert len(ca.secret(authority, "component.j.test")) == 15

@@ -1,6 +1,10 @@
 """The lab's TURN service (lab/turn.py) in the model, the zone, the configs and its own files."""
 
+import socket
 import stat
+from pathlib import Path
+
+import pytest
 
 from conftest import write_lab
 
@@ -41,3 +45,111 @@ def test_the_secret_is_made_once_per_lab_for_its_owner_alone(tmp_path):
     assert f"listening-ip={lab.turn_address}" in config and f"realm={turn.NAME}" in config
     rendered = render_server(lab, lab.server("p"), turn=turn.settings(lab, secret))["/etc/prosody/prosody.cfg.lua"]
     assert f'turn_external_secret = "{secret}"' in rendered
+
+
+# --- J4's judge and TURN client (lab/runners/slixmpp_turn.py) -------------------------------------
+
+RUNNERS = Path(__file__).resolve().parent.parent / "lab" / "runners"
+USER = "1796591244:fad82677d9e38432"  # as ejabberd 24.12 made it in a real run
+OWN = {"hosts": ["10.202.156.198"], "port": 3478}
+# ejabberd.test's XEP-0215 list in that run (passwords left out), its own TURN first.
+LISTED = [{"type": "stun", "transport": "udp", "host": "10.202.156.198", "port": "3478"},
+          {"type": "turn", "transport": "udp", "host": "10.202.156.198", "port": "3478", "username": USER},
+          {"type": "stun", "transport": "tcp", "host": "10.202.156.198", "port": "3478"},
+          {"type": "turn", "transport": "tcp", "host": "10.202.156.198", "port": "3478", "username": USER},
+          {"type": "turn", "transport": "udp", "host": "turn.xmpp-lab.test", "port": "3478", "username": USER},
+          {"type": "turn", "transport": "tcp", "host": "turn.xmpp-lab.test", "port": "3478", "username": USER}]
+
+
+@pytest.fixture
+def turn_runner(monkeypatch):
+    monkeypatch.syspath_prepend(str(RUNNERS))
+    import slixmpp_turn
+    return slixmpp_turn
+
+
+def relayed(host):
+    """What relay_exchange saw when all went well (the real run's shape)."""
+    return {"answered": True, "relays": [[host, 52191], [host, 53743]], "sent": 2, "received": 2, "refused": None,
+            "log": ["A: Allocate as ...: success", "B: Allocate as ...: success"]}
+
+
+REFUSED = {"answered": True, "relays": [], "sent": 0, "received": 0, "refused": "401 Unauthorized",
+           "log": ["A: Allocate without credentials: error 401 Unauthorized",
+                   f"A: Allocate as '{USER}', realm 'turn.xmpp-lab.test': error 401 Unauthorized"]}
+SILENT = {"answered": False, "relays": [], "sent": 0, "received": 0, "refused": None,
+          "log": ["A: Allocate without credentials: no answer"]}
+
+
+def runs(outcomes):
+    """(service, right password, outcome) for each TURN service of LISTED, in order: the right
+    password's outcome from ``outcomes`` by host (default: relayed), the changed one refused."""
+    turn = [s for s in LISTED if s["type"] == "turn"]
+    return turn, [(s, right, outcomes.get(s["host"], relayed(s["host"])) if right else REFUSED)
+                  for s in turn for right in (True, False)]
+
+
+def test_j4_passes_and_names_each_service_what_it_did(turn_runner):
+    turn, exchanges = runs({})
+    detail = turn_runner.judge("ejabberd.test", LISTED, turn, OWN, exchanges)
+    assert detail.count("(the server's own) allocated relays") == 2
+    assert detail.count("turn.xmpp-lab.test:3478 allocated relays") == 2
+    assert detail.count("refused a changed password (401 Unauthorized)") == 4
+
+
+def test_j4_fails_when_the_servers_own_turn_is_not_listed(turn_runner):
+    # use_turn off while the kind declares turn-server: only the lab's coturn is listed.
+    listed = [s for s in LISTED if s["host"] != OWN["hosts"][0]]
+    turn, exchanges = runs({})
+    exchanges = [e for e in exchanges if e[0]["host"] != OWN["hosts"][0]]
+    with pytest.raises(turn_runner.CaseFailed, match=r"its own TURN service at 10.202.156.198, port 3478 .* is not among"):
+        turn_runner.judge("ejabberd.test", listed, [s for s in turn if s["host"] != OWN["hosts"][0]], OWN, exchanges)
+
+
+def test_j4_fails_on_refused_credentials_and_still_says_what_the_other_service_did(turn_runner):
+    # A wrong secret in mod_stun_disco: coturn refuses; ejabberd's own TURN checks against the
+    # same (wrong) secret and allocates.
+    turn, exchanges = runs({"turn.xmpp-lab.test": REFUSED})
+    with pytest.raises(turn_runner.CaseFailed) as failed:
+        turn_runner.judge("ejabberd.test", LISTED, turn, OWN, exchanges)
+    text = str(failed.value)
+    assert "turn.xmpp-lab.test:3478 refused the credentials ejabberd.test handed out" in text
+    assert "401 Unauthorized" in text and "(the server's own) allocated relays" in text
+
+
+def test_j4_fails_on_a_second_allocation_refused_or_a_message_lost_or_a_wrong_password_taken(turn_runner):
+    one = {**relayed(OWN["hosts"][0]), "relays": [[OWN["hosts"][0], 1]], "refused": "420 Unknown Attribute"}
+    lost = {**relayed(OWN["hosts"][0]), "received": 1}
+    for outcome, expected in [(one, "allocated 10.202.156.198:1, then 420 Unknown Attribute"),
+                              (lost, "of 2 messages relayed between the two allocations 1 came back")]:
+        turn, exchanges = runs({OWN["hosts"][0]: outcome})
+        with pytest.raises(turn_runner.CaseFailed, match=expected):
+            turn_runner.judge("ejabberd.test", LISTED, turn, OWN, exchanges)
+    turn, exchanges = runs({})
+    exchanges = [(s, right, outcome if right else relayed(s["host"])) for s, right, outcome in exchanges]
+    with pytest.raises(turn_runner.CaseFailed, match="with a wrong password"):
+        turn_runner.judge("ejabberd.test", LISTED, turn, OWN, exchanges)
+
+
+def test_j4_a_silent_service_is_an_error_and_a_fail_elsewhere_still_wins(turn_runner):
+    turn, exchanges = runs({"turn.xmpp-lab.test": SILENT})
+    with pytest.raises(turn_runner.NotObserved, match="turn.xmpp-lab.test:3478 did not answer"):
+        turn_runner.judge("ejabberd.test", LISTED, turn, OWN, exchanges)
+    turn, exchanges = runs({"turn.xmpp-lab.test": SILENT, OWN["hosts"][0]: REFUSED})
+    with pytest.raises(turn_runner.CaseFailed, match="did not answer"):
+        turn_runner.judge("ejabberd.test", LISTED, turn, OWN, exchanges)
+
+
+def test_the_turn_client_reads_what_it_writes_and_a_silent_service_is_no_answer(turn_runner):
+    transaction = bytes(range(12))
+    message = turn_runner.stun_message(turn_runner.ALLOCATE, [(turn_runner.XOR_PEER_ADDRESS, turn_runner.xor_value(
+        "10.1.2.3", 49152, transaction))], key=b"k" * 16, transaction=transaction)
+    kind, got, attributes = turn_runner.parse_stun(message)
+    assert (kind, got) == (turn_runner.ALLOCATE, transaction) and len(attributes[turn_runner.MESSAGE_INTEGRITY]) == 20
+    assert turn_runner.xor_address(attributes[turn_runner.XOR_PEER_ADDRESS], transaction) == ("10.1.2.3", 49152)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        service = {"host": "127.0.0.1", "port": str(silent.getsockname()[1]), "transport": "udp"}
+        outcome = turn_runner.relay_exchange(service, USER, "password", limit=1.0)
+        assert not outcome["answered"] and not outcome["relays"]
+        assert outcome["log"] == ["A: Allocate without credentials: no answer"]

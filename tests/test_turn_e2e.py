@@ -1,7 +1,9 @@
 """End to end: the lab's TURN service (lab/turn.py) and J4 on a two-server lab, Prosody 13
-and ejabberd 24.12 at trixie (the default lab's releases). J4 passes on both; then made red:
-a template override beside lab.yml gives each server a wrong TURN secret (J4 fails: the TURN
-service refuses what the server handed out); the TURN server hung (SIGSTOP in its container)
+and ejabberd 24.12 at trixie (the default lab's releases). J4 passes on both, on ejabberd
+for its own TURN (turn-server) as well as the lab's; then made red: a template override
+beside lab.yml gives each server a wrong TURN secret (J4 fails: the lab's TURN service
+refuses what the server handed out); another switches ejabberd's use_turn off while its kind
+declares turn-server (J4 fails: its own TURN is not listed); the TURN server hung (SIGSTOP in its container)
 makes J4 an error, not a verdict on the servers; the TURN container stopped makes `lab test`
 refuse to run. Removed by label afterwards."""
 
@@ -36,7 +38,11 @@ def test_j4_passes_on_prosody_and_ejabberd_and_fails_on_a_wrong_secret_or_a_hung
         assert {i: r["status"] for i, r in green.items()} == {"J4/slixmpp/prosody": "pass",
                                                              "J4/slixmpp/ejabberd": "pass"}, green
         for result in green.values():
-            assert "allocated relays" in result["detail"] and "allocated nothing" in result["detail"], result
+            assert "allocated relays" in result["detail"] and "refused a changed password" in result["detail"], result
+        # ejabberd's own TURN (turn-server) as well as the lab's, each over udp and tcp.
+        detail = green["J4/slixmpp/ejabberd"]["detail"]
+        assert detail.count("(the server's own) allocated relays") == 2, detail
+        assert detail.count(f"{turn.NAME}:{turn.PORT} allocated relays") == 2, detail
         assert tested.returncode == 0, tested.stdout
         table = json.loads(first.read_text())["compliance"]
         assert table["prosody"]["requirements"]["XEP-0215"]["verdict"] == "pass"
@@ -56,8 +62,24 @@ def test_j4_passes_on_prosody_and_ejabberd_and_fails_on_a_wrong_secret_or_a_hung
         assert tested.returncode == 1
         for result in red.values():
             assert result["status"] == "fail" and "refused the credentials" in result["detail"], result
-        for kind in ("prosody", "ejabberd"):
-            (tmp_path / "templates" / kind / next((tmp_path / "templates" / kind).iterdir()).name).unlink()
+        # ejabberd's own TURN checks the password against the same (wrong) secret: it allocates.
+        assert "(the server's own) allocated relays" in red["J4/slixmpp/ejabberd"]["detail"]
+        (tmp_path / "templates" / "prosody" / "prosody.cfg.lua.j2").unlink()
+
+        # ejabberd's own TURN switched off while its kind declares turn-server: only STUN is offered.
+        text = (TEMPLATES_DIR / "ejabberd" / "ejabberd.yml.j2").read_text()
+        assert text.count("use_turn: true") == 1
+        (tmp_path / "templates" / "ejabberd" / "ejabberd.yml.j2").write_text(text.replace("use_turn: true",
+                                                                                          "use_turn: false"))
+        up = lab_command("up", "-f", str(path))
+        assert up.returncode == 0, up.stdout + up.stderr
+        tested = lab_command("test", "-f", str(path), "--only", "J4")
+        third, off = results(tmp_path, name, before=(first, second))
+        assert tested.returncode == 1 and off["J4/slixmpp/prosody"]["status"] == "pass", off
+        result = off["J4/slixmpp/ejabberd"]
+        assert result["status"] == "fail" and "its own TURN service at" in result["detail"], result
+        assert "is not among them" in result["detail"], result
+        (tmp_path / "templates" / "ejabberd" / "ejabberd.yml.j2").unlink()
         up = lab_command("up", "-f", str(path))
         assert up.returncode == 0, up.stdout + up.stderr
 
@@ -69,9 +91,11 @@ def test_j4_passes_on_prosody_and_ejabberd_and_fails_on_a_wrong_secret_or_a_hung
             tested = lab_command("test", "-f", str(path), "--only", "J4")
         finally:
             turn_container.exec_run(["sh", "-c", "kill -CONT $(pidof turnserver)"])
-        _, hung = results(tmp_path, name, before=(first, second))
+        _, hung = results(tmp_path, name, before=(first, second, third))
         for result in hung.values():
             assert result["status"] == "error" and "did not answer" in result["detail"], result
+        # ejabberd's own TURN still answered, and the detail says so.
+        assert "(the server's own) allocated relays" in hung["J4/slixmpp/ejabberd"]["detail"]
 
         # The TURN container stopped: the lab is not up.
         turn_container.stop(timeout=2)

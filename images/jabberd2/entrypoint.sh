@@ -92,10 +92,12 @@ trap on_usr1 USR1
 echo $$ > /run/jabberd2-entrypoint.pid
 
 router_listening() {
-    # 127.0.0.1:5347 in LISTEN state (0A); no connection is made to the router.
+    # Port 5347 in LISTEN state (0A), on 127.0.0.1 or every address (tcp6 for "::": the
+    # lab's component, X0114); no connection is made to the router.
     local port
     port=$(printf '%04X' "$ROUTER_PORT")
-    grep -qE "^ *[0-9]+: [0-9A-F]{8}:$port [0-9A-F]{8}:0000 0A " /proc/net/tcp
+    # (-q: a match is success even when tcp6 is missing; no pipe, which pipefail would fail)
+    grep -qsE "^ *[0-9]+: [0-9A-F]+:$port [0-9A-F]+:0000 0A " /proc/net/tcp /proc/net/tcp6
 }
 
 start router
