@@ -1,7 +1,9 @@
 """The lab's TURN service (lab/turn.py) in the model, the zone, the configs and its own files."""
 
+import asyncio
 import socket
 import stat
+import struct
 from pathlib import Path
 
 import pytest
@@ -140,16 +142,61 @@ def test_j4_a_silent_service_is_an_error_and_a_fail_elsewhere_still_wins(turn_ru
         turn_runner.judge("ejabberd.test", LISTED, turn, OWN, exchanges)
 
 
-def test_the_turn_client_reads_what_it_writes_and_a_silent_service_is_no_answer(turn_runner):
-    transaction = bytes(range(12))
-    message = turn_runner.stun_message(turn_runner.ALLOCATE, [(turn_runner.XOR_PEER_ADDRESS, turn_runner.xor_value(
-        "10.1.2.3", 49152, transaction))], key=b"k" * 16, transaction=transaction)
-    kind, got, attributes = turn_runner.parse_stun(message)
-    assert (kind, got) == (turn_runner.ALLOCATE, transaction) and len(attributes[turn_runner.MESSAGE_INTEGRITY]) == 20
-    assert turn_runner.xor_address(attributes[turn_runner.XOR_PEER_ADDRESS], transaction) == ("10.1.2.3", 49152)
+def test_the_turn_client_against_a_silent_service_is_no_answer(turn_runner):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
         silent.bind(("127.0.0.1", 0))
         service = {"host": "127.0.0.1", "port": str(silent.getsockname()[1]), "transport": "udp"}
-        outcome = turn_runner.relay_exchange(service, USER, "password", limit=1.0)
-        assert not outcome["answered"] and not outcome["relays"]
-        assert outcome["log"] == ["A: Allocate without credentials: no answer"]
+        outcome = asyncio.run(turn_runner.relay_exchange(service, USER, "password", limit=1.0))
+    assert not outcome["answered"] and not outcome["relays"]
+    assert outcome["log"] == ["A: Allocate: no answer within 1.0 s"]
+
+
+class RefusingTurn(asyncio.DatagramProtocol):
+    """A TURN service that answers every Allocate 401 with a realm and a nonce, as coturn does
+    for a wrong password; it keeps the attribute types of each request."""
+
+    def __init__(self):
+        self.requests = []
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        from aioice import stun
+        request = stun.parse_message(data)
+        types, at = [], 20
+        while at + 4 <= len(data):
+            code, size = struct.unpack("!HH", data[at:at + 4])
+            types.append(code)
+            at += 4 + size + (-size % 4)
+        self.requests.append(types)
+        answer = stun.Message(message_method=request.message_method, message_class=stun.Class.ERROR,
+                              transaction_id=request.transaction_id)
+        answer.attributes.update({"ERROR-CODE": (401, "Unauthorized"), "REALM": "turn.xmpp-lab.test",
+                                  "NONCE": b"0123456789abcdef"})
+        self.transport.sendto(bytes(answer), addr)
+
+
+def test_a_refused_password_surfaces_with_its_error_code_and_the_allocate_has_no_even_port(turn_runner):
+    async def against_refusing_turn():
+        loop = asyncio.get_running_loop()
+        transport, refusing = await loop.create_datagram_endpoint(RefusingTurn, local_addr=("127.0.0.1", 0))
+        try:
+            service = {"host": "127.0.0.1", "port": str(transport.get_extra_info("sockname")[1]), "transport": "udp"}
+            return await turn_runner.relay_exchange(service, USER, "password", limit=2.0), refusing.requests
+        finally:
+            transport.close()
+
+    outcome, requests = asyncio.run(against_refusing_turn())
+    assert outcome["answered"] and not outcome["relays"] and outcome["refused"] == "401 Unauthorized"
+    assert outcome["log"] == ["A: Allocate: 401 challenge, realm 'turn.xmpp-lab.test'",
+                              f"A: Allocate as '{USER}': error 401 Unauthorized"]
+    # LIFETIME and REQUESTED-TRANSPORT, then with credentials (USERNAME, NONCE, REALM,
+    # MESSAGE-INTEGRITY, and FINGERPRINT from aioice 0.9); never EVEN-PORT (0x0018), which
+    # ejabberd's TURN answers 420 (finding 2).
+    assert requests[0] == [0x000D, 0x0019] and requests[1][:6] == [0x000D, 0x0019, 0x0006, 0x0015, 0x0014, 0x0008]
+    assert len(requests) == 2 and not [r for r in requests if 0x0018 in r]
+    # That outcome for the handed-out password is J4's fail.
+    service = {"type": "turn", "transport": "udp", "host": "127.0.0.1", "port": "3478", "username": USER}
+    with pytest.raises(turn_runner.CaseFailed, match="refused the credentials lab.test handed out .*401 Unauthorized"):
+        turn_runner.judge("lab.test", [service], [service], None, [(service, True, outcome)])

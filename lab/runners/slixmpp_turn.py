@@ -1,23 +1,24 @@
 """J4's exchange (lab/cases/turn.py says what it checks and when it passes): A's user asks its
-server for external services (XEP-0215), then the lab's own small TURN client (below: RFC 8656
-Allocate, CreatePermission, Send and Data indications, nothing optional) allocates two relays
-on each TURN service with the credentials it got, relays one message each way between them,
-and is refused with a credential changed by one character. slixmpp_runner.py keys it by ID.
+server for external services (XEP-0215), then aioice's TURN client (aiortc's ICE library,
+Debian's python3-aioice) allocates two relays on each TURN service with the credentials it
+got, binds a channel on each to the other's relay, relays one message each way between
+them, and is refused with a credential changed by one character. slixmpp_runner.py keys it
+by ID.
 
-Why not coturn's turnutils_uclient: with -c it puts EVEN-PORT into half of its Allocate
-requests at random (startuclient.c), and ejabberd's own TURN answers those 420 Unknown
-Attribute; a verdict must not hang on a coin the client tosses (docs/jingle.md)."""
+Why aioice: a well-kept TURN client (RFC 8656 Allocate with long-term credentials, the 401
+challenge, ChannelBind, ChannelData, over udp and tcp), packaged by Debian at every release
+the slixmpp stack builds at (0.8.0 at bookworm, 0.10.1 at trixie); its Allocate carries
+LIFETIME and REQUESTED-TRANSPORT and nothing else. Why not coturn's turnutils_uclient: with
+-c it puts EVEN-PORT into half of its Allocate requests at random (startuclient.c), and
+ejabberd's own TURN answers those 420 Unknown Attribute; a verdict must not hang on a coin
+the client tosses (docs/jingle.md)."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import ipaddress
 import os
-import socket
-import struct
-import time
+
+from aioice import stun, turn
 
 from harness import CaseFailed, NotObserved
 from slixmpp_client import describe_error, esc
@@ -25,188 +26,66 @@ from slixmpp_expect import CaseRun
 
 NS_EXTDISCO = "urn:xmpp:extdisco:2"
 # One check takes well under a second when all goes well; a TURN service that never answers
-# is given this long (each request is sent again, RFC 8489 6.2.1) before it counts as silent.
+# is given this long (aioice sends each request again after 0.5, 1.5, 3.5 and 7.5 s, RFC 8489
+# 6.2.1) before it counts as silent.
 CLIENT_LIMIT = 8.0
-
-MAGIC = 0x2112A442
-ALLOCATE, CREATE_PERMISSION, SEND, DATA = 0x003, 0x008, 0x006, 0x007
-SUCCESS, ERROR_RESPONSE, INDICATION = 0x100, 0x110, 0x010
-USERNAME, MESSAGE_INTEGRITY, ERROR_CODE, REALM, NONCE = 0x0006, 0x0008, 0x0009, 0x0014, 0x0015
-XOR_PEER_ADDRESS, DATA_ATTR, XOR_RELAYED_ADDRESS, REQUESTED_TRANSPORT = 0x0012, 0x0013, 0x0016, 0x0019
+# How long a relayed message may take to arrive once the sender's channel is bound.
+ARRIVAL_LIMIT = 2.0
 
 
 def q(name: str) -> str:
     return f"{{{NS_EXTDISCO}}}{name}"
 
 
-def stun_message(kind: int, attributes: list[tuple[int, bytes]], key: bytes | None = None,
-                 transaction: bytes | None = None) -> bytes:
-    """A STUN message (RFC 8489 5): ``kind`` is method | class; with ``key``, MESSAGE-INTEGRITY last."""
-    transaction = transaction or os.urandom(12)
-    body = b"".join(struct.pack("!HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
-                    for code, value in attributes)
-    if key is None:
-        return struct.pack("!HHI", kind, len(body), MAGIC) + transaction + body
-    header = struct.pack("!HHI", kind, len(body) + 24, MAGIC) + transaction
-    integrity = hmac.new(key, header + body, hashlib.sha1).digest()
-    return header + body + struct.pack("!HH", MESSAGE_INTEGRITY, 20) + integrity
+class Inbox(asyncio.DatagramProtocol):
+    """What aioice hands on from one allocation: each payload and the peer (relay) it came from."""
+
+    def __init__(self):
+        self.waiting: dict[bytes, asyncio.Future] = {}
+
+    def expect(self, payload: bytes) -> asyncio.Future:
+        self.waiting[payload] = asyncio.get_running_loop().create_future()
+        return self.waiting[payload]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]):
+        waiter = self.waiting.get(data)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(tuple(addr[:2]))
 
 
-def parse_stun(data: bytes) -> tuple[int, bytes, dict[int, bytes]] | None:
-    """(kind, transaction, attributes) of a STUN message, or None for anything else."""
-    if len(data) < 20:
-        return None
-    kind, length, magic = struct.unpack("!HHI", data[:8])
-    if magic != MAGIC or len(data) < 20 + length:
-        return None
-    attributes, at = {}, 20
-    while at + 4 <= 20 + length:
-        code, size = struct.unpack("!HH", data[at:at + 4])
-        attributes.setdefault(code, data[at + 4:at + 4 + size])
-        at += 4 + size + (-size % 4)
-    return kind, data[8:20], attributes
+def error_of(error: stun.TransactionFailed) -> str:
+    code = error.response.attributes.get("ERROR-CODE")
+    return f"{code[0]} {code[1]}".strip() if code else "an error answer without ERROR-CODE"
 
 
-def xor_address(value: bytes, transaction: bytes) -> tuple[str, int]:
-    family, port = value[1], struct.unpack("!H", value[2:4])[0] ^ (MAGIC >> 16)
-    mask = struct.pack("!I", MAGIC) + (transaction if family == 2 else b"")
-    raw = bytes(a ^ b for a, b in zip(value[4:], mask))
-    return str(ipaddress.ip_address(raw)), port
+async def turn_client(service: dict, username: str, password: str):
+    """An aioice TURN client connected to ``service`` (not yet allocated), with an Inbox as its
+    receiver. aioice's own create_turn_endpoint does the same, but wraps the client in a
+    transport whose sendto neither waits for the channel to be bound nor reports its errors;
+    J4 needs both, so it holds the client itself."""
+    loop = asyncio.get_running_loop()
+    server = (service["host"], int(service["port"]))
+
+    def make(kind):
+        return kind(server, username=username, password=password, lifetime=turn.DEFAULT_ALLOCATION_LIFETIME,
+                    channel_refresh_time=turn.DEFAULT_CHANNEL_REFRESH_TIME)
+
+    if service["transport"] == "tcp":
+        _, client = await loop.create_connection(lambda: make(turn.TurnClientTcpProtocol), *server)
+    else:
+        _, client = await loop.create_datagram_endpoint(lambda: make(turn.TurnClientUdpProtocol), remote_addr=server)
+    client.receiver = Inbox()
+    return client
 
 
-def xor_value(host: str, port: int, transaction: bytes) -> bytes:
-    raw = ipaddress.ip_address(host).packed
-    mask = struct.pack("!I", MAGIC) + (transaction if len(raw) == 16 else b"")
-    return (struct.pack("!BBH", 0, 2 if len(raw) == 16 else 1, port ^ (MAGIC >> 16))
-            + bytes(a ^ b for a, b in zip(raw, mask)))
-
-
-def error_of(attributes: dict[int, bytes]) -> str:
-    value = attributes.get(ERROR_CODE, b"\0\0\0\0")
-    return f"{value[2] * 100 + value[3]} {value[4:].decode(errors='replace')}".strip()
-
-
-class TurnConnection:
-    """One client of a TURN service, over udp or tcp (RFC 8656 with long-term credentials)."""
-
-    def __init__(self, host: str, port: int, transport: str, log: list[str], name: str, deadline: float):
-        self.log, self.name, self.deadline = log, name, deadline
-        self.address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM if transport == "udp"
-                                          else socket.SOCK_STREAM)[0][4]
-        family = socket.AF_INET6 if ":" in self.address[0] else socket.AF_INET
-        self.udp = transport == "udp"
-        self.socket = socket.socket(family, socket.SOCK_DGRAM if self.udp else socket.SOCK_STREAM)
-        self.buffer = b""
-        self.key: bytes | None = None
-        self.auth: list[tuple[int, bytes]] = []
-        self.answered = False
-        self.pending: list[tuple[int, bytes, dict]] = []  # indications that came while waiting for an answer
-        if not self.udp:
-            self.socket.settimeout(max(0.1, deadline - time.monotonic()))
-            self.socket.connect(self.address)
-
-    def close(self):
-        self.socket.close()
-
-    def _send(self, data: bytes):
-        if self.udp:
-            self.socket.sendto(data, self.address)
-        else:
-            self.socket.sendall(data)
-
-    def _receive(self, timeout: float):
-        """The next STUN message, or None when nothing came within ``timeout``."""
-        self.socket.settimeout(max(0.05, timeout))
+async def release(client):
+    """Deletes the allocation (Refresh with LIFETIME 0) if there is one, and closes the socket."""
+    if client.relayed_address is not None:
         try:
-            while True:
-                if self.udp:
-                    data = self.socket.recv(65535)
-                else:
-                    message = parse_stun(self.buffer)
-                    if message:
-                        size = 20 + struct.unpack("!H", self.buffer[2:4])[0]
-                        self.buffer = self.buffer[size:]
-                        return message
-                    data = self.socket.recv(65535)
-                    if not data:
-                        raise ConnectionError("the TURN service closed the connection")
-                    self.buffer += data
-                    continue
-                message = parse_stun(data)
-                if message:
-                    return message
-        except socket.timeout:
-            return None
-
-    def request(self, method: int, attributes: list[tuple[int, bytes]], what: str, transaction: bytes | None = None):
-        """Sends a request (again every 0.5 s over udp) until its answer: (success, attributes,
-        transaction), or None when nothing answered before the deadline."""
-        transaction = transaction or os.urandom(12)
-        data = stun_message(method, attributes + self.auth, self.key, transaction)
-        while time.monotonic() < self.deadline:
-            self._send(data)
-            # udp may lose it (RFC 8489 6.2.1); tcp delivers it or fails
-            resend = min(self.deadline, time.monotonic() + 0.5) if self.udp else self.deadline
-            while time.monotonic() < resend:
-                message = self._receive(resend - time.monotonic())
-                if message is None:
-                    continue
-                kind, got, answer = message
-                if got != transaction:
-                    self.pending.append(message)
-                    continue
-                self.answered = True
-                ok = kind == method | SUCCESS
-                self.log.append(f"{self.name}: {what}: {'success' if ok else 'error ' + error_of(answer)}")
-                return ok, answer, transaction
-        self.log.append(f"{self.name}: {what}: no answer")
-        return None
-
-    def allocate(self, username: str, password: str):
-        """The relayed address, or (an error text, or None when the service never answered)."""
-        transport = [(REQUESTED_TRANSPORT, bytes([17, 0, 0, 0]))]
-        answer = self.request(ALLOCATE, transport, "Allocate without credentials")
-        if answer is None:
-            return None, None
-        ok, attributes, transaction = answer
-        if not ok:
-            if REALM not in attributes or NONCE not in attributes:
-                return None, f"an Allocate without credentials got {error_of(attributes)} with no realm and nonce"
-            realm = attributes[REALM]
-            self.key = hashlib.md5(username.encode() + b":" + realm + b":" + password.encode()).digest()
-            self.auth = [(USERNAME, username.encode()), (REALM, realm), (NONCE, attributes[NONCE])]
-            answer = self.request(ALLOCATE, transport, f"Allocate as {username!r}, realm {realm.decode()!r}")
-            if answer is None:
-                return None, None
-            ok, attributes, transaction = answer
-        if not ok:
-            return None, error_of(attributes)
-        relayed = attributes.get(XOR_RELAYED_ADDRESS)
-        if relayed is None:
-            return None, "a success without XOR-RELAYED-ADDRESS"
-        return xor_address(relayed, transaction), None
-
-    def permit(self, peer: tuple[str, int]) -> str | None:
-        transaction = os.urandom(12)
-        answer = self.request(CREATE_PERMISSION, [(XOR_PEER_ADDRESS, xor_value(peer[0], peer[1], transaction))],
-                              f"CreatePermission for {peer[0]}", transaction)
-        if answer is None:
-            return "no answer"
-        return None if answer[0] else error_of(answer[1])
-
-    def send_to(self, peer: tuple[str, int], payload: bytes):
-        transaction = os.urandom(12)
-        self._send(stun_message(SEND | INDICATION, [(XOR_PEER_ADDRESS, xor_value(peer[0], peer[1], transaction)),
-                                                   (DATA_ATTR, payload)], transaction=transaction))
-
-    def data_from(self, payload: bytes, limit: float) -> tuple[str, int] | None:
-        """The peer a Data indication carrying ``payload`` came from, within ``limit`` s."""
-        end = min(self.deadline, time.monotonic() + limit)
-        while time.monotonic() < end:
-            message = self.pending.pop(0) if self.pending else self._receive(end - time.monotonic())
-            if message and message[0] == DATA | INDICATION and message[2].get(DATA_ATTR) == payload:
-                return xor_address(message[2][XOR_PEER_ADDRESS], message[1])
-        return None
+            await asyncio.wait_for(client.delete(), 1.0)
+        except (stun.TransactionError, asyncio.TimeoutError, OSError):
+            pass  # the allocation expires by itself on the service
+    client.transport.close()
 
 
 def wrong(password: str) -> str:
@@ -214,52 +93,87 @@ def wrong(password: str) -> str:
     return ("B" if password[:1] != "B" else "C") + password[1:]
 
 
-def relay_exchange(service: dict, username: str, password: str, limit: float) -> dict:
-    """Two allocations on ``service`` with these credentials, a permission each for the other's
-    relayed address, and one message each way between them (Send, then Data indications), as
-    turnutils_uclient -y does. What happened: answered (anything came back), relays (the
-    relayed addresses), sent and received (messages), refused (the error that ended it), log."""
-    outcome = {"answered": False, "relays": [], "sent": 0, "received": 0, "refused": None, "log": []}
-    deadline = time.monotonic() + limit
-    ends = []
+def address(peer: tuple[str, int]) -> str:
+    return f"{peer[0]}:{peer[1]}"
+
+
+async def exchange(service: dict, username: str, password: str, outcome: dict, ends: list):
+    """relay_exchange's steps; ``outcome`` and ``ends`` are filled in as they go, so that what
+    happened before a timeout is kept."""
+    log = outcome["log"]
+    for name in ("A", "B"):
+        outcome["step"] = f"{name}: Allocate"
+        client = await turn_client(service, username, password)
+        ends.append(client)
+        try:
+            relayed = await client.connect()
+        except stun.TransactionFailed as error:
+            outcome["answered"] = True
+            if client.realm is not None:  # aioice answered the 401 challenge, then was refused
+                log.append(f"{name}: Allocate: 401 challenge, realm {client.realm!r}")
+                log.append(f"{name}: Allocate as {username!r}: error {error_of(error)}")
+            else:
+                log.append(f"{name}: Allocate: error {error_of(error)}")
+            outcome["refused"] = error_of(error)
+            return
+        outcome["answered"] = True
+        challenge = f"realm {client.realm!r} (after a 401 challenge)" if client.realm is not None else "no challenge"
+        log.append(f"{name}: Allocate as {username!r}, {challenge}: success, relayed address {address(relayed)}")
+        outcome["relays"].append(tuple(relayed[:2]))
+    (a, b), (relay_a, relay_b) = ends, outcome["relays"]
+    # aioice binds a channel to a peer on the first send_data to it, and a channel is also a
+    # permission for the peer (RFC 8656 12). B binds first, so that A's message is let in at
+    # B's relay; this first datagram finds no permission at A's relay yet and is not counted.
+    outcome["step"] = f"B: ChannelBind to {address(relay_a)}"
     try:
-        for name in ("A", "B"):
-            end = TurnConnection(service["host"], int(service["port"]), service["transport"], outcome["log"],
-                                 name, deadline)
-            ends.append(end)
-            relayed, refused = end.allocate(username, password)
-            outcome["answered"] = outcome["answered"] or end.answered
-            if relayed is None:
-                outcome["refused"] = refused
-                return outcome
-            outcome["relays"].append(relayed)
-        for end, other in ((ends[0], outcome["relays"][1]), (ends[1], outcome["relays"][0])):
-            refused = end.permit(other)
-            if refused:
-                outcome["refused"] = f"CreatePermission: {refused}"
-                return outcome
-        for (end, peer), (receiver, source) in [((ends[0], outcome["relays"][1]), (ends[1], outcome["relays"][0])),
-                                                ((ends[1], outcome["relays"][0]), (ends[0], outcome["relays"][1]))]:
+        await b.send_data(b"channel", relay_a)
+        log.append(f"B: ChannelBind to {address(relay_a)}: success")
+        for (sender, name, peer), (receiver, source) in [((a, "A", relay_b), (b, relay_a)),
+                                                         ((b, "B", relay_a), (a, relay_b))]:
             payload = os.urandom(16).hex().encode()
-            end.send_to(peer, payload)
+            arrival = receiver.receiver.expect(payload)
+            outcome["step"] = f"{name}: send to {address(peer)}" + (" (ChannelBind first)" if sender is a else "")
+            await sender.send_data(payload, peer)
+            if sender is a:
+                log.append(f"A: ChannelBind to {address(peer)}: success")
             outcome["sent"] += 1
-            came_from = receiver.data_from(payload, 2.0)
-            outcome["log"].append(f"{end.name} -> {peer[0]}:{peer[1]}: "
-                                  + (f"arrived from {came_from[0]}:{came_from[1]}" if came_from else "nothing arrived"))
+            try:
+                came_from = await asyncio.wait_for(arrival, ARRIVAL_LIMIT)
+            except asyncio.TimeoutError:
+                came_from = None
+            log.append(f"{name} -> {address(peer)}: "
+                       + (f"arrived from {address(came_from)}" if came_from else f"nothing arrived in {ARRIVAL_LIMIT} s"))
             if came_from == source:
                 outcome["received"] += 1
+    except stun.TransactionFailed as error:
+        log.append(f"{outcome['step']}: error {error_of(error)}")
+        outcome["refused"] = f"ChannelBind: {error_of(error)}"
+
+
+async def relay_exchange(service: dict, username: str, password: str, limit: float) -> dict:
+    """Two allocations on ``service`` with these credentials, a channel on each to the other's
+    relayed address, and one message each way between them (ChannelData). What happened:
+    answered (anything came back), relays (the relayed addresses), sent and received
+    (messages), refused (the error that ended it), log."""
+    outcome = {"answered": False, "relays": [], "sent": 0, "received": 0, "refused": None, "log": [], "step": ""}
+    ends = []
+    try:
+        await asyncio.wait_for(exchange(service, username, password, outcome, ends), limit)
+    except (asyncio.TimeoutError, stun.TransactionTimeout):
+        outcome["log"].append(f"{outcome['step']}: no answer within {limit:.1f} s")
     except OSError as error:
         outcome["log"].append(f"{service['host']}:{service['port']} ({service['transport']}): {error}")
     finally:
-        for end in ends:
-            end.close()
+        await asyncio.gather(*(release(client) for client in ends))
+    # a 401 challenge answered even where the Allocate with credentials never was
+    outcome["answered"] = outcome["answered"] or any(client.nonce is not None for client in ends)
+    del outcome["step"]
     return outcome
 
 
 async def relay_check(run: CaseRun, service: dict, username: str, password: str) -> dict:
     limit = max(1.0, min(CLIENT_LIMIT, run.remaining() - 1))
-    outcome = await asyncio.get_running_loop().run_in_executor(
-        None, lambda: relay_exchange(service, username, password, limit))
+    outcome = await relay_exchange(service, username, password, limit)
     label = f"TURN {service['transport']} {service['host']}:{service['port']}"
     for line in outcome["log"]:
         run.tracer.add(label, f"(password {'as given' if password == service['password'] else 'changed'})", line)
