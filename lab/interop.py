@@ -65,7 +65,12 @@ def plan(stack: ClientStack, cases: list[Case], servers: list[Server], pairs) ->
             else:
                 entry = {"case": case.id, "server": server.name, "target": target and target.name,
                          **({"timeout": case.timeout} if case.timeout else {})}
-                planned.append(entry)
+                pairs_only = dict(stack.pairs_only).get(case.id) if target is not None else None
+                if pairs_only:
+                    skipped.append(CaseResult(**where, reason="stack", detail=f"the {stack.name} runner runs "
+                                              f"{case.id} only paired with {', '.join(stack.pairs_with)}: {pairs_only}"))
+                else:
+                    planned.append(entry)
                 if target is not None:  # the same case once per pair of ends with another stack
                     planned += [{**entry, "ends": ends} for other in stack.pairs_with
                                 for ends in (f"{stack.name}->{other}", f"{other}->{stack.name}")]

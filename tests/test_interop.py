@@ -74,6 +74,19 @@ def test_a_stack_paired_with_another_runs_each_s2s_case_once_per_pair_of_ends(de
     assert ids == [f"J1/{ends}/{a.name}->{b.name}" for ends in ("libervia", "libervia->slixmpp", "slixmpp->libervia")]
 
 
+def test_a_case_a_paired_stack_runs_only_in_its_pairs_is_not_supported_at_both_ends(default_lab):
+    """libervia's J2 (pairs_only): its two profiles in one container would take each other's
+    direct SOCKS5 candidate, so J2/libervia is not supported (stack), with that reason; the
+    pairs with slixmpp are planned."""
+    libervia = stacks()["libervia"]
+    a, b = default_lab.servers[:2]
+    planned, skipped = plan(libervia, [BY_ID["J2"]], [a, b], [(a, b)])
+    assert [p.get("ends") for p in planned] == ["libervia->slixmpp", "slixmpp->libervia"]
+    [alone] = skipped
+    assert (alone.case, alone.stack, alone.reason) == ("J2", "libervia", "stack")
+    assert alone.detail.startswith("the libervia runner runs J2 only paired with slixmpp: its two profiles share")
+
+
 # --- runner output against the plan ------------------------------------------------------------
 
 PLANNED = [{"case": "C1", "server": "p", "target": None}, {"case": "S1", "server": "p", "target": "e"}]

@@ -134,6 +134,20 @@ def runner_cases(runner: Path) -> frozenset[str]:
     raise ValueError(f"{runner}: no CASES = {{'ID': function, ...}} table (a dict literal keyed by case ID)")
 
 
+def runner_pairs_only(runner: Path) -> tuple[tuple[str, str], ...]:
+    """A paired stack's runner's ``PAIRS_ONLY`` table, if it has one: the case IDs it runs
+    only paired with another stack's ends, each with why not at both of its own (a dict
+    literal of strings, read without running the runner)."""
+    tree = ast.parse(runner.read_text(), str(runner))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "PAIRS_ONLY" for t in node.targets):
+            if isinstance(node.value, ast.Dict) and all(isinstance(k, ast.Constant) and isinstance(v, ast.Constant)
+                                                        for k, v in zip(node.value.keys, node.value.values)):
+                return tuple((k.value, v.value) for k, v in zip(node.value.keys, node.value.values))
+            raise ValueError(f"{runner}: PAIRS_ONLY must be a dict literal of strings, case ID -> reason")
+    return ()
+
+
 # --- cases of your own ------------------------------------------------------------------------
 
 ID_PATTERN = re.compile(r"^[A-Z][A-Za-z0-9-]*$")
