@@ -212,3 +212,24 @@ def test_j5_libervia_to_slixmpp_fails_with_why_libervia_proposed_nothing():
                                          log, session_came=True))
     assert proposed.startswith("propose p1 from a -> proceed from b; then: the file received over IBB is not the one")
     assert "libervia logged" not in proposed  # the session came: its log is not the reason
+
+
+def test_j3_at_both_ends_fails_when_no_offer_reached_bob_and_says_what_libervia_logged():
+    """Captured with Prosody's s2s off (the J1 fixture): alice's offer goes nowhere."""
+    log = (FIXTURES / "j1_no_s2s_backend.log").read_text()
+    failure = runner.no_dialog(log)
+    assert isinstance(failure, runner.CaseFailed)
+    assert str(failure).startswith("no offer reached bob's backend (no file dialog to refuse); libervia logged: ")
+    assert "Communication with remote domains is not enabled" in str(failure)
+    assert isinstance(runner.no_dialog(""), runner.NotObserved)
+
+
+def test_j6_slixmpp_to_libervia_fails_unless_libervia_answers_the_transport_replace_with_transport_accept():
+    """J6/slixmpp->libervia, 2026-12-06: libervia said candidate-error and answered transport-accept
+    (evidence reaction); a wrong session-accept or no answer must fail."""
+    detail = "20000 bytes over IBB (XEP-0261), sha-256 matches the file sent (checked by the runner)"
+    runner.judge_fallback("transport-accept", detail)
+    for reaction in ("session-accept", "ignored", "transport-reject", None):
+        with pytest.raises(runner.CaseFailed, match=rf"answered the transport-replace with {reaction}, not "
+                                                    rf"transport-accept"):
+            runner.judge_fallback(reaction, detail)

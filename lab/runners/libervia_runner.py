@@ -1,7 +1,7 @@
 """Test runner for the libervia client stack (Debian's libervia-backend + libervia-cli).
 
 Run inside the client container, on the shared harness beside it. Usage:
-    libervia_runner.py cases SPEC_JSON      # J1 (Jingle file transfer over IBB)
+    libervia_runner.py cases SPEC_JSON      # J1 (IBB), J3 (decline); J2, J5, J6 not at every end (NOT_RUN)
 
 An entry's "ends" (the plan's, for a stack with pairs_with) says who plays which end:
 none, libervia at both; "libervia->slixmpp" or "slixmpp->libervia", the lab's slixmpp
@@ -19,6 +19,13 @@ every Jingle and IBB stanza crosses A -> B over s2s. The runner compares what ar
 what was sent itself (size, sha-256) and records from the backend's log whether libervia's
 own XEP-0300 check happened (the sender's checksum comes after the data, and may never
 come) and which transport carried the file.
+
+J2, J3 and J5 (docs/jingle.md, "J2, J3, J5 with libervia"): J2 keeps libervia's S5B plugin,
+the lab's slixmpp end tries A's proxy alone; J3 refuses the backend's file dialog over the
+bridge (``file receive`` cannot decline) and reads libervia's own view of a decline from its
+progress_error signal; J5 sends to the bare JID, so libervia proposes first. Offers from the
+lab's initiator in J2, J3, J5 carry <desc/> and <hash-used/> (what libervia can read), so the
+steps after the offer are seen.
 
 J1 is IBB: the backend runs without its XEP-0260 (Jingle SOCKS5) plugin, left out at import
 (a sitecustomize in the case's HOME makes that one module unimportable, and libervia skips
@@ -467,14 +474,16 @@ READABLE_OFFER = ("the offer with <desc/> and <hash-used/>, the hash in a checks
                   "transport step; docs/jingle.md, libervia findings 1, 3)")
 
 
-async def slixmpp_sends(case: LiberviaCase, transport: str, propose: bool = False, readable: bool = False) -> str:
+async def slixmpp_sends(case: LiberviaCase, transport: str, propose: bool = False, readable: bool = False,
+                        fallback: bool = False) -> str:
     """The lab's slixmpp initiator (slixmpp_jingle.initiate) on A offers the file to
     libervia's profile on B, which takes it with `file receive`; the runner checks the file.
     ``transport``: "ibb" or "s5b" (A's proxy as the one candidate). ``readable``: the offer
     libervia can read (READABLE_OFFER), so that the transport part is seen (J2, J5); without
     it (J1) the offer carries its sha-256 <hash/>, as the lab's ends do. ``propose``: A's
     user proposes to B's bare JID first (J5) and opens the session to the resource that
-    proceeded."""
+    proceeded. ``fallback`` (J6): A's proxy offered at a port where nothing listens, then
+    transport-replace to IBB; libervia's answer to it is recorded (evidence ``reaction``)."""
     await asyncio.to_thread(case.backend, (S5B_PLUGIN,) if transport == "ibb" else ())
     bob = await asyncio.to_thread(case.profile, "bob", case.target, "bob")
     case.deadline = time.monotonic() + case.timeout  # the case's waits count from the backend's start on
@@ -484,8 +493,9 @@ async def slixmpp_sends(case: LiberviaCase, transport: str, propose: bool = Fals
         behaviour = jingle.Behaviour(**{**behaviour.__dict__, "hash_used": True, "desc": True})
     session = jingle.new_session(case, alice, bob, behaviour=behaviour)
     if transport == "s5b":
-        found = await jingle.offer_proxy(case, alice, session)
-        session.step(f"{found}, offered as the only candidate")
+        found = await jingle.offer_proxy(case, alice, session, port=jingle.UNREACHABLE_PORT if fallback else None)
+        session.step(f"{found}, offered as the only candidate" + (
+            f" at port {jingle.UNREACHABLE_PORT}, where nothing listens" if fallback else ""))
     if readable:
         session.step(READABLE_OFFER)
     os.makedirs(os.path.join(case.home, "inbox"))
@@ -499,7 +509,13 @@ async def slixmpp_sends(case: LiberviaCase, transport: str, propose: bool = Fals
             session.step(f"propose {session.sid} to {bare(bob)} -> proceed from {full}")
             if full != bob:
                 raise CaseFailed(f"the proceed came from {full}, not libervia's resource {bob}")
-        reason = await jingle.initiate(case, alice, session, transport)
+        try:
+            reason = await jingle.initiate(case, alice, session, transport, fallback_to_ibb=fallback)
+        except CaseFailed as failure:
+            if not fallback:
+                raise
+            case.evidence["reaction"] = session.notes.get("reaction")
+            raise CaseFailed(f"{'; '.join(session.steps)}; then: {failure}") from None
         if reason == "success":
             await asyncio.to_thread(case.outcome, session.offer.name)
     finally:
@@ -509,11 +525,21 @@ async def slixmpp_sends(case: LiberviaCase, transport: str, propose: bool = Fals
     case.evidence.update(file=session.offer.name, sid=session.sid, bytes=len(received or b""),
                          sha256=session.offer.sha256, transports=transports_in(log), reason=reason,
                          libervia_checksum=libervia_checksum(log), sender=alice.boundjid.full, receiver=bob,
-                         **({"streamhost": session.notes["proxy"].__dict__} if "proxy" in session.notes else {}))
+                         **({"streamhost": session.notes["proxy"].__dict__} if "proxy" in session.notes else {}),
+                         **({"reaction": session.notes.get("reaction")} if fallback else {}))
     detail = judge_received(session.offer.data, received, session.offer.name, log,
-                            IBB if transport == "ibb" else SOCKS5, reason, session.steps, bob, case.timeout)
+                            IBB if transport == "ibb" or fallback else SOCKS5, reason, session.steps, bob, case.timeout)
+    if fallback:
+        judge_fallback(session.notes.get("reaction"), detail)
     return (f"{alice.boundjid.full} (slixmpp) -> {bob} (libervia): {'; '.join(session.steps)}; session-terminate "
             f"success; runner: {detail}; in {took * 1000:.0f} ms")
+
+
+def judge_fallback(reaction: str | None, detail: str) -> None:
+    """J6: libervia must answer the transport-replace with transport-accept (XEP-0166 7.2.15)."""
+    if reaction != "transport-accept":
+        raise CaseFailed(f"the file arrived over IBB, but libervia answered the transport-replace with {reaction}, "
+                         f"not transport-accept (XEP-0166 7.2.15): {detail}")
 
 
 def judge_received(sent: bytes, received: bytes | None, name: str, log: str, transport: str, reason: str | None,
@@ -611,6 +637,16 @@ def judge_sender_saw_decline(monitored: str, steps: list[str]) -> str:
     return f"{'; '.join(steps)}; alice's libervia backend signalled progress_error \"declined\" to its frontends"
 
 
+def no_dialog(log: str) -> Exception:
+    """J3 at both ends, no file dialog came to refuse: a fail where alice's backend logged why
+    its offer went nowhere (e.g. the servers refusing to route it), an error otherwise."""
+    said = [line.split("+0000 ", 1)[-1].strip() for line in COMPLAINTS.findall(log)[-2:]]
+    if said:
+        return CaseFailed(f"no offer reached bob's backend (no file dialog to refuse); libervia logged: "
+                          f"{' | '.join(said)}")
+    return NotObserved("libervia's backend showed bob no file dialog for alice's offer to refuse, and logged no reason")
+
+
 def monitor(case: LiberviaCase) -> subprocess.Popen:
     """dbus-monitor on the case's private bus, for the backend's progress_error signals."""
     watcher = case.spawn(["dbus-monitor", "--address", case.env["DBUS_SESSION_BUS_ADDRESS"],
@@ -628,7 +664,7 @@ def monitored(case: LiberviaCase, watcher: subprocess.Popen) -> str:
 
 
 async def j3_decline(case: LiberviaCase) -> str:
-    """J3, in the pairs with slixmpp alone (pairs_only), over IBB."""
+    """J3, in the pairs with slixmpp alone (NOT_RUN), over IBB."""
     ends = case.entry.get("ends")
     if ends == "libervia->slixmpp":
         return await libervia_declined(case)
@@ -662,7 +698,7 @@ def j3_libervia(case: LiberviaCase) -> str:
     refused = json.loads(out.strip().splitlines()[-1]) if refuser.returncode == 0 and out.strip() else None
     case.evidence.update(sender=alice, receiver=bob, dialog=refused, progress_errors=progress_errors(signals, "alice"))
     if refused is None:
-        raise NotObserved("libervia's backend showed bob no file dialog for alice's offer to refuse")
+        raise no_dialog(case.log())
     steps = [f"the runner refused bob's file dialog {refused['action']} for {refused['from_jid']}'s offer"]
     return f"{alice} -> {bob}: {judge_sender_saw_decline(signals, steps)}"
 
@@ -731,7 +767,7 @@ async def j1_ibb(case: LiberviaCase) -> str:
 
 
 async def j2_socks5(case: LiberviaCase) -> str:
-    """J2, in the pairs with slixmpp alone (the stack's pairs_only: at both ends its two
+    """J2, in the pairs with slixmpp alone (NOT_RUN: at both ends its two
     profiles would take each other's direct candidate)."""
     ends = case.entry.get("ends")
     if ends == "libervia->slixmpp":
@@ -741,8 +777,18 @@ async def j2_socks5(case: LiberviaCase) -> str:
     raise NotObserved(f"J2 with ends {ends or 'libervia'}: the runner plays it only paired with slixmpp")
 
 
+async def j6_fallback(case: LiberviaCase) -> str:
+    """J6, slixmpp -> libervia alone (NOT_RUN): the lab's initiator offers A's proxy at an
+    unreachable port; libervia (its S5B plugin in) should say candidate-error and accept the
+    transport-replace to IBB; its reaction is recorded."""
+    ends = case.entry.get("ends")
+    if ends == "slixmpp->libervia":
+        return await slixmpp_sends(case, "s5b", readable=True, fallback=True)
+    raise NotObserved(f"J6 with ends {ends or 'libervia'}: the runner plays it only slixmpp->libervia")
+
+
 async def j5_propose(case: LiberviaCase) -> str:
-    """J5, in the pairs with slixmpp alone (pairs_only), over IBB. libervia -> slixmpp:
+    """J5, in the pairs with slixmpp alone (NOT_RUN), over IBB. libervia -> slixmpp:
     `file send` to B's bare JID makes libervia propose first (plugin_xep_0353's trigger on
     a peer JID without a resource); slixmpp -> libervia: the lab's propose, which libervia
     confirms through `file receive` (a confirm dialog it accepts for the sender it names)."""
@@ -754,14 +800,18 @@ async def j5_propose(case: LiberviaCase) -> str:
     raise NotObserved(f"J5 with ends {ends or 'libervia'}: the runner plays it only paired with slixmpp")
 
 
-CASES = {"J1": j1_ibb, "J2": j2_socks5, "J3": j3_decline, "J5": j5_propose}
-# Run only paired with slixmpp (the stack's pairs_with), and why not with libervia at both ends
-# (read by the lab: the case at both ends is "not supported (stack)" with this reason).
-PAIRS_ONLY = {
-    "J2": "its two profiles share one backend in one container, and its SOCKS5 offers direct candidates the other "
-          "profile takes, past A's proxy and the servers (docs/jingle.md)",
-    "J5": "its backend logs no stanzas, so between its two profiles the runner would not see the propose and "
-          "proceed that J5 is about (docs/jingle.md)",
+CASES = {"J1": j1_ibb, "J2": j2_socks5, "J3": j3_decline, "J5": j5_propose, "J6": j6_fallback}
+# The ends it does not play, and why (read by the lab: such a result is "not supported (stack)"
+# with this reason); "libervia": libervia at both ends.
+NOT_RUN = {
+    "J2": {"libervia": "its two profiles share one backend in one container, and its SOCKS5 offers direct "
+                       "candidates the other profile takes, past A's proxy and the servers (docs/jingle.md)"},
+    "J5": {"libervia": "its backend logs no stanzas, so between its two profiles the runner would not see the "
+                       "propose and proceed that J5 is about (docs/jingle.md)"},
+    "J6": {"libervia": "libervia cannot be told to offer an unreachable candidate, and its two profiles would take "
+                       "each other's direct one (docs/jingle.md)",
+           "libervia->slixmpp": "libervia cannot be told to offer an unreachable candidate: it offers its own "
+                                "address and its server's proxy (docs/jingle.md)"},
 }
 
 if __name__ == "__main__":
