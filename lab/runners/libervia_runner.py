@@ -747,9 +747,13 @@ async def libervia_declines(case: LiberviaCase) -> str:
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         reason = await jingle.initiate(case, alice, session, "ibb")
-    finally:
-        out, _ = await asyncio.to_thread(refuser.communicate, timeout=max(1.0, case.remaining()))
+    finally:  # it refused before the decline came, or never will (the offer went nowhere)
+        try:
+            await asyncio.to_thread(refuser.wait, 2.0)
+        except subprocess.TimeoutExpired:
+            pass
         case.stop(refuser)
+        out = refuser.stdout.read() if refuser.stdout else ""
     case.trace.append(f"$ python3 -c DECLINE_DIALOG bob {alice.boundjid.bare} -> exit {refuser.returncode}\n{out}")
     refused = json.loads(out.strip().splitlines()[-1]) if refuser.returncode == 0 and out.strip() else None
     case.evidence.update(sid=session.sid, reason=reason, sender=alice.boundjid.full, receiver=bob, dialog=refused)
