@@ -65,10 +65,18 @@ def plan(stack: ClientStack, cases: list[Case], servers: list[Server], pairs) ->
             else:
                 entry = {"case": case.id, "server": server.name, "target": target and target.name,
                          **({"timeout": case.timeout} if case.timeout else {})}
-                planned.append(entry)
-                if target is not None:  # the same case once per pair of ends with another stack
-                    planned += [{**entry, "ends": ends} for other in stack.pairs_with
-                                for ends in (f"{stack.name}->{other}", f"{other}->{stack.name}")]
+                # the same s2s case once per pair of ends with another stack, unless the runner says not
+                ends_of = [None] + [ends for other in stack.pairs_with if target is not None
+                                    for ends in (f"{stack.name}->{other}", f"{other}->{stack.name}")]
+                not_run = {(case_id, ends): why for case_id, ends, why in stack.not_run}
+                for ends in ends_of:
+                    why = not_run.get((case.id, ends or stack.name)) if target is not None else None
+                    if why:
+                        how = f"with {stack.name} at both ends" if ends is None else ends
+                        skipped.append(CaseResult(**{**where, "stack": ends or stack.name}, reason="stack",
+                                                  detail=f"the {stack.name} runner does not run {case.id} {how}: {why}"))
+                    else:
+                        planned.append({**entry, "ends": ends} if ends else entry)
     return planned, skipped
 
 

@@ -90,10 +90,11 @@ def test_no_case_id_is_spelled_outside_its_unit_and_the_runner_tables():
 
 
 def runner_table_line(path: Path, line: int) -> bool:
-    """Whether ``line`` of a runner is in its CASES table or its budget function."""
+    """Whether ``line`` of a runner is in its CASES or NOT_RUN table or its budget function."""
     tree = ast.parse(path.read_text())
     for node in tree.body:
-        named = (isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "CASES" for t in node.targets)) or (
+        named = (isinstance(node, ast.Assign) and any(getattr(t, "id", "") in ("CASES", "NOT_RUN")
+                                                      for t in node.targets)) or (
             isinstance(node, ast.FunctionDef) and node.name == "budget")
         if named and node.lineno <= line <= node.end_lineno:
             return True

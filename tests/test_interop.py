@@ -74,6 +74,22 @@ def test_a_stack_paired_with_another_runs_each_s2s_case_once_per_pair_of_ends(de
     assert ids == [f"J1/{ends}/{a.name}->{b.name}" for ends in ("libervia", "libervia->slixmpp", "slixmpp->libervia")]
 
 
+def test_the_ends_a_paired_stacks_runner_does_not_play_are_not_supported_with_the_reason(default_lab):
+    """libervia's NOT_RUN: J2 not at both of its ends (its two profiles in one container would take
+    each other's direct SOCKS5 candidate), J6 only slixmpp->libervia; each end left out is not
+    supported (stack), the result named by its ends, with the reason; the others are planned."""
+    libervia = stacks()["libervia"]
+    a, b = default_lab.servers[:2]
+    planned, skipped = plan(libervia, [BY_ID["J2"], BY_ID["J6"]], [a, b], [(a, b)])
+    assert [(p["case"], p.get("ends")) for p in planned] == [("J2", "libervia->slixmpp"), ("J2", "slixmpp->libervia"),
+                                                             ("J6", "slixmpp->libervia")]
+    assert [(r.case, r.stack, r.reason) for r in skipped] == [("J2", "libervia", "stack"), ("J6", "libervia", "stack"),
+                                                              ("J6", "libervia->slixmpp", "stack")]
+    assert skipped[0].detail.startswith("the libervia runner does not run J2 with libervia at both ends: its two "
+                                        "profiles share")
+    assert skipped[2].detail.startswith("the libervia runner does not run J6 libervia->slixmpp: libervia cannot be told")
+
+
 # --- runner output against the plan ------------------------------------------------------------
 
 PLANNED = [{"case": "C1", "server": "p", "target": None}, {"case": "S1", "server": "p", "target": "e"}]

@@ -278,3 +278,44 @@ def test_the_responder_alone_takes_a_session_it_did_not_make(jingle):
         "{urn:xmpp:jingle:1}jingle[@action='session-accept']") is not None)
     hashes = accept.findall(".//{urn:xmpp:hashes:2}hash")
     assert [h.text for h in hashes] == [offer.sha256]
+
+
+def test_an_offer_with_hash_used_gets_its_checksum_after_the_data(jingle):
+    """The offer libervia can read (the libervia runner's slixmpp -> libervia J2, J3, J5): <desc/>
+    and <hash-used/> in the offer, the sha-256 in a checksum session-info after the data."""
+    router = Router()
+    run = Run(router)
+    behaviour = jingle.Behaviour(hash_used=True, desc=True)
+    offer = jingle.Offer.random()
+    assert "<hash-used xmlns='urn:xmpp:hashes:2' algo='sha-256'/>" in offer.description(True, True)
+    assert "<desc>" in offer.description(True, True) and "<hash " not in offer.description(True, True)
+    session = jingle.Session("hu-1", router.alice.boundjid.full, router.bob.boundjid.full, offer, behaviour)
+
+    async def both_ends():
+        return await jingle.both(jingle.initiate(run, router.alice, session, "ibb"),
+                                 jingle.respond(run, router.bob, jingle.sessions_at(router.bob, behaviour), behaviour))
+    reason, (_, data) = asyncio.run(both_ends())
+    assert reason == "success" and data == offer.data
+    assert any(step.startswith("A's user: checksum session-info (sha-256 ") and step.endswith("-> result")
+               for step in session.steps)
+
+
+def test_the_responder_does_not_try_a_direct_candidate_and_fails_without_a_proxy_one(jingle):
+    """Another implementation's initiator (libervia) offers direct candidates too: both of the lab's
+    ends share one container, so the responder tries proxy candidates alone and says why."""
+    router = Router()
+    run = Run(router)
+    session = jingle.new_session(run, router.alice, router.bob.boundjid.full)
+    session.notes.update(proxy=jingle.Streamhost("proxy.a.test", "127.0.0.1", 1), offer_cid="d1",
+                         offer_candidates="<candidate cid='d1' host='127.0.0.1' jid='alice@a.test/j' port='1' "
+                                          "priority='8257536' type='direct'/>")
+
+    async def both_ends():
+        return await jingle.both(jingle.initiate(run, router.alice, session, "s5b"),
+                                 jingle.respond(run, router.bob, jingle.sessions_at(router.bob, session.behaviour,
+                                                                                   session), session.behaviour))
+    from harness import CaseFailed
+    with pytest.raises(CaseFailed, match=r"could reach none of A's SOCKS5 candidates \(candidate-error\): direct "
+                                         r"alice@a.test/j at 127.0.0.1:1: not tried \(the lab's ends share one client "
+                                         r"container"):
+        asyncio.run(both_ends())

@@ -111,3 +111,125 @@ def test_slixmpp_to_libervia_fails_when_libervia_ends_the_session_and_says_why()
     assert failure.startswith("bob@ejabberd.test/r ended the session with <failed-application/> and no file arrived; "
                               "libervia logged: Unmanaged jingle exception: [Failure instance: Traceback: "
                               "<class 'UnicodeDecodeError'>")
+
+
+# --- J2, J3, J5 in the pairs with slixmpp (and J3 at both ends) --------------------------------
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "libervia"
+
+
+def test_j2_libervia_to_slixmpp_fails_when_libervia_falls_back_to_ibb_and_says_what_became_of_socks5():
+    """Captured (J2/libervia->slixmpp/prosody->ejabberd, 2026-12-06): the lab's responder connected to
+    A's proxy and said candidate-used; libervia's activation broke (plugin_xep_0260 calls
+    Candidate.activate with the wrong arguments), it sent proxy-error and transport-replace to IBB."""
+    log = (FIXTURES / "j2_libervia_to_slixmpp_backend.log").read_text()
+    steps = ["B's user: direct alice@prosody.test/r at 10.0.0.5:33659: not tried (...); proxy proxy.prosody.test at "
+             "proxy.prosody.test:5000 (10.0.0.2): connected",
+             "A's user: transport-info proxy-error (it could not activate the proxy B's user connected to)"]
+    notes = {"streamhost": {"jid": "proxy.prosody.test", "host": "proxy.prosody.test", "port": 5000,
+                            "address": "10.0.0.2", "type": "proxy"}}
+    failure = str(runner.s5b_failure(runner.CaseFailed(CAPTURED_MISMATCH.replace("over IBB", "over IBB after "
+                                                                                   "transport-replace")),
+                                     steps, notes, log))
+    assert "transport-info proxy-error" in failure
+    assert "B's user was connected to proxy.prosody.test at proxy.prosody.test:5000" in failure
+    assert "libervia logged: Can't connect to any peer candidate | Cant start transfert, we'll try fallback method: " \
+           "'TypeError' object has no attribute 'condition'" in failure
+    assert "then: the file received over IBB after transport-replace is not the one offered" in failure
+    assert "libervia's value is base64 of the hex digest" in failure
+
+
+def test_j2_fails_unless_the_file_came_through_a_proxy_of_a():
+    proxy = {"jid": "proxy.prosody.test", "host": "proxy.prosody.test", "port": 5000, "address": "10.0.0.2",
+             "type": "proxy"}
+    assert runner.judge_streamhost({"streamhost": proxy}, "prosody.test").startswith(
+        "streamhost used: proxy proxy.prosody.test at proxy.prosody.test:5000")
+    with pytest.raises(runner.CaseFailed, match=r"did not come through A's proxy \(ejabberd.test\)"):
+        runner.judge_streamhost({"streamhost": proxy}, "ejabberd.test")  # B's proxy, not A's
+    direct = {**proxy, "type": "direct", "jid": "alice@prosody.test/r"}
+    with pytest.raises(runner.CaseFailed, match=r"did not come through A's proxy"):
+        runner.judge_streamhost({"streamhost": direct}, "prosody.test")
+    with pytest.raises(runner.CaseFailed, match=r"no streamhost used \(candidates: none offered\)"):
+        runner.judge_streamhost({}, "prosody.test")
+
+
+def test_j2_slixmpp_to_libervia_fails_when_libervia_does_not_take_the_checksum_and_shows_the_transport():
+    """Captured (J2/slixmpp->libervia/prosody->ejabberd): the file came whole through A's proxy;
+    libervia never answered the checksum session-info (UnicodeDecodeError reading a standard
+    XEP-0300 value) and logged that the checksum never came."""
+    log = (FIXTURES / "j2_slixmpp_to_libervia_backend.log").read_text()
+    steps = ["A's user: connected to proxy.prosody.test at proxy.prosody.test:5000 (10.0.0.2), activated it, sent "
+             "20000 B through it", "A's user: checksum session-info (sha-256 x) -> no answer within 6 s"]
+    with pytest.raises(runner.CaseFailed) as failed:
+        runner.judge_received(SENT, SENT, "f", log, runner.SOCKS5, "success", steps, "bob@b/r", 20)
+    failure = str(failed.value)
+    assert failure.startswith("the file arrived whole (20000 bytes over SOCKS5 (XEP-0260), sha-256 matches")
+    assert "but libervia did not take the standard XEP-0300 checksum (no answer within 6 s)" in failure
+    assert "libervia logged: UnicodeDecodeError: 'utf-8' codec can't decode byte 0xbc" in failure
+    # the same exchange with the checksum answered passes; a truncated file or another transport fails
+    answered = steps[:1] + ["A's user: checksum session-info (sha-256 x) -> result"]
+    assert runner.judge_received(SENT, SENT, "f", log, runner.SOCKS5, "success", answered, "b", 20)
+    with pytest.raises(runner.CaseFailed, match=r"not the one sent: 16384 of 20000 bytes"):
+        runner.judge_received(SENT, SENT[:16384], "f", log, runner.SOCKS5, "success", answered, "b", 20)
+    with pytest.raises(runner.CaseFailed, match=r"over SOCKS5 \(XEP-0260\), not IBB"):
+        runner.judge_received(SENT, SENT, "f", log, runner.IBB, "success", answered, "b", 20)
+    with pytest.raises(runner.CaseFailed, match=r"ended the session with <failed-application/>"):
+        runner.judge_received(SENT, None, "f", log, runner.SOCKS5, "failed-application", answered, "b", 20)
+
+
+def test_j3_slixmpp_to_libervia_fails_without_decline_and_is_an_error_without_a_dialog():
+    with pytest.raises(runner.CaseFailed, match=r"got session-terminate with 'failed-application', not <decline/>"):
+        runner.judge_declined("failed-application", ["s"], {"action": "a1", "from_jid": "alice@a/r"})
+    with pytest.raises(runner.NotObserved, match=r"showed no file dialog"):
+        runner.judge_declined("decline", ["s"], None)
+    assert runner.judge_declined("decline", ["s"], {"action": "a1"}).endswith("session-terminate with <decline/>")
+
+
+def test_j3_with_libervia_sending_fails_when_its_backend_does_not_signal_the_decline():
+    """Captured: dbus-monitor on the case's bus after bob declined (J3/libervia/prosody->ejabberd)."""
+    monitored = (FIXTURES / "j3_declined.dbus-monitor").read_text()
+    assert runner.progress_errors(monitored, "alice") == ["declined"]
+    assert "signalled progress_error \"declined\"" in runner.judge_sender_saw_decline(monitored, ["declined"])
+    silent = monitored[:monitored.index("signal time=1796549309")]
+    with pytest.raises(runner.CaseFailed, match=r"did not signal the transfer declined \(progress_error for alice: "
+                                                r"none\)"):
+        runner.judge_sender_saw_decline(silent, ["B's user declined"])
+    other = monitored.replace('"declined"', '"timeout"')
+    with pytest.raises(runner.CaseFailed, match=r"progress_error for alice: timeout"):
+        runner.judge_sender_saw_decline(other, ["B's user declined"])
+
+
+def test_j5_libervia_to_slixmpp_fails_with_why_libervia_proposed_nothing():
+    """Captured (J5/libervia->slixmpp/prosody->ejabberd): libervia asks the disco#info of B's bare
+    JID before proposing; ejabberd answers a non-contact subscription-required, and libervia
+    gives up instead of proposing."""
+    log = (FIXTURES / "j5_libervia_to_ejabberd_backend.log").read_text()
+    failure = str(runner.sender_failure(runner.CaseFailed("timed out waiting for libervia's propose of f.bin"),
+                                        None, log, session_came=False))
+    assert failure.startswith("timed out waiting for libervia's propose of f.bin; libervia logged: Can't send ")
+    assert "subscription-required" in failure and "Can't find any method to send file to bob@ejabberd.test" in failure
+    proposed = str(runner.sender_failure(runner.CaseFailed(CAPTURED_MISMATCH), "propose p1 from a -> proceed from b",
+                                         log, session_came=True))
+    assert proposed.startswith("propose p1 from a -> proceed from b; then: the file received over IBB is not the one")
+    assert "libervia logged" not in proposed  # the session came: its log is not the reason
+
+
+def test_j3_at_both_ends_fails_when_no_offer_reached_bob_and_says_what_libervia_logged():
+    """Captured with Prosody's s2s off (the J1 fixture): alice's offer goes nowhere."""
+    log = (FIXTURES / "j1_no_s2s_backend.log").read_text()
+    failure = runner.no_dialog(log)
+    assert isinstance(failure, runner.CaseFailed)
+    assert str(failure).startswith("no offer reached bob's backend (no file dialog to refuse); libervia logged: ")
+    assert "Communication with remote domains is not enabled" in str(failure)
+    assert isinstance(runner.no_dialog(""), runner.NotObserved)
+
+
+def test_j6_slixmpp_to_libervia_fails_unless_libervia_answers_the_transport_replace_with_transport_accept():
+    """J6/slixmpp->libervia, 2026-12-06: libervia said candidate-error and answered transport-accept
+    (evidence reaction); a wrong session-accept or no answer must fail."""
+    detail = "20000 bytes over IBB (XEP-0261), sha-256 matches the file sent (checked by the runner)"
+    runner.judge_fallback("transport-accept", detail)
+    for reaction in ("session-accept", "ignored", "transport-reject", None):
+        with pytest.raises(runner.CaseFailed, match=rf"answered the transport-replace with {reaction}, not "
+                                                    rf"transport-accept"):
+            runner.judge_fallback(reaction, detail)

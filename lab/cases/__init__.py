@@ -134,6 +134,23 @@ def runner_cases(runner: Path) -> frozenset[str]:
     raise ValueError(f"{runner}: no CASES = {{'ID': function, ...}} table (a dict literal keyed by case ID)")
 
 
+def runner_not_run(runner: Path) -> tuple[tuple[str, str, str], ...]:
+    """A paired stack's runner's ``NOT_RUN`` table, if it has one: for a case ID, the ends it
+    does not play (its own name: itself at both ends; or a pair, "<it>-><other>") and why
+    (a dict literal of dict literals of strings, read without running the runner)."""
+    tree = ast.parse(runner.read_text(), str(runner))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "NOT_RUN" for t in node.targets):
+            try:
+                table = ast.literal_eval(node.value)
+                return tuple((case_id, ends, why) for case_id, reasons in table.items() for ends, why in reasons.items()
+                             if all(isinstance(v, str) for v in (case_id, ends, why)))
+            except (ValueError, AttributeError):
+                pass
+            raise ValueError(f"{runner}: NOT_RUN must be a dict literal: case ID -> {{ends: reason}}")
+    return ()
+
+
 # --- cases of your own ------------------------------------------------------------------------
 
 ID_PATTERN = re.compile(r"^[A-Z][A-Za-z0-9-]*$")

@@ -1,7 +1,7 @@
 """Test runner for the libervia client stack (Debian's libervia-backend + libervia-cli).
 
 Run inside the client container, on the shared harness beside it. Usage:
-    libervia_runner.py cases SPEC_JSON      # J1 (Jingle file transfer over IBB)
+    libervia_runner.py cases SPEC_JSON      # J1 (IBB), J3 (decline); J2, J5, J6 not at every end (NOT_RUN)
 
 An entry's "ends" (the plan's, for a stack with pairs_with) says who plays which end:
 none, libervia at both; "libervia->slixmpp" or "slixmpp->libervia", the lab's slixmpp
@@ -20,6 +20,13 @@ what was sent itself (size, sha-256) and records from the backend's log whether 
 own XEP-0300 check happened (the sender's checksum comes after the data, and may never
 come) and which transport carried the file.
 
+J2, J3 and J5 (docs/jingle.md, "J2, J3, J5 with libervia"): J2 keeps libervia's S5B plugin,
+the lab's slixmpp end tries A's proxy alone; J3 refuses the backend's file dialog over the
+bridge (``file receive`` cannot decline) and reads libervia's own view of a decline from its
+progress_error signal; J5 sends to the bare JID, so libervia proposes first. Offers from the
+lab's initiator in J2, J3, J5 carry <desc/> and <hash-used/> (what libervia can read), so the
+steps after the offer are seen.
+
 J1 is IBB: the backend runs without its XEP-0260 (Jingle SOCKS5) plugin, left out at import
 (a sitecustomize in the case's HOME makes that one module unimportable, and libervia skips
 a plugin it cannot import). IBB (XEP-0261) is then its only streaming transport. With it,
@@ -32,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -40,6 +48,7 @@ import tempfile
 import time
 
 from harness import CaseFailed, NotObserved, Runner, clip, main, token
+from slixmpp_client import MESSAGE, bare, esc
 from slixmpp_expect import CaseRun
 import slixmpp_jingle as jingle
 
@@ -66,6 +75,11 @@ S5B_LEFT_OUT = f"Can't import plugin [{S5B_PLUGIN}]"
 # What the backend says when a step of the transfer went wrong (for the detail of a fail).
 COMPLAINTS = re.compile(r"^.*(?:can't request disco infos|Can't send|Can't find any method|StanzaError|"
                         r"File transfer failed|Socks5 transfer failed).*$", re.MULTILINE | re.IGNORECASE)
+# Its SOCKS5 giving up (plugin_xep_0260.py: _start_eb, _proxy_activated_eb, do_fallback).
+S5B_TROUBLE = re.compile(r"^.*(?:Cant start transfert|Can't activate proxy|fallback to IBB|"
+                         r"Can't connect to any peer candidate).*$", re.MULTILINE)
+# Its reading of a standard XEP-0300 value (base64 of the digest) as base64 of hex text (finding 1).
+HASH_TROUBLE = re.compile(r"^.*(?:UnicodeDecodeError|sender didn't sent hash checksum).*$", re.MULTILINE)
 JINGLE_EXCEPTION = re.compile(r"^.*Unmanaged jingle exception: .*$", re.MULTILINE)
 
 SKIPPING_SITECUSTOMIZE = """\
@@ -240,7 +254,8 @@ class LiberviaCase(CaseRun):
         self.env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": self.home, "LANG": "C.UTF-8",
                     "SSL_CERT_FILE": self.ca or "", "PYTHONPATH": site,
                     "LAB_LIBERVIA_SKIP": ",".join(skip),
-                    "TMPDIR": self.home}  # its PID file (pid_dir) is under the temp dir: one per backend
+                    "TMPDIR": self.home,  # its PID file (pid_dir) is under the temp dir: one per backend
+                    "PYTHONUNBUFFERED": "1"}  # the CLI's output, read after it is stopped (it never ends)
         self.bus = self.spawn(["dbus-daemon", f"--config-file={self.home}/bus.conf", "--nofork", "--print-address=1"],
                               stdout=subprocess.PIPE, text=True)
         address = self.bus.stdout.readline().strip()
@@ -359,53 +374,148 @@ def outcome(case: LiberviaCase, name: str):
 LiberviaCase.receive, LiberviaCase.outcome = receive, outcome
 
 
-async def j1_libervia_to_slixmpp(case: LiberviaCase) -> str:
+SOCKS5 = "SOCKS5 (XEP-0260)"
+# What the lab's slixmpp end advertises to libervia's disco#info before its `file send`:
+# Jingle and file transfer :5, and the transports the case allows it.
+RESPONDER_FEATURES = {"ibb": (jingle.NS_IBB_TRANSPORT, jingle.NS_IBB),
+                      "s5b": (jingle.NS_S5B_TRANSPORT, jingle.NS_BYTESTREAMS, jingle.NS_IBB_TRANSPORT, jingle.NS_IBB)}
+
+
+def streamhost_of(notes: dict) -> str:
+    """The streamhost the lab's responder used, and what it did with the others, for a detail."""
+    used = notes.get("streamhost")
+    tried = "; ".join(notes.get("candidates_tried", [])) or "none offered"
+    if not used:
+        return f"no streamhost used (candidates: {tried})"
+    return f"streamhost used: {used['type']} {used['jid']} at {used['host']}:{used['port']} ({used['address']}) " \
+           f"(candidates in priority order: {tried})"
+
+
+def judge_streamhost(notes: dict, sender_domain: str) -> str:
+    """J2: the file must have come through A's proxy (a proxy streamhost of A's domain)."""
+    used = notes.get("streamhost")
+    if not used or used["type"] != "proxy" or not bare(used["jid"]).endswith("." + sender_domain):
+        raise CaseFailed(f"the file did not come through A's proxy ({sender_domain}): {streamhost_of(notes)}")
+    return streamhost_of(notes)
+
+
+async def libervia_sends(case: LiberviaCase, transport: str, propose: bool = False) -> str:
     """libervia's profile on A sends; the lab's slixmpp responder (slixmpp_jingle.respond) on B
     takes the first session-initiate, receives over whichever transport it is offered, checks
-    the file against the offer, and ends the session. The runner checks it against the sent file."""
-    await asyncio.to_thread(case.backend, (S5B_PLUGIN,))
+    the file against the offer, and ends the session. The runner checks it against the sent file.
+    ``transport``: "ibb" (libervia's S5B plugin left out) or "s5b" (kept in: libervia offers
+    its direct candidates and its server's proxy; the responder tries the proxy ones alone).
+    ``propose``: `file send` to B's bare JID, so that libervia proposes first (XEP-0353, J5);
+    B's user answers proceed to the propose that names the file."""
+    await asyncio.to_thread(case.backend, (S5B_PLUGIN,) if transport == "ibb" else ())
     alice = await asyncio.to_thread(case.profile, "alice", case.server, "alice")
     case.deadline = time.monotonic() + case.timeout  # the case's waits count from the backend's start on
     bob = await case.login(case.target, "bob", plugins=("xep_0030",))
-    for feature in (jingle.NS_JINGLE, jingle.NS_FT, jingle.NS_IBB_TRANSPORT, jingle.NS_IBB):
+    for feature in (jingle.NS_JINGLE, jingle.NS_FT, jingle.NS_JMI, *RESPONDER_FEATURES[transport]):
         bob.plugin["xep_0030"].add_feature(feature)  # libervia's file send asks the peer's disco#info first
     behaviour = jingle.Behaviour.from_spec(case.spec)
     data, name, path = case.outgoing()
     case.deadline = time.monotonic() + case.timeout  # the exchange's waits, after the backend's start
     started = time.monotonic()
-    responding = asyncio.ensure_future(jingle.respond(case, bob, jingle.sessions_at(bob, behaviour), behaviour))
-    sender = case.spawn(["libervia-cli", "file", "send", "-p", "alice", path, bob.boundjid.full],
+    session_of = jingle.sessions_at(bob, behaviour)
+    proposed = asyncio.ensure_future(answer_file_propose(case, bob, alice, name)) if propose else None
+    responding = asyncio.ensure_future(jingle.respond(case, bob, session_of, behaviour))
+    sender = case.spawn(["libervia-cli", "file", "send", "-p", "alice", path,
+                         bob.boundjid.bare if propose else bob.boundjid.full],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        if proposed:
+            proposed = await proposed
         session, received = await responding
     except CaseFailed as failure:
-        raise CaseFailed(f"{failure}{hex_digest_note(str(failure))}") from None
+        session = next(iter(session_of.sessions.values()), None)
+        if transport == "s5b" and session is not None:
+            raise s5b_failure(failure, session.steps, session.notes, case.log()) from None
+        raise sender_failure(failure, proposed[1] if isinstance(proposed, tuple) else None, case.log(),
+                             session is not None) from None
     finally:
+        responding.cancel()
         case.stop(sender)
     took = time.monotonic() - started
     log = case.log()
-    used = [IBB if "over IBB" in step else "SOCKS5 (XEP-0260)" for step in session.steps if " bytes over " in step]
+    used = [IBB if "over IBB" in step else SOCKS5 for step in session.steps if " bytes over " in step]
     case.evidence.update(file=name, sid=session.sid, bytes=len(received or b""), sha256=sha256_b64(data),
-                         transports=used, sender=alice, receiver=bob.boundjid.full, s5b_left_out=S5B_LEFT_OUT in log)
-    detail = judge_transfer(data, received, name, log, IBB, used=used)
+                         transports=used, sender=alice, receiver=bob.boundjid.full, s5b_left_out=S5B_LEFT_OUT in log,
+                         **{k: v for k, v in session.notes.items() if k in ("streamhost", "candidates_tried")})
+    detail = judge_transfer(data, received, name, log, IBB if transport == "ibb" else SOCKS5, used=used)
+    if transport == "s5b":
+        detail = f"{judge_streamhost(session.notes, case.domain(case.server))}; {detail}"
+    if proposed:
+        if session.sid != proposed[0]:
+            raise CaseFailed(f"libervia proposed {proposed[0]} but opened session {session.sid}")
+        detail = f"{proposed[1]}; session {session.sid}: {detail}"
     return f"{alice} (libervia) -> {bob.boundjid.full} (slixmpp): {'; '.join(session.steps)}; runner: {detail}; " \
            f"in {took * 1000:.0f} ms"
 
 
-async def j1_slixmpp_to_libervia(case: LiberviaCase) -> str:
-    """The lab's slixmpp initiator (slixmpp_jingle.initiate) on A offers the file over IBB to
-    libervia's profile on B, which takes it with `file receive`; the runner checks the file."""
-    await asyncio.to_thread(case.backend, ())
+async def answer_file_propose(case: LiberviaCase, bob, alice: str, name: str) -> tuple[str, str]:
+    """B's user: the XEP-0353 propose from A's user whose description names the file (others
+    of the same accounts may be in flight beside it), answered with proceed; its id and a step."""
+    def names_the_file(element) -> bool:
+        if element.tag != MESSAGE or bare(element.get("from")) != bare(alice):
+            return False
+        offer = element.find(f"{jingle.q(jingle.NS_JMI, 'propose')}")
+        return offer is not None and any((node.text or "") == name for node in offer.iter())
+    got = await case.expect(bob, names_the_file, f"libervia's propose of {name} at {bob.boundjid.full}")
+    sid = got.find(jingle.q(jingle.NS_JMI, "propose")).get("id")
+    case.send(bob, f"<message to={esc(got.get('from'))} type='chat' id='lab-{token(10)}'>"
+                   f"<proceed xmlns='{jingle.NS_JMI}' id={esc(sid)}/><store xmlns='{jingle.NS_HINTS}'/></message>")
+    return sid, f"propose {sid} from {got.get('from')} to {got.get('to')} (the file's description in it) -> " \
+                f"proceed from {bob.boundjid.full}"
+
+
+READABLE_OFFER = ("the offer with <desc/> and <hash-used/>, the hash in a checksum session-info after the data: "
+                  "what libervia can read (a <hash/> in the offer or a missing <desc/> ends its session before any "
+                  "transport step; docs/jingle.md, libervia findings 1, 3)")
+
+
+async def slixmpp_sends(case: LiberviaCase, transport: str, propose: bool = False, readable: bool = False,
+                        fallback: bool = False) -> str:
+    """The lab's slixmpp initiator (slixmpp_jingle.initiate) on A offers the file to
+    libervia's profile on B, which takes it with `file receive`; the runner checks the file.
+    ``transport``: "ibb" or "s5b" (A's proxy as the one candidate). ``readable``: the offer
+    libervia can read (READABLE_OFFER), so that the transport part is seen (J2, J5); without
+    it (J1) the offer carries its sha-256 <hash/>, as the lab's ends do. ``propose``: A's
+    user proposes to B's bare JID first (J5) and opens the session to the resource that
+    proceeded. ``fallback`` (J6): A's proxy offered at a port where nothing listens, then
+    transport-replace to IBB; libervia's answer to it is recorded (evidence ``reaction``)."""
+    await asyncio.to_thread(case.backend, (S5B_PLUGIN,) if transport == "ibb" else ())
     bob = await asyncio.to_thread(case.profile, "bob", case.target, "bob")
     case.deadline = time.monotonic() + case.timeout  # the case's waits count from the backend's start on
     alice = await case.login(case.server, "alice")
-    session = jingle.new_session(case, alice, bob)
+    behaviour = jingle.Behaviour.from_spec(case.spec)
+    if readable:
+        behaviour = jingle.Behaviour(**{**behaviour.__dict__, "hash_used": True, "desc": True})
+    session = jingle.new_session(case, alice, bob, behaviour=behaviour)
+    if transport == "s5b":
+        found = await jingle.offer_proxy(case, alice, session, port=jingle.UNREACHABLE_PORT if fallback else None)
+        session.step(f"{found}, offered as the only candidate" + (
+            f" at port {jingle.UNREACHABLE_PORT}, where nothing listens" if fallback else ""))
+    if readable:
+        session.step(READABLE_OFFER)
     os.makedirs(os.path.join(case.home, "inbox"))
     receiver = await asyncio.to_thread(case.receive, "bob", alice.boundjid.full)
     case.deadline = time.monotonic() + case.timeout
     started = time.monotonic()
+    reason = None
     try:
-        reason = await jingle.initiate(case, alice, session, "ibb")
+        if propose:
+            full = await jingle.propose(case, alice, bare(bob), session.sid)
+            session.step(f"propose {session.sid} to {bare(bob)} -> proceed from {full}")
+            if full != bob:
+                raise CaseFailed(f"the proceed came from {full}, not libervia's resource {bob}")
+        try:
+            reason = await jingle.initiate(case, alice, session, transport, fallback_to_ibb=fallback)
+        except CaseFailed as failure:
+            if not fallback:
+                raise
+            case.evidence["reaction"] = session.notes.get("reaction")
+            raise CaseFailed(f"{'; '.join(session.steps)}; then: {failure}") from None
         if reason == "success":
             await asyncio.to_thread(case.outcome, session.offer.name)
     finally:
@@ -414,27 +524,299 @@ async def j1_slixmpp_to_libervia(case: LiberviaCase) -> str:
     log, received = case.log(), case.received(session.offer.name)
     case.evidence.update(file=session.offer.name, sid=session.sid, bytes=len(received or b""),
                          sha256=session.offer.sha256, transports=transports_in(log), reason=reason,
-                         libervia_checksum=libervia_checksum(log), sender=alice.boundjid.full, receiver=bob)
-    if received is None:
-        raise missing_file(bob, case.timeout, log, True, None if reason == "success" else reason)
-    detail = judge_transfer(session.offer.data, received, session.offer.name, log, IBB)
-    if reason != "success":
-        raise CaseFailed(f"the file arrived whole, but libervia ended the session with {reason}, not success: {detail}")
+                         libervia_checksum=libervia_checksum(log), sender=alice.boundjid.full, receiver=bob,
+                         **({"streamhost": session.notes["proxy"].__dict__} if "proxy" in session.notes else {}),
+                         **({"reaction": session.notes.get("reaction")} if fallback else {}))
+    detail = judge_received(session.offer.data, received, session.offer.name, log,
+                            IBB if transport == "ibb" or fallback else SOCKS5, reason, session.steps, bob, case.timeout)
+    if fallback:
+        judge_fallback(session.notes.get("reaction"), detail)
     return (f"{alice.boundjid.full} (slixmpp) -> {bob} (libervia): {'; '.join(session.steps)}; session-terminate "
             f"success; runner: {detail}; in {took * 1000:.0f} ms")
+
+
+def judge_fallback(reaction: str | None, detail: str) -> None:
+    """J6: libervia must answer the transport-replace with transport-accept (XEP-0166 7.2.15)."""
+    if reaction != "transport-accept":
+        raise CaseFailed(f"the file arrived over IBB, but libervia answered the transport-replace with {reaction}, "
+                         f"not transport-accept (XEP-0166 7.2.15): {detail}")
+
+
+def judge_received(sent: bytes, received: bytes | None, name: str, log: str, transport: str, reason: str | None,
+                   steps: list[str], receiver: str, seconds: float) -> str:
+    """The verdict on what libervia received from the lab's initiator: the file whole over
+    ``transport``, the session ended with success (``reason``), and a checksum the initiator
+    sent after the data (a step of ``steps``) taken with a result; the detail of a pass."""
+    if received is None:
+        raise missing_file(receiver, seconds, log, True, None if reason == "success" else reason)
+    detail = judge_transfer(sent, received, name, log, transport)
+    if reason != "success":
+        raise CaseFailed(f"the file arrived whole, but libervia ended the session with {reason}, not success: {detail}")
+    refused = [step.rsplit("-> ", 1)[-1] for step in steps if step.startswith("A's user: checksum session-info")
+               and not step.endswith("-> result")]
+    if refused:
+        said = [line.split("+0000 ", 1)[-1].strip() for line in HASH_TROUBLE.findall(log)[-2:]]
+        raise CaseFailed(f"the file arrived whole ({detail}; {'; '.join(steps)}), but libervia did not take the "
+                         f"standard XEP-0300 checksum ({refused[0]})"
+                         + (f"; libervia logged: {' | '.join(said)}" if said else ""))
+    return detail
+
+
+def sender_failure(failure: CaseFailed, proposed: str | None, log: str, session_came: bool) -> CaseFailed:
+    """libervia -> slixmpp, the responder failed: the propose step first where there was one
+    (J5), then the failure (with what libervia's hash value decodes to), and where no session
+    came at all, what libervia logged (why it sent nothing)."""
+    said = [line.split("+0000 ", 1)[-1].strip() for line in COMPLAINTS.findall(log)[-2:]]
+    return CaseFailed((f"{proposed}; then: " if proposed else "") + f"{failure}{hex_digest_note(str(failure))}"
+                      + (f"; libervia logged: {' | '.join(said)}" if said and not session_came else ""))
+
+
+def s5b_failure(failure: CaseFailed, steps: list[str], notes: dict, log: str) -> CaseFailed:
+    """libervia -> slixmpp over SOCKS5, the responder failed: what became of SOCKS5 first (the
+    responder's steps, the proxy it was connected to, libervia's complaints), then the failure,
+    so that the transport part is visible beside a hash failure."""
+    said = [line.split("+0000 ", 1)[-1].strip() for line in S5B_TROUBLE.findall(log)[:2]]
+    connected = notes.get("streamhost")
+    return CaseFailed(f"{'; '.join(steps)}"
+                      + (f"; B's user was connected to {connected['jid']} at {connected['host']}:{connected['port']}"
+                         if connected else "")
+                      + (f"; libervia logged: {' | '.join(said)}" if said else "")
+                      + f"; then: {failure}{hex_digest_note(str(failure))}")
+
+
+# J3, slixmpp -> libervia: `file receive` cannot decline, so the runner answers the backend's
+# file dialog itself over the bridge (actions_get, then action_launch with "cancelled", what
+# a frontend's cancel button sends; plugin_misc_file._got_confirmation then refuses and
+# plugin_xep_0166 ends the session with <decline/>).
+DECLINE_DIALOG = """
+import json, sys, time, dbus
+core = dbus.Interface(dbus.SessionBus().get_object("org.libervia.Libervia", "/org/libervia/Libervia/bridge"),
+                      "org.libervia.Libervia.core")
+profile, sender, deadline = sys.argv[1], sys.argv[2], time.monotonic() + float(sys.argv[3])
+while time.monotonic() < deadline:
+    for data, action_id, _ in core.actions_get(profile):
+        data = json.loads(data)
+        if data.get("type") == "file" and data.get("from_jid", "").split("/")[0] == sender:
+            core.action_launch(action_id, json.dumps({"cancelled": True}), profile)
+            print(json.dumps({"action": str(action_id), "from_jid": data.get("from_jid")}))
+            sys.exit(0)
+    time.sleep(0.3)
+sys.exit(3)
+"""
+# What the backend tells its frontends when the peer declines (plugin_xep_0234.jingle_terminate:
+# the bridge signal progress_error with C.PROGRESS_ERROR_DECLINED), read off the private bus
+# with dbus-monitor: `file send` would print it, but drops a progress_error that comes before
+# it has its progress ID (libervia/cli/base.py caches only progress_started).
+PROGRESS_ERROR_SIGNAL = re.compile(r'member=progress_error\n\s+string "([^"]*)"\n\s+string "([^"]*)"\n\s+string "([^"]*)"')
+
+
+def progress_errors(monitored: str, profile: str) -> list[str]:
+    """The messages of the progress_error signals for ``profile`` in dbus-monitor's output."""
+    return [message for _, message, who in PROGRESS_ERROR_SIGNAL.findall(monitored) if who == profile]
+
+
+def judge_declined(reason: str | None, steps: list[str], refused: dict | None) -> str:
+    """J3, slixmpp -> libervia: the lab's initiator must get session-terminate with <decline/>
+    after the runner refused libervia's file dialog (``refused``: what it answered)."""
+    if refused is None:
+        raise NotObserved("libervia's backend showed no file dialog for the offer to refuse")
+    if reason != "decline":
+        raise CaseFailed(f"the runner refused libervia's file dialog {refused['action']}, and A's user got "
+                         f"session-terminate with {reason!r}, not <decline/>: {'; '.join(steps)}")
+    return f"{'; '.join(steps)}; the runner refused libervia's file dialog {refused['action']}; A's user got " \
+           f"session-terminate with <decline/>"
+
+
+def judge_sender_saw_decline(monitored: str, steps: list[str]) -> str:
+    """J3 with libervia sending: A's backend must take B's <decline/> as a refusal: the bridge
+    signal progress_error "declined" for alice's profile (dbus-monitor's output)."""
+    errors = progress_errors(monitored, "alice")
+    if "declined" not in errors:
+        raise CaseFailed(f"B's user declined ({'; '.join(steps)}), but alice's libervia backend did not signal "
+                         f"the transfer declined (progress_error for alice: {', '.join(errors) or 'none'})")
+    return f"{'; '.join(steps)}; alice's libervia backend signalled progress_error \"declined\" to its frontends"
+
+
+def no_dialog(log: str) -> Exception:
+    """J3 at both ends, no file dialog came to refuse: a fail where alice's backend logged why
+    its offer went nowhere (e.g. the servers refusing to route it), an error otherwise."""
+    said = [line.split("+0000 ", 1)[-1].strip() for line in COMPLAINTS.findall(log)[-2:]]
+    if said:
+        return CaseFailed(f"no offer reached bob's backend (no file dialog to refuse); libervia logged: "
+                          f"{' | '.join(said)}")
+    return NotObserved("libervia's backend showed bob no file dialog for alice's offer to refuse, and logged no reason")
+
+
+def monitor(case: LiberviaCase) -> subprocess.Popen:
+    """dbus-monitor on the case's private bus, for the backend's progress_error signals."""
+    watcher = case.spawn(["dbus-monitor", "--address", case.env["DBUS_SESSION_BUS_ADDRESS"],
+                          "type='signal',member='progress_error'"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    time.sleep(0.5)  # its match rule is in place first
+    return watcher
+
+
+def monitored(case: LiberviaCase, watcher: subprocess.Popen) -> str:
+    case.stop(watcher)
+    text = watcher.stdout.read() if watcher.stdout else ""
+    case.trace.append(f"$ dbus-monitor (progress_error) ->\n{text.strip()[-2000:]}")
+    return text
+
+
+async def j3_decline(case: LiberviaCase) -> str:
+    """J3, in the pairs with slixmpp alone (NOT_RUN), over IBB."""
+    ends = case.entry.get("ends")
+    if ends == "libervia->slixmpp":
+        return await libervia_declined(case)
+    if ends == "slixmpp->libervia":
+        return await libervia_declines(case)
+    return await asyncio.to_thread(j3_libervia, case)
+
+
+def j3_libervia(case: LiberviaCase) -> str:
+    """J3, libervia at both ends: A's profile sends, the runner refuses B's file dialog, and
+    A's `file send` must say the file was refused (it got the <decline/> across the servers)."""
+    case.backend(skip=(S5B_PLUGIN,))
+    alice = case.profile("alice", case.server, "alice")
+    bob = case.profile("bob", case.target, "bob")
+    data, name, path = case.outgoing()
+    watcher = monitor(case)
+    refuser = case.spawn(["python3", "-c", DECLINE_DIALOG, "bob", bare(alice), str(case.timeout)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sender = case.spawn(["libervia-cli", "file", "send", "-p", "alice", path, bob],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        out, _ = refuser.communicate(timeout=case.timeout + 5)
+    except subprocess.TimeoutExpired:
+        out = ""
+    wait_for(lambda: "Jingle Session" in case.log() and "terminated" in case.log(), 6.0)  # alice's end of it
+    time.sleep(1.0)  # the signal follows the log line
+    for process in (sender, refuser):
+        case.stop(process)
+    signals = monitored(case, watcher)
+    case.trace.append(f"$ python3 -c DECLINE_DIALOG bob {bare(alice)} -> exit {refuser.returncode}\n{out}")
+    refused = json.loads(out.strip().splitlines()[-1]) if refuser.returncode == 0 and out.strip() else None
+    case.evidence.update(sender=alice, receiver=bob, dialog=refused, progress_errors=progress_errors(signals, "alice"))
+    if refused is None:
+        raise no_dialog(case.log())
+    steps = [f"the runner refused bob's file dialog {refused['action']} for {refused['from_jid']}'s offer"]
+    return f"{alice} -> {bob}: {judge_sender_saw_decline(signals, steps)}"
+
+
+async def libervia_declined(case: LiberviaCase) -> str:
+    """libervia's `file send` from A; the lab's responder on B declines (Behaviour.decline)."""
+    await asyncio.to_thread(case.backend, (S5B_PLUGIN,))
+    alice = await asyncio.to_thread(case.profile, "alice", case.server, "alice")
+    case.deadline = time.monotonic() + case.timeout
+    bob = await case.login(case.target, "bob", plugins=("xep_0030",))
+    for feature in (jingle.NS_JINGLE, jingle.NS_FT, *RESPONDER_FEATURES["ibb"]):
+        bob.plugin["xep_0030"].add_feature(feature)
+    behaviour = jingle.Behaviour(**{**jingle.Behaviour.from_spec(case.spec).__dict__, "decline": True})
+    data, name, path = case.outgoing()
+    case.deadline = time.monotonic() + case.timeout
+    watcher = await asyncio.to_thread(monitor, case)
+    responding = asyncio.ensure_future(jingle.respond(case, bob, jingle.sessions_at(bob, behaviour), behaviour))
+    sender = case.spawn(["libervia-cli", "file", "send", "-p", "alice", path, bob.boundjid.full],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        session, _ = await responding
+        await asyncio.to_thread(wait_for, lambda: "terminated" in case.log(), min(6.0, max(0.5, case.remaining())))
+        await asyncio.sleep(1.0)  # the signal follows the log line
+    finally:
+        responding.cancel()
+        case.stop(sender)
+    signals = monitored(case, watcher)
+    case.evidence.update(sid=session.sid, sender=alice, receiver=bob.boundjid.full,
+                         progress_errors=progress_errors(signals, "alice"))
+    steps = [f"B's user: session-terminate <decline/> for libervia's session-initiate {session.sid} -> result"]
+    return f"{alice} (libervia) -> {bob.boundjid.full} (slixmpp): {judge_sender_saw_decline(signals, steps)}"
+
+
+async def libervia_declines(case: LiberviaCase) -> str:
+    """The lab's initiator on A offers the file (the offer libervia can read); the runner
+    refuses the file dialog libervia's backend shows for it (DECLINE_DIALOG)."""
+    await asyncio.to_thread(case.backend, (S5B_PLUGIN,))
+    bob = await asyncio.to_thread(case.profile, "bob", case.target, "bob")
+    case.deadline = time.monotonic() + case.timeout
+    alice = await case.login(case.server, "alice")
+    behaviour = jingle.Behaviour(**{**jingle.Behaviour.from_spec(case.spec).__dict__, "hash_used": True, "desc": True})
+    session = jingle.new_session(case, alice, bob, behaviour=behaviour)
+    session.step(READABLE_OFFER)
+    case.deadline = time.monotonic() + case.timeout
+    refuser = case.spawn(["python3", "-c", DECLINE_DIALOG, "bob", alice.boundjid.bare, str(case.timeout)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        reason = await jingle.initiate(case, alice, session, "ibb")
+    finally:  # it refused before the decline came, or never will (the offer went nowhere)
+        try:
+            await asyncio.to_thread(refuser.wait, 2.0)
+        except subprocess.TimeoutExpired:
+            pass
+        case.stop(refuser)
+        out = refuser.stdout.read() if refuser.stdout else ""
+    case.trace.append(f"$ python3 -c DECLINE_DIALOG bob {alice.boundjid.bare} -> exit {refuser.returncode}\n{out}")
+    refused = json.loads(out.strip().splitlines()[-1]) if refuser.returncode == 0 and out.strip() else None
+    case.evidence.update(sid=session.sid, reason=reason, sender=alice.boundjid.full, receiver=bob, dialog=refused)
+    return f"{alice.boundjid.full} (slixmpp) -> {bob} (libervia): {judge_declined(reason, session.steps, refused)}"
 
 
 async def j1_ibb(case: LiberviaCase) -> str:
     """J1 with the ends the entry names (its "ends": libervia at both, or a pair with slixmpp)."""
     ends = case.entry.get("ends") or "libervia"
     if ends == "libervia->slixmpp":
-        return await j1_libervia_to_slixmpp(case)
+        return await libervia_sends(case, "ibb")
     if ends == "slixmpp->libervia":
-        return await j1_slixmpp_to_libervia(case)
+        return await slixmpp_sends(case, "ibb")
     return await asyncio.to_thread(j1_libervia, case)
 
 
-CASES = {"J1": j1_ibb}
+async def j2_socks5(case: LiberviaCase) -> str:
+    """J2, in the pairs with slixmpp alone (NOT_RUN: at both ends its two
+    profiles would take each other's direct candidate)."""
+    ends = case.entry.get("ends")
+    if ends == "libervia->slixmpp":
+        return await libervia_sends(case, "s5b")
+    if ends == "slixmpp->libervia":
+        return await slixmpp_sends(case, "s5b", readable=True)
+    raise NotObserved(f"J2 with ends {ends or 'libervia'}: the runner plays it only paired with slixmpp")
+
+
+async def j6_fallback(case: LiberviaCase) -> str:
+    """J6, slixmpp -> libervia alone (NOT_RUN): the lab's initiator offers A's proxy at an
+    unreachable port; libervia (its S5B plugin in) should say candidate-error and accept the
+    transport-replace to IBB; its reaction is recorded."""
+    ends = case.entry.get("ends")
+    if ends == "slixmpp->libervia":
+        return await slixmpp_sends(case, "s5b", readable=True, fallback=True)
+    raise NotObserved(f"J6 with ends {ends or 'libervia'}: the runner plays it only slixmpp->libervia")
+
+
+async def j5_propose(case: LiberviaCase) -> str:
+    """J5, in the pairs with slixmpp alone (NOT_RUN), over IBB. libervia -> slixmpp:
+    `file send` to B's bare JID makes libervia propose first (plugin_xep_0353's trigger on
+    a peer JID without a resource); slixmpp -> libervia: the lab's propose, which libervia
+    confirms through `file receive` (a confirm dialog it accepts for the sender it names)."""
+    ends = case.entry.get("ends")
+    if ends == "libervia->slixmpp":
+        return await libervia_sends(case, "ibb", propose=True)
+    if ends == "slixmpp->libervia":
+        return await slixmpp_sends(case, "ibb", propose=True, readable=True)
+    raise NotObserved(f"J5 with ends {ends or 'libervia'}: the runner plays it only paired with slixmpp")
+
+
+CASES = {"J1": j1_ibb, "J2": j2_socks5, "J3": j3_decline, "J5": j5_propose, "J6": j6_fallback}
+# The ends it does not play, and why (read by the lab: such a result is "not supported (stack)"
+# with this reason); "libervia": libervia at both ends.
+NOT_RUN = {
+    "J2": {"libervia": "its two profiles share one backend in one container, and its SOCKS5 offers direct "
+                       "candidates the other profile takes, past A's proxy and the servers (docs/jingle.md)"},
+    "J5": {"libervia": "its backend logs no stanzas, so between its two profiles the runner would not see the "
+                       "propose and proceed that J5 is about (docs/jingle.md)"},
+    "J6": {"libervia": "libervia cannot be told to offer an unreachable candidate, and its two profiles would take "
+                       "each other's direct one (docs/jingle.md)",
+           "libervia->slixmpp": "libervia cannot be told to offer an unreachable candidate: it offers its own "
+                                "address and its server's proxy (docs/jingle.md)"},
+}
 
 if __name__ == "__main__":
     main(Runner(tool="libervia", cases=CASES, case_class=LiberviaCase,

@@ -69,10 +69,15 @@ class Offer:
     def sha256(self) -> str:
         return base64.b64encode(hashlib.sha256(self.data).digest()).decode()
 
-    def description(self) -> str:
+    def description(self, hash_used: bool = False, desc: bool = False) -> str:
+        """The offer's <description/>: with its sha-256 <hash/>, or (``hash_used``) with
+        <hash-used/> alone, the hash following in a checksum session-info (XEP-0234 8.1);
+        ``desc``: with the optional <desc/> too."""
+        hashed = (f"<hash-used xmlns='{NS_HASHES}' algo='sha-256'/>" if hash_used else
+                  f"<hash xmlns='{NS_HASHES}' algo='sha-256'>{self.sha256}</hash>")
+        described = "<desc>a file of the xmpp interop lab</desc>" if desc else ""
         return (f"<description xmlns='{NS_FT}'><file><media-type>application/octet-stream</media-type>"
-                f"<name>{self.name}</name><size>{len(self.data)}</size>"
-                f"<hash xmlns='{NS_HASHES}' algo='sha-256'>{self.sha256}</hash></file></description>")
+                f"<name>{self.name}</name>{described}<size>{len(self.data)}</size>{hashed}</file></description>")
 
 
 @dataclass
@@ -153,6 +158,8 @@ class Behaviour:
     on_fallback: str = "transport-accept"  # the responder's answer to transport-replace (FALLBACK_ANSWERS)
     truncate: bool = False             # the initiator sends the file without its last block
     block_size: int = BLOCK_SIZE       # the initiator's IBB block size (XEP-0047's usual 4096)
+    hash_used: bool = False            # the initiator offers <hash-used/> and sends the hash after the data
+    desc: bool = False                 # the initiator's offer carries the optional <desc/> (libervia needs it)
 
     @classmethod
     def from_spec(cls, spec: dict) -> "Behaviour":
@@ -189,7 +196,7 @@ class Session:
         return f"<jingle xmlns='{NS_JINGLE}' action='{action}' sid={esc(self.sid)}{who}>{inner}</jingle>"
 
     def content(self, transport: str, description: bool = False) -> str:
-        offered = (self.description or self.offer.description()) if description else ""
+        offered = (self.description or self.offer.description(self.behaviour.hash_used, self.behaviour.desc)) if description else ""
         return f"<content creator='initiator' name={esc(self.content_name)} senders='initiator'>{offered}{transport}</content>"
 
 
@@ -472,6 +479,11 @@ async def respond_s5b(run, bob, session: Session, requests: Requests, transport,
     stream, attempts = None, []
     for candidate in candidates:
         host, port = candidate.get("host"), int(candidate.get("port") or 0)
+        if candidate.get("type", "direct") != "proxy":  # XEP-0260: a missing type is direct
+            attempts.append(f"{candidate.get('type', 'direct')} {candidate.get('jid')} at {host}:{port}: not tried "
+                            f"(the lab's ends share one client container: a direct connection would bypass the "
+                            f"servers and their proxies)")
+            continue
         try:
             reader, writer, peer = await socks5_connect(host, port, address, min(5.0, run.remaining()))
         except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError) as error:
@@ -496,6 +508,10 @@ async def respond_s5b(run, bob, session: Session, requests: Requests, transport,
             if action == "transport-info":
                 requests.ack(got)
                 info = jingle.find(f"{q(NS_JINGLE, 'content')}/{q(NS_S5B_TRANSPORT, 'transport')}")
+                said = next((child.tag.split("}")[-1] for child in (info if info is not None else [])), None)
+                if said in ("proxy-error", "candidate-error", "candidate-used"):
+                    session.step(f"A's user: transport-info {said}" + (
+                        " (it could not activate the proxy B's user connected to)" if said == "proxy-error" else ""))
                 if info is not None and info.find(q(NS_S5B_TRANSPORT, "activated")) is not None and stream:
                     data = await read_stream(run, stream[1], size)
                     return data, f"over SOCKS5 through {stream[0].get('jid')}"
@@ -560,7 +576,7 @@ async def initiate(run, alice, session: Session, transport: str, fallback_to_ibb
     await request(run, alice, session.responder, session.jingle("session-initiate", session.content(
         offer_transport, True)), "the session-initiate")
     session.step(f"A's user: session-initiate ({'IBB' if transport == 'ibb' else 'SOCKS5'}, {len(session.offer.data)} "
-                 f"B, sha-256) -> result")
+                 f"B, {'hash-used ' if session.behaviour.hash_used else ''}sha-256) -> result")
     answer = await requests.next("B's answer to the session-initiate (session-accept or session-terminate)")
     action, jingle = action_of(answer), answer.find(q(NS_JINGLE, "jingle"))
     if action == "session-terminate":
@@ -575,12 +591,30 @@ async def initiate(run, alice, session: Session, transport: str, fallback_to_ibb
         await ibb_send(run, alice, session, ibb_sid)
     else:
         await initiate_s5b(run, alice, session, requests, s5b_sid, fallback_to_ibb)
+    if session.behaviour.hash_used:
+        await send_checksum(run, alice, session)
     end = await requests.next("B's session-terminate after the transfer")
     if action_of(end) != "session-terminate":
         requests.refuse(end, "unexpected-request", "out-of-order")
         raise CaseFailed(f"after the transfer B's user sent {action_of(end)}, not session-terminate")
     requests.ack(end)
     return reason_of(end.find(q(NS_JINGLE, "jingle"))) or "no reason"
+
+
+async def send_checksum(run, alice, session: Session) -> None:
+    """XEP-0234 8.1: the hash the offer's <hash-used/> promised, in a checksum session-info
+    after the data; the answer (a result or an error) is a step of the detail."""
+    wait = min(CHECKSUM_WAIT, max(0.5, run.remaining() - 4.0))  # the responder's end of the session follows
+    try:
+        reply = await run.iq(alice, "set", session.responder, session.jingle("session-info", (
+            f"<checksum xmlns='{NS_FT}' creator='initiator' name={esc(session.content_name)}><file>"
+            f"<hash xmlns='{NS_HASHES}' algo='sha-256'>{session.offer.sha256}</hash></file></checksum>")),
+            "the answer to the checksum session-info", limit=wait)
+    except CaseFailed:
+        answer = f"no answer within {wait:g} s"
+    else:
+        answer = "result" if reply.get("type") == "result" else f"error {describe_error(reply)}"
+    session.step(f"A's user: checksum session-info (sha-256 {session.offer.sha256}) -> {answer}")
 
 
 async def initiate_s5b(run, alice, session: Session, requests: Requests, sid: str, fallback_to_ibb: bool) -> None:
@@ -735,6 +769,7 @@ def sessions_at(bob, behaviour: Behaviour, known: Session | None = None):
             sessions[sid] = Session(sid, element.get("from"), bob.boundjid.full, Offer(b"", "(the initiator's)"),
                                     behaviour)
         return sessions.get(sid)
+    session_of.sessions = sessions  # for a caller whose respond() failed: what it learnt
     return session_of
 
 

@@ -14,7 +14,7 @@ import json
 import pkgutil
 from dataclasses import dataclass, replace
 
-from lab.cases import RUNNERS_DIR, runner_cases
+from lab.cases import RUNNERS_DIR, runner_cases, runner_not_run
 
 RUNNER_DIR = "/opt/xmpp-lab"
 
@@ -52,6 +52,10 @@ class ClientStack:
     # library and their end's module): each such case runs once per pair of ends, itself at
     # both, "<it>-><other>" and "<other>-><it>", the pair naming the result (docs/jingle.md).
     pairs_with: tuple[str, ...] = ()
+    # The ends of its s2s cases its runner does not play, with why: (case ID, ends, reason) each,
+    # ends being its own name (itself at both) or a pair ("<it>-><other>"); its runner's NOT_RUN
+    # table (filled in by stacks()). Such a result is "not supported (stack)", the reason in its detail.
+    not_run: tuple[tuple[str, str, str], ...] = ()
 
     def at(self, release: str, name: str | None = None, own_cases: frozenset[str] = frozenset()) -> "ClientStack":
         """This stack's client at ``release``, called ``name`` in the lab (``own_cases``: the
@@ -83,5 +87,6 @@ def stacks() -> dict[str, ClientStack]:
     found = {}
     for module in pkgutil.iter_modules(__path__):
         stack = importlib.import_module(f"{__name__}.{module.name}").STACK
-        found[stack.name] = replace(stack, cases=runner_cases(RUNNERS_DIR / stack.runner))
+        found[stack.name] = replace(stack, cases=runner_cases(RUNNERS_DIR / stack.runner),
+                                    not_run=runner_not_run(RUNNERS_DIR / stack.runner))
     return dict(sorted(found.items(), key=lambda item: item[0] != "slixmpp"))

@@ -15,7 +15,8 @@ STACK = ClientStack(
     description=(
         "Jingle file transfer by a second implementation: one libervia backend per case (a fresh HOME, a "
         "private D-Bus bus; the pb bridge of this build is broken), driven by libervia-cli; A's profile sends "
-        "with `file send`, B's profile takes it with `file receive`, and the runner checks what arrived. "
+        "with `file send`, B's profile takes it with `file receive` (J3: the runner refuses its file dialog over the "
+        "bridge), and the runner checks what arrived; J2, J5 and J6 not at every end (its runner's NOT_RUN). "
         "IPv4 only: its Twisted resolver looks up A records alone."
     ),
 )
