@@ -51,8 +51,23 @@ def ejabberd_23_bookmarks(entry: dict) -> bool:
         and "pubsub#max_items" in entry["detail"]
 
 
+def jabberd2_silent_block(entry: dict) -> bool:
+    """jabberd2 drops a blocked contact's message without an error (docs/compliance.md,
+    finding 8): X0191 from it fails, saying so."""
+    return entry["id"].startswith("X0191/slixmpp/jabberd2->") and entry["status"] == "fail" \
+        and "dropped without the error" in entry["detail"]
+
+
+def jabberd2_component_namespace(entry: dict) -> bool:
+    """jabberd2's router hands a component jabber:client stanzas (docs/compliance.md, finding
+    9): X0114 from it fails, with what the component received."""
+    return entry["id"].startswith("X0114/slixmpp/jabberd2->") and entry["status"] == "fail" \
+        and "not as a message with a body in jabber:component:accept" in entry["detail"]
+
+
 def finding(entry: dict) -> bool:
-    return oid_exists(entry) or ejabberd_23_bookmarks(entry)
+    return (oid_exists(entry) or ejabberd_23_bookmarks(entry) or jabberd2_silent_block(entry)
+            or jabberd2_component_namespace(entry))
 
 
 def test_full_catalogue_passes_where_supported(lab):
