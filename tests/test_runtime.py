@@ -2,6 +2,7 @@
 a worker or a request the engine is still carrying out."""
 
 import _thread
+import signal
 import threading
 import time
 
@@ -20,30 +21,44 @@ def held(finished, started, release):
     return work
 
 
-def interrupt_when_started(count, started, release=None):
-    """Ctrl-C (what SIGINT does to the main thread) once ``count`` workers have started; then
-    the workers are let go."""
+@pytest.fixture(autouse=True)
+def interrupt_seen():
+    """SIGINT's handler, for these tests, notes that the main thread took the interrupt before
+    raising KeyboardInterrupt as Python's own does: the workers are let go only then."""
+    seen = threading.Event()
+
+    def handler(signum, frame):
+        seen.set()
+        raise KeyboardInterrupt
+    before = signal.signal(signal.SIGINT, handler)
+    yield seen
+    signal.signal(signal.SIGINT, before)
+
+
+def interrupt_when_started(count, started, seen, release=None):
+    """Ctrl-C (what SIGINT does to the main thread) once ``count`` workers have started; the
+    workers are let go once the main thread has taken it (while they still run)."""
     def go():
         for _ in range(count):
             started.acquire()
         _thread.interrupt_main()
         if release is not None:
-            time.sleep(0.2)  # the interrupt reaches parallel() while the workers still run
+            seen.wait(30)
             release.set()
     threading.Thread(target=go, daemon=True).start()
 
 
-def test_ctrl_c_waits_for_the_running_workers_before_it_goes_on():
+def test_ctrl_c_waits_for_the_running_workers_before_it_goes_on(interrupt_seen):
     finished, started, release = [], threading.Semaphore(0), threading.Event()
-    interrupt_when_started(3, started, release)
+    interrupt_when_started(3, started, interrupt_seen, release)
     with pytest.raises(KeyboardInterrupt):
         parallel(held(finished, started, release), [1, 2, 3])
     assert sorted(finished) == [1, 2, 3]  # nothing is still running when the caller cleans up
 
 
-def test_without_finishing_ctrl_c_goes_on_at_once():
+def test_without_finishing_ctrl_c_goes_on_at_once(interrupt_seen):
     finished, started, release = [], threading.Semaphore(0), threading.Event()
-    interrupt_when_started(2, started)
+    interrupt_when_started(2, started, interrupt_seen)
     try:
         with pytest.raises(KeyboardInterrupt):
             parallel(held(finished, started, release), [1, 2], finish_on_interrupt=False)
