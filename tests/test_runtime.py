@@ -31,16 +31,20 @@ def interrupt_seen():
         seen.set()
         raise KeyboardInterrupt
     before = signal.signal(signal.SIGINT, handler)
+    seen.handler = handler
     yield seen
     signal.signal(signal.SIGINT, before)
 
 
 def interrupt_when_started(count, started, seen, release=None):
-    """Ctrl-C (what SIGINT does to the main thread) once ``count`` workers have started; the
-    workers are let go once the main thread has taken it (while they still run)."""
+    """Ctrl-C (what SIGINT does to the main thread) once ``count`` workers have started and the
+    main thread has left parallel()'s deferred submitting (its handler is this test's again);
+    the workers are let go once the main thread has taken it, while they still run."""
     def go():
         for _ in range(count):
             started.acquire()
+        while signal.getsignal(signal.SIGINT) is not seen.handler:
+            time.sleep(0.01)
         _thread.interrupt_main()
         if release is not None:
             seen.wait(30)
