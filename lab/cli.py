@@ -203,9 +203,8 @@ def status(file: Optional[Path] = FileOption,
     """Every container of the lab: server, kind, domain, address, state, ready."""
     lab, runtime = open_lab(file)
     rows = Project(lab, runtime).status()
-    room = lab.room and {"jid": lab.room, "server": lab.room_server}
     if as_json:
-        print(json.dumps({"accounts": rows, "room": room}, indent=2))
+        print(json.dumps(rows, indent=2))
         return
     table = Table("server", "kind", "domain", "address", "state", "ready", "node", box=None)
     for row in rows:

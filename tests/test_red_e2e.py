@@ -28,6 +28,7 @@ pytestmark = pytest.mark.docker
 LAB_YML = """\
 name: {name}
 clients: [slixmpp, nbxmpp]
+room: ejabberd  # the event's room: this lab's Prosody has its MUC left out (override below)
 servers:
   prosody: {{kind: prosody, domain: prosody.test}}
   ejabberd: {{kind: ejabberd, domain: ejabberd.test}}
