@@ -301,13 +301,10 @@ class Project:
                            f"{server.ready_timeout:g}s (exit {code}: {said}); accounts cannot be created")
 
     def open_room(self) -> None:
-        """The event's room (lab.yml room), made once per container of its server and kept
-        open: the lab's client makes it persistent and public over XMPP, as an owner would."""
+        """The event's room (lab.yml room), kept open: the lab's client makes it persistent and
+        public over XMPP, as an owner would. At every `lab up` (under a second): a room its
+        server lost while its container stayed (data gone) is made again."""
         server = self.lab.server(self.lab.room_server)
-        note = self.lab.state_dir / "servers" / server.name / "room-opened"
-        wanted = f"{self.runtime.container(server.name).id} {self.lab.room}"
-        if note.exists() and note.read_text() == wanted:
-            return
         self.say(f"opening the event's room {self.lab.room}", transient=True)
         spec = {**protocol.spec(self.lab, self.lab.primary, 20.0, 1),
                 "room": {"server": server.name, "jid": self.lab.room}}
@@ -315,7 +312,6 @@ class Project:
         if "error" in answer:
             raise LabError(f"server {server.name}: the event's room {self.lab.room} could not be opened: "
                            f"{answer['error']} (lab.yml room: false leaves it out)")
-        note.write_text(wanted)
 
     def create_account(self, account: tuple[Server, str, str]) -> None:
         server, user, password = account

@@ -266,11 +266,34 @@ def test_the_event_room_is_open_after_up_and_a_muc_that_refuses_it_is_one_line(c
         assert accounts["room"] == {"jid": "interop@conference.prosody.test", "server": "prosody"}
         # ROOM runs in that room: the room lab up left is there, persistent, for a new join.
         tested = lab_command("test", "-f", str(path), "--only", "ROOM")
-        _, results = new_results(tmp_path, name)
+        report, results = new_results(tmp_path, name)
         room = results["ROOM/slixmpp/prosody"]
         assert room["status"] == "pass" and room["detail"].startswith(
             "the event room interop@conference.prosody.test: 1 occupants"), room
         assert tested.returncode == 0, tested.stdout
+        # Made red: the room's data removed and Prosody killed (it saves its rooms when it stops
+        # cleanly) and started again, same container: ROOM finds the room gone; lab up makes it again.
+        prosody = client.containers.get(f"xmpp-lab-{name}-prosody")
+        assert prosody.exec_run(["sh", "-c", "rm -rf /var/lib/prosody/conference%2eprosody%2etest/config "
+                                             "/var/lib/prosody/conference%2eprosody%2etest/persistent.dat"]).exit_code == 0
+        prosody.kill()
+        prosody.start()
+        assert lab_command("up", "-f", str(path)).returncode == 0  # waits for Prosody; the room made again
+        prosody.exec_run(["sh", "-c", "rm -rf /var/lib/prosody/conference%2eprosody%2etest/config "
+                                      "/var/lib/prosody/conference%2eprosody%2etest/persistent.dat"])
+        prosody.kill()
+        prosody.start()
+        for _ in range(60):  # until it speaks XMPP again (lab up would make the room again)
+            rows = json.loads(lab_command("status", "--json", "-f", str(path)).stdout)
+            if all(row["ready"] for row in rows if row["domain"]):
+                break
+            time.sleep(1)
+        tested = lab_command("test", "-f", str(path), "--only", "ROOM")
+        _, results = new_results(tmp_path, name, before=(report,))
+        room = results["ROOM/slixmpp/prosody"]
+        assert room["status"] == "fail" and "was not there any more" in room["detail"] and \
+            "(status 201)" in room["detail"], room
+        assert tested.returncode == 1
     finally:
         lab_command("down", "-f", str(path))
     template = (TEMPLATES_DIR / "prosody" / "prosody.cfg.lua.j2").read_text()
