@@ -94,11 +94,8 @@ def test_jabberd2_takes_the_lab_component_but_hands_it_stanzas_in_jabber_client(
     and never echoes: X0114 from jabberd2 fails and says so (docs/compliance.md, finding 9)."""
     client = docker.from_env()
     name = f"e2e-j2c-{uuid.uuid4().hex[:6]}"
-    path = tmp_path / "lab.yml"
-    path.write_text(f"name: {name}\nserver: {{release: trixie}}\nclient: {{release: trixie}}\nclients: [slixmpp]\n"
-                    f"servers:\n  prosody: {{kind: prosody, domain: prosody.test}}\n"
-                    f"  ejabberd: {{kind: ejabberd, domain: ejabberd.test}}\n"
-                    f"  jabberd2: {{kind: jabberd2, domain: jabberd2.test, release: bookworm}}\n")
+    path = prosody_ejabberd_lab(tmp_path, name)  # and jabberd2 as the default lab has it
+    path.write_text(path.read_text() + "  jabberd2: {kind: jabberd2, domain: jabberd2.test, release: bookworm}\n")
     try:
         up = lab_command("up", "-f", str(path))
         assert up.returncode == 0, up.stdout + up.stderr
